@@ -1,0 +1,54 @@
+"""Benchmarks: one module per dataset plus the Task/Benchmark types.
+
+``build_benchmark(dataset_cfg, batch_size, seed)`` turns the ``dataset`` config node into a
+:class:`Benchmark`; ``available_datasets()`` lists the names it accepts.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches, select_tasks
+from .tasks import IGNORE, Metric, Task
+
+# name -> (function giving all task names from the config, builder)
+_DATASETS: dict[str, tuple[Callable, Callable]] = {}
+
+
+def register_dataset(name: str, all_tasks: Callable, builder: Callable) -> None:
+    _DATASETS[name] = (all_tasks, builder)
+
+
+def available_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def dataset_tasks(cfg) -> list[str]:
+    """Every task name the configured dataset offers."""
+    return list(_lookup(cfg.name)[0](cfg))
+
+
+def build_benchmark(cfg, batch_size: int, seed: int) -> Benchmark:
+    all_tasks, builder = _lookup(cfg.name)
+    tasks = select_tasks(list(all_tasks(cfg)), cfg.get("tasks"), cfg.name)
+    return builder(cfg, tasks, batch_size, seed)
+
+
+def _lookup(name: str):
+    if name not in _DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {available_datasets()}")
+    return _DATASETS[name]
+
+
+def _register_builtin() -> None:
+    from . import multimnist, synthetic
+
+    register_dataset("synthetic", lambda cfg: synthetic.task_names(cfg.num_tasks), synthetic.build_synthetic)
+    register_dataset("multimnist", lambda cfg: multimnist.TASKS, multimnist.build_multimnist)
+
+
+_register_builtin()
+
+__all__ = [
+    "Benchmark", "DatasetNotFoundError", "IGNORE", "Metric", "Task", "TensorBatches",
+    "available_datasets", "build_benchmark", "dataset_tasks", "register_dataset",
+]

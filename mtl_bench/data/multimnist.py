@@ -1,0 +1,203 @@
+"""MultiMNIST as in Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization",
+NeurIPS 2018 (arXiv 1810.04650), section 7.1 and its official ``multi_mnist_loader.py``.
+
+Each MNIST image (the "left" digit) is paired with another image of the same split drawn
+uniformly with replacement (the "right" digit); the left image goes to rows/cols 0:28 of a
+36x36 canvas, the right one to 6:34, with the pixel-wise max on the overlap; the canvas is
+byte-scaled by its min/max and resized to 28x28 with nearest-neighbour sampling at pixel
+centres (PIL's NEAREST, source index floor((i + 0.5) * 36 / 28)). Labels are (left, right).
+
+Unlike the original generator, ours is seeded (numpy PCG64, identical on every platform) and its
+output is cached next to the data. A validation split is carved from train, and
+``label_fraction`` keeps labels for only a fraction of the training examples of each task, a
+different subset per task (the label-scarcity study of Gong et al. 2019, arXiv 1904.06467).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches
+from .tasks import IGNORE, classification_task
+
+TASKS = ("left", "right")
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+MEAN, STD = 0.1307, 0.3081
+CACHE_VERSION = 1
+
+
+def _mnist_raw_dir(root: Path) -> Path:
+    return root / "MNIST" / "raw"
+
+
+def load_mnist(root: str | os.PathLike, download: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """MNIST through torchvision's reader: ``{"train": (images uint8 [N,28,28], labels), "test": ...}``."""
+    from torchvision.datasets import MNIST
+
+    root = Path(root).expanduser()
+    raw = _mnist_raw_dir(root)
+    missing = [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / f"{f}.gz").exists()]
+    if missing and not download:
+        raise DatasetNotFoundError(
+            f"MNIST not found: expected {', '.join(MNIST_FILES)} in {raw} (missing: {', '.join(missing)}). "
+            f"Point dataset.root (or the MTL_BENCH_DATA environment variable) at the folder holding MNIST/raw, "
+            f"or add dataset.download=true on a machine with internet access to fetch it with torchvision."
+        )
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        ds = MNIST(str(root), train=train, download=download)
+        out[split] = (ds.data.numpy(), ds.targets.numpy())
+    return out
+
+
+def bytescale(images: np.ndarray) -> np.ndarray:
+    """Scale each image's range to 0..255 and round to uint8 (scipy.misc.bytescale's rule)."""
+    flat = images.reshape(images.shape[0], -1).astype(np.float64)
+    cmin = flat.min(axis=1, keepdims=True)
+    cmax = flat.max(axis=1, keepdims=True)
+    span = cmax - cmin
+    span[span == 0] = 1.0
+    scaled = (flat - cmin) * (255.0 / span)
+    return (scaled.clip(0, 255) + 0.5).astype(np.uint8).reshape(images.shape)
+
+
+def nearest_indices(src: int = 36, dst: int = 28) -> np.ndarray:
+    """PIL NEAREST resampling: destination pixel i samples source floor((i + 0.5) * src / dst)."""
+    return np.floor((np.arange(dst) + 0.5) * src / dst).astype(np.int64)
+
+
+def overlay_pairs(images: np.ndarray, right_index: np.ndarray, chunk: int = 10_000) -> np.ndarray:
+    """Compose each image with ``images[right_index]`` on a 36x36 canvas and resize to 28x28."""
+    idx = nearest_indices()
+    out = np.empty((len(right_index), 28, 28), dtype=np.uint8)
+    for lo in range(0, len(right_index), chunk):
+        left = images[lo : lo + chunk]
+        right = images[right_index[lo : lo + chunk]]
+        canvas = np.zeros((len(left), 36, 36), dtype=np.uint8)
+        canvas[:, 0:28, 0:28] = left
+        canvas[:, 6:34, 6:34] = right
+        canvas[:, 6:28, 6:28] = np.maximum(left[:, 6:28, 6:28], right[:, 0:22, 0:22])
+        out[lo : lo + chunk] = bytescale(canvas)[:, idx][:, :, idx]
+    return out
+
+
+def make_pairs(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
+    """Draw the right-hand partner of every image uniformly with replacement (itself allowed)."""
+    right = rng.integers(0, len(images), size=len(images))
+    return overlay_pairs(images, right), np.stack([labels, labels[right]], axis=1).astype(np.int64)
+
+
+def build_multimnist_arrays(root, seed: int = 0, download: bool = False, cache: bool = True) -> dict:
+    """``{"train": (images uint8 [N,28,28], labels int64 [N,2]), "test": ...}``, cached as
+    ``root/MultiMNIST/multimnist_seed{seed}_v{CACHE_VERSION}.pt`` (or in the user cache dir
+    when ``root`` is read-only)."""
+    root = Path(root).expanduser()
+    name = f"multimnist_seed{seed}_v{CACHE_VERSION}.pt"
+    candidates = [root / "MultiMNIST" / name, _user_cache_dir() / "MultiMNIST" / name]
+    if cache:
+        for path in candidates:
+            if path.exists():
+                try:
+                    return torch.load(path, weights_only=False)
+                except Exception as err:  # a truncated cache is rebuilt, never trusted
+                    warnings.warn(f"ignoring unreadable MultiMNIST cache {path}: {err}")
+    mnist = load_mnist(root, download=download)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    arrays = {split: make_pairs(*mnist[split], rng) for split in ("train", "test")}
+    if cache:
+        for path in candidates:
+            try:
+                _atomic_save(arrays, path)
+                break
+            except OSError:
+                continue
+    return arrays
+
+
+def _user_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mtl-bench"
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def split_validation(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of range(n) into (train, val) index arrays."""
+    if not 0 <= val_size < n:
+        raise ValueError(f"dataset.val_size={val_size} must be in [0, {n})")
+    perm = np.random.Generator(np.random.PCG64([seed, 1])).permutation(n)
+    return np.sort(perm[val_size:]), np.sort(perm[:val_size])
+
+
+def label_mask(n: int, fraction: float, seed: int, task_index: int) -> np.ndarray:
+    """Boolean mask keeping ``round(fraction * n)`` labels; each task draws its own subset."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"dataset.label_fraction must be in (0, 1], got {fraction}")
+    keep = int(round(fraction * n))
+    mask = np.zeros(n, dtype=bool)
+    chosen = np.random.Generator(np.random.PCG64([seed, 2, task_index])).permutation(n)[:keep]
+    mask[chosen] = True
+    return mask
+
+
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
+    return (x - MEAN) / STD
+
+
+def fingerprint(arrays: dict) -> str:
+    """A short hash of the generated pairs (for checking determinism across machines)."""
+    h = hashlib.sha256()
+    for split in ("train", "test"):
+        images, labels = arrays[split]
+        h.update(np.ascontiguousarray(images).tobytes())
+        h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()[:16]
+
+
+def build_multimnist(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark:
+    """Benchmark from the ``dataset`` config node (configs/dataset/multimnist.yaml)."""
+    arrays = build_multimnist_arrays(cfg.root, seed=cfg.seed, download=cfg.download, cache=cfg.cache)
+    images, labels = arrays["train"]
+    fractions = cfg.label_fraction
+    if isinstance(fractions, (int, float)):
+        fractions = {t: float(fractions) for t in TASKS}
+    else:
+        fractions = {t: float(fractions.get(t, 1.0)) for t in TASKS}
+    train_idx, val_idx = split_validation(len(images), cfg.val_size, cfg.seed)
+    train_labels = labels[train_idx].copy()
+    for i, task in enumerate(TASKS):
+        if fractions[task] < 1.0:
+            mask = label_mask(len(train_idx), fractions[task], cfg.seed, i)
+            train_labels[~mask, i] = IGNORE
+
+    def targets(lab):
+        return {t: torch.from_numpy(lab[:, TASKS.index(t)].copy()) for t in tasks}
+
+    test_images, test_labels = arrays["test"]
+    eval_bs = max(batch_size, 1024)
+    train = TensorBatches(_as_tensor(images[train_idx]), targets(train_labels), batch_size, shuffle=True, seed=seed)
+    val = TensorBatches(_as_tensor(images[val_idx]), targets(labels[val_idx]), eval_bs) if len(val_idx) else None
+    test = TensorBatches(_as_tensor(test_images), targets(test_labels), eval_bs)
+    return Benchmark(
+        name="multimnist",
+        tasks=[classification_task(t) for t in tasks],
+        train=train,
+        val=val,
+        test=test,
+        info={"label_fraction": fractions, "fingerprint": fingerprint(arrays)},
+    )

@@ -1,0 +1,173 @@
+"""Tasks and their metrics.
+
+A :class:`Task` couples a name, a scalar loss ``loss(pred, target)`` and a set of metrics.
+Metrics accumulate on the device (tensor sums, no ``.item()`` per batch) and are read once per
+evaluation, so evaluating never syncs the host inside the loop.
+
+Targets of a task may mark unlabelled examples with :data:`IGNORE` (-1): their loss and
+metrics skip them (the label-fraction study of Gong et al. 2019 relies on this).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -1
+
+
+class Metric:
+    """A metric accumulated over a split: ``reset()``, ``update(pred, target)`` per batch,
+    ``compute()`` -> 0-dim tensor at the end. ``higher_is_better`` orients Delta_m and ranks."""
+
+    name: str = "metric"
+    higher_is_better: bool = False
+
+    def reset(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def compute(self) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _MeanMetric(Metric):
+    """Mean of a per-example quantity over the labelled examples of the split."""
+
+    def reset(self) -> None:
+        self._total = None
+        self._count = None
+
+    def _accumulate(self, values: torch.Tensor, count: torch.Tensor) -> None:
+        total = values.sum().detach().double()
+        count = count.detach().double()
+        if self._total is None:
+            self._total, self._count = total, count
+        else:
+            self._total = self._total + total
+            self._count = self._count + count
+
+    def compute(self) -> torch.Tensor:
+        if self._total is None:
+            return torch.tensor(float("nan"))
+        return self._total / self._count.clamp_min(1)
+
+
+class Accuracy(_MeanMetric):
+    """Fraction of labelled examples whose arg-max class equals the target."""
+
+    name = "accuracy"
+    higher_is_better = True
+
+    def update(self, pred, target):
+        mask = target != IGNORE
+        correct = (pred.argmax(dim=1) == target) & mask
+        self._accumulate(correct, mask.sum())
+
+
+class ErrorRate(_MeanMetric):
+    """Percentage of labelled examples misclassified (CelebA's per-attribute error %)."""
+
+    name = "error"
+    higher_is_better = False
+
+    def update(self, pred, target):
+        mask = target != IGNORE
+        wrong = (pred.argmax(dim=1) != target) & mask
+        self._accumulate(wrong.double() * 100.0, mask.sum())
+
+
+class LossMetric(_MeanMetric):
+    """The task's own loss, averaged over labelled examples of the split."""
+
+    name = "loss"
+    higher_is_better = False
+
+    def __init__(self, per_example_loss: Callable[[torch.Tensor, torch.Tensor], tuple]):
+        self.per_example_loss = per_example_loss
+        self.reset()
+
+    def update(self, pred, target):
+        values, count = self.per_example_loss(pred, target)
+        self._accumulate(values, count)
+
+
+class MeanSquaredError(_MeanMetric):
+    """Mean squared error per output element, optionally divided by ``scale``
+    (``scale = sigma_i^2`` gives the scale-normalised loss of the GradNorm toy problem)."""
+
+    higher_is_better = False
+
+    def __init__(self, name: str = "mse", scale: float = 1.0):
+        self.name = name
+        self.scale = float(scale)
+        self.reset()
+
+    def update(self, pred, target):
+        err = (pred - target).pow(2) / self.scale
+        self._accumulate(err, torch.tensor(err.numel(), device=err.device))
+
+
+def classification_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged over labelled examples; 0 (not NaN) for a batch with none."""
+    summed = F.cross_entropy(pred, target, ignore_index=IGNORE, reduction="sum")
+    return summed / (target != IGNORE).sum().clamp_min(1)
+
+
+def _per_example_ce(pred, target):
+    values = F.cross_entropy(pred, target, ignore_index=IGNORE, reduction="none")
+    return values, (target != IGNORE).sum()
+
+
+def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every output element."""
+    return F.mse_loss(pred, target)
+
+
+@dataclass
+class Task:
+    """One task of a benchmark: its loss and the factories of its metrics.
+
+    ``metric_factories`` builds fresh metric objects for each evaluation; the first metric is
+    the task's primary metric (used by default for model selection and tables).
+    """
+
+    name: str
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    metric_factories: Sequence[Callable[[], Metric]] = field(default_factory=list)
+
+    def new_metrics(self) -> list[Metric]:
+        metrics = [factory() for factory in self.metric_factories]
+        for metric in metrics:
+            metric.reset()
+        return metrics
+
+    @property
+    def metric_directions(self) -> dict[str, bool]:
+        """metric name -> higher_is_better."""
+        return {m.name: m.higher_is_better for m in self.new_metrics()}
+
+
+def classification_task(name: str, error: bool = False) -> Task:
+    """A classification task: cross-entropy loss; accuracy (and error %) and loss metrics."""
+    factories: list[Callable[[], Metric]] = [Accuracy]
+    if error:
+        factories.append(ErrorRate)
+    factories.append(lambda: LossMetric(_per_example_ce))
+    return Task(name=name, loss=classification_loss, metric_factories=factories)
+
+
+def regression_task(name: str, scale: float = 1.0) -> Task:
+    """A regression task: MSE loss; metrics MSE and the scale-normalised loss MSE/scale."""
+    return Task(
+        name=name,
+        loss=regression_loss,
+        metric_factories=[
+            lambda: MeanSquaredError("normalized_loss", scale=scale),
+            lambda: MeanSquaredError("mse"),
+        ],
+    )

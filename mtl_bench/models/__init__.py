@@ -1,0 +1,41 @@
+"""Models: encoders, heads and :class:`MultiTaskModel`.
+
+``build_model(model_cfg, benchmark)`` builds the configured architecture for a benchmark's tasks;
+``available_models()`` lists the names it accepts.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .multitask import MultiTaskModel
+
+_MODELS: dict[str, Callable] = {}
+
+
+def register_model(name: str, builder: Callable) -> None:
+    """``builder(model_cfg, benchmark) -> MultiTaskModel``."""
+    _MODELS[name] = builder
+
+
+def available_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def build_model(cfg, benchmark) -> MultiTaskModel:
+    if cfg.name not in _MODELS:
+        raise ValueError(f"unknown model {cfg.name!r}; available: {available_models()}")
+    return _MODELS[cfg.name](cfg, benchmark)
+
+
+def _register_builtin() -> None:
+    from .lenet import build_multilenet
+    from .mlp import build_mlp
+
+    register_model("mlp", lambda cfg, b: build_mlp(
+        b.task_names, b.info["input_dim"], b.info["output_dim"], cfg.hidden, cfg.layers, cfg.activation))
+    register_model("multilenet", lambda cfg, b: build_multilenet(b.task_names, cfg.dropout, cfg.p))
+
+
+_register_builtin()
+
+__all__ = ["MultiTaskModel", "available_models", "build_model", "register_model"]

@@ -1,0 +1,74 @@
+"""Model selection rules (the ``protocol`` config group), shared by the trainer and the report layer.
+
+An epoch's evaluation is ``{split: {task: {metric: value}}}``. A rule picks which epochs a run
+reports:
+
+- ``last``: the last epoch;
+- ``best``: the epoch with the best value of ``metric`` on ``split`` (val by default; test
+  only when asked for by name), where ``metric`` is ``"task/metric"`` or ``"mean/metric"`` (the
+  mean over tasks of that metric);
+- ``mean_last_k``: every metric averaged over the last ``k`` epochs (the NYUv2 protocol).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+Evaluation = Mapping[str, Mapping[str, Mapping[str, float]]]
+RULES = ("last", "best", "mean_last_k")
+
+
+def metric_value(evaluation: Evaluation, split: str, metric: str) -> float:
+    """The value of ``"task/metric"`` or ``"mean/metric"`` on ``split``."""
+    if "/" not in metric:
+        raise ValueError(f"protocol.selection.metric={metric!r} must read 'task/metric' or 'mean/metric'")
+    task, name = metric.split("/", 1)
+    tasks = evaluation.get(split)
+    if not tasks:
+        raise ValueError(f"no {split!r} evaluation to select on; set protocol.selection.split")
+    if task == "mean":
+        values = [m[name] for m in tasks.values() if name in m]
+        if not values:
+            raise ValueError(f"no task has metric {name!r} on {split!r}")
+        return sum(values) / len(values)
+    if task not in tasks or name not in tasks[task]:
+        raise ValueError(f"protocol.selection.metric={metric!r} is not among the logged metrics on {split!r}")
+    return tasks[task][name]
+
+
+def select(history: Mapping[int, Evaluation], rule: str = "last", split: str = "val", metric: str | None = None,
+           higher_is_better: bool | None = None, k: int = 10) -> tuple[list[int], dict]:
+    """``(selected epochs, selected evaluation)`` from ``{epoch: evaluation}``."""
+    if rule not in RULES:
+        raise ValueError(f"protocol.selection.rule={rule!r}: choose one of {', '.join(RULES)}")
+    epochs = sorted(history)
+    if not epochs:
+        return [], {}
+    if rule == "last":
+        chosen = [epochs[-1]]
+    elif rule == "mean_last_k":
+        chosen = epochs[-int(k):]
+    else:
+        if metric is None or higher_is_better is None:
+            raise ValueError("protocol.selection.rule=best needs protocol.selection.metric and its direction")
+        def key(epoch):
+            value = metric_value(history[epoch], split, metric)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return -math.inf
+            return value if higher_is_better else -value
+        chosen = [max(epochs, key=key)]  # ties: the earliest epoch
+    return chosen, average([history[e] for e in chosen])
+
+
+def average(evaluations: list[Evaluation]) -> dict:
+    """Element-wise mean of evaluations with the same keys."""
+    out: dict = {}
+    for split, tasks in evaluations[0].items():
+        out[split] = {}
+        for task, metrics in tasks.items():
+            out[split][task] = {}
+            for name in metrics:
+                values = [e[split][task][name] for e in evaluations]
+                values = [v for v in values if v is not None]
+                out[split][task][name] = sum(values) / len(values) if values else None
+    return out

@@ -1,0 +1,79 @@
+"""Small exact solvers shared by gradient strategies. They run in float64 NumPy on the host:
+the inputs are T x T Gramians, so one device-to-host copy per step is their whole cost."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class SolverError(RuntimeError):
+    """A solver did not return a valid answer; strategies count these and surface them."""
+
+
+def project_to_simplex(y: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``y`` onto the probability simplex (sort-based algorithm of
+    Held, Wolfe & Crowder 1974; see Wang & Carreira-Perpinan 2013, arXiv 1309.1541, Alg. 1)."""
+    u = np.sort(y)[::-1]
+    cumulative = np.cumsum(u) - 1.0
+    ranks = np.arange(1, len(y) + 1)
+    rho = np.nonzero(u - cumulative / ranks > 0)[0][-1]
+    theta = cumulative[rho] / (rho + 1.0)
+    return np.maximum(y - theta, 0.0)
+
+
+def min_norm_two(g11: float, g12: float, g22: float) -> tuple[float, float]:
+    """Min-norm point of the segment between two vectors from their dot products, as in the
+    official MGDA code: ``(gamma, squared norm)`` with gamma the weight of the first vector,
+    ``(g22 - g12) / (g11 + g22 - 2 g12)``, set to 0.999 / 0.001 at the two ends."""
+    if g12 >= g11:
+        return 0.999, g11
+    if g12 >= g22:
+        return 0.001, g22
+    gamma = (g22 - g12) / (g11 + g22 - 2.0 * g12)
+    return gamma, g22 + gamma * (g12 - g22)
+
+
+def _next_point(current: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Step from ``current`` along ``direction`` projected on the simplex's plane, up to the
+    first face it reaches, then back onto the simplex."""
+    proj = direction - direction.mean()
+    neg, pos = proj < 0, proj > 0
+    to_zero = -current[neg] / proj[neg]
+    to_one = (1.0 - current[pos]) / proj[pos]
+    candidates = np.concatenate([to_zero[to_zero > 1e-7], to_one[to_one > 1e-7]])
+    t = min(1.0, candidates.min()) if len(candidates) else 1.0
+    return project_to_simplex(proj * t + current)
+
+
+def min_norm_weights(gramian: np.ndarray, max_iter: int = 250, tol: float = 1e-5) -> np.ndarray:
+    """Weights ``w`` on the simplex minimising ``|| sum_i w_i g_i ||^2 = w^T G w``.
+
+    Sener & Koltun 2018 (arXiv 1810.04650), Algorithm 2 as in their ``min_norm_solvers.py``:
+    start from the best pair of two-task closed forms, then Frank-Wolfe-like projected steps with an
+    exact line search, stopping when ``sum |w_new - w_old| < tol`` or after ``max_iter`` steps.
+    """
+    G = np.asarray(gramian, dtype=np.float64)
+    T = G.shape[0]
+    if G.shape != (T, T) or not np.all(np.isfinite(G)):
+        raise SolverError(f"min-norm solver needs a finite square Gramian, got shape {G.shape}")
+    w = np.zeros(T)
+    if T == 1:
+        w[0] = 1.0
+        return w
+    best = None
+    for i in range(T):
+        for j in range(i + 1, T):
+            gamma, cost = min_norm_two(G[i, i], G[i, j], G[j, j])
+            if best is None or cost < best[0]:
+                best = (cost, i, j, gamma)
+    _, i, j, gamma = best
+    w[i], w[j] = gamma, 1.0 - gamma
+    if T == 2:
+        return w
+    for _ in range(max_iter):
+        new_point = _next_point(w, -G @ w)
+        gamma, _ = min_norm_two(w @ G @ w, w @ G @ new_point, new_point @ G @ new_point)
+        new_w = gamma * w + (1.0 - gamma) * new_point
+        if np.abs(new_w - w).sum() < tol:
+            return w
+        w = new_w
+    return w

@@ -1,0 +1,86 @@
+"""Build and run one experiment from a composed config (the Python face of ``mtl-bench run``)."""
+from __future__ import annotations
+
+import logging
+import platform
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .. import __version__
+from ..data import build_benchmark
+from ..models import build_model
+from ..strategies import build_strategy, strategy_class
+from .gradients import GradientBackend
+from .trainer import Trainer, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("trainer.device=cuda but no CUDA GPU is visible; use trainer.device=auto or cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"trainer.device={name!r}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def strategy_hparams(strategy_cfg: DictConfig) -> dict:
+    """The strategy node minus its identity keys."""
+    params = OmegaConf.to_container(strategy_cfg, resolve=True)
+    for key in ("name", "space"):
+        params.pop(key, None)
+    return params
+
+
+def versions() -> dict:
+    import hydra
+
+    return {"mtl_bench": __version__, "torch": torch.__version__, "hydra": hydra.__version__,
+            "python": platform.python_version()}
+
+
+def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train the configured run into ``run_dir`` (resuming when it holds a checkpoint)."""
+    seed_everything(cfg.seed, cfg.trainer.get("deterministic", False))
+    device = resolve_device(cfg.trainer.device)
+    benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
+    model = build_model(cfg.model, benchmark)
+    n_tasks = len(benchmark.tasks)
+    strategy = build_strategy(cfg.strategy.name, n_tasks, **strategy_hparams(cfg.strategy))
+    space = cfg.grad.space or strategy_class(cfg.strategy.name).default_space
+    backend = GradientBackend(space=space, method=cfg.grad.method, chunk_size=cfg.grad.get("chunk_size"))
+    t = cfg.trainer
+    config = TrainerConfig(
+        epochs=t.epochs, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+        scheduler=t.scheduler, step_size=t.step_size, gamma=t.gamma, log_interval=t.log_interval,
+        checkpoint=t.checkpoint, progress=t.progress,
+        selection=OmegaConf.to_container(cfg.protocol.selection, resolve=True),
+    )
+    identity = {
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "strategy": cfg.strategy.name,
+        "seed": int(cfg.seed),
+        "tasks": benchmark.task_names,
+        "grad_space": space if strategy.level == "gradient" else None,
+        "grad_method": cfg.grad.method if strategy.level == "gradient" else None,
+        "device": str(device),
+        "data": {k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, dict, list))},
+    }
+    trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions())
+    return trainer.fit()

@@ -1,0 +1,153 @@
+"""Gradient backends: per-task gradients in a chosen space, and the update assembled from them.
+
+The model is split at the shared representation ``z = encoder(x)``. Each task's scalar loss is
+differentiated on its own (never an element of a stacked loss vector, which would send every
+backward pass through all heads) w.r.t. a detached copy of ``z`` and the task's head: T cheap
+head-only passes give ``dL_i/dz`` and the heads' gradients. Then, by ``space``:
+
+- ``representation``: the Jacobian rows are ``dL_i/dz`` (the whole B x D block, batch kept,
+  as in MGDA-UB); the update is one backward of ``sum_i w_i dL_i/dz`` through the encoder.
+- ``last_shared_layer``: rows are ``dL_i/dW`` for the encoder's last shared layer W (a short
+  backward from z to W only); the update is again one encoder backward of ``sum_i w_i dL_i/dz``.
+- ``params``: rows are ``dL_i/dtheta`` for all shared parameters, from one encoder backward per
+  task (``method=loop``) or batched with vmap (``method=vmap``, ``is_grads_batched``, in chunks);
+  the shared update ``sum_i w_i g_i`` is assembled from those rows, with no further backward.
+
+Heads always get ``head_weight_i * dL_i/dhead_i``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..strategies.base import SPACES, Strategy
+
+METHODS = ("loop", "vmap", "auto")
+
+
+@dataclass
+class StepResult:
+    losses: torch.Tensor          # [T] raw task losses (detached)
+    weights: torch.Tensor         # [T] weights applied to the task gradients (detached)
+    encoder_backward_passes: int  # backward passes through the shared encoder this step
+
+
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _grads_or_zeros(grads, params):
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
+class GradientBackend:
+    """Computes per-task gradients and sets ``.grad`` of the model for one gradient strategy step."""
+
+    def __init__(self, space: str = "params", method: str = "auto", chunk_size: int | None = None):
+        if space not in SPACES:
+            raise ValueError(f"grad.space={space!r}: choose one of {', '.join(SPACES)}")
+        if method not in METHODS:
+            raise ValueError(f"grad.method={method!r}: choose one of {', '.join(METHODS)}")
+        self.space = space
+        self.method = method
+        self.chunk_size = chunk_size
+        self._vmap_failed = False
+
+    # -------------------------------------------------------------------------------------
+    def step(self, model, strategy: Strategy, x, targets: dict, tasks) -> StepResult:
+        if strategy.needs == "jacobian" and self.space == "last_shared_layer":
+            raise ValueError(
+                f"{type(strategy).__name__} aggregates gradient vectors, which cannot be mapped back from "
+                "the last shared layer; use grad.space=params or grad.space=representation"
+            )
+        z = model.encoder(x)
+        z_leaf = z.detach().requires_grad_(True)
+        raw_losses, z_grads, head_grads = [], [], []
+        losses = [task.loss(model.heads[task.name](z_leaf), targets[task.name]) for task in tasks]
+        differentiated = strategy.transform_losses(losses)
+        for task, loss in zip(tasks, differentiated):
+            params = model.head_parameters(task.name)
+            grads = torch.autograd.grad(loss, [z_leaf, *params], allow_unused=True)
+            z_grads.append(torch.zeros_like(z_leaf) if grads[0] is None else grads[0])
+            head_grads.append(_grads_or_zeros(grads[1:], params))
+        raw_losses = torch.stack([loss.detach() for loss in losses])
+        z_grads_stacked = torch.stack(z_grads)  # [T, *z.shape]
+
+        shared = model.shared_parameters()
+        jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
+        if strategy.needs == "gramian":
+            gramian = jacobian @ jacobian.T
+            weights = strategy.weights(losses=raw_losses, gramian=gramian)
+            head_weights = weights if getattr(strategy, "scale_heads", True) else torch.ones_like(weights)
+            update = None
+        else:
+            update, head_weights = strategy.aggregate(jacobian, raw_losses)
+            weights = head_weights
+
+        if self.space == "params":
+            shared_update = weights @ jacobian if update is None else update
+            self._assign(shared, shared_update)
+        else:
+            if update is None:
+                z_update = torch.tensordot(weights.to(z_grads_stacked.dtype), z_grads_stacked, dims=1)
+            else:
+                z_update = update.view_as(z)
+            z.backward(z_update)
+            passes += 1
+        for task, w, grads in zip(tasks, head_weights, head_grads):
+            for p, g in zip(model.head_parameters(task.name), grads):
+                p.grad = w * g
+        return StepResult(raw_losses, weights.detach(), passes)
+
+    # -------------------------------------------------------------------------------------
+    def _jacobian(self, model, z, z_grads, shared) -> tuple[torch.Tensor, int]:
+        """Rows of per-task gradients in the backend's space, and the encoder passes it took."""
+        T = z_grads.shape[0]
+        if self.space == "representation":
+            return z_grads.reshape(T, -1), 0
+        if self.space == "last_shared_layer":
+            params = model.last_shared_parameters()
+            rows = [
+                _flat(_grads_or_zeros(torch.autograd.grad(z, params, g, retain_graph=True, allow_unused=True), params))
+                for g in z_grads
+            ]
+            return torch.stack(rows), 0
+        if self.method != "loop" and not self._vmap_failed:
+            try:
+                return self._params_jacobian_vmap(z, z_grads, shared), T
+            except (RuntimeError, NotImplementedError) as err:
+                if self.method == "vmap":
+                    raise
+                self._vmap_failed = True
+                warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
+        rows = [
+            _flat(_grads_or_zeros(torch.autograd.grad(z, shared, g, retain_graph=True, allow_unused=True), shared))
+            for g in z_grads
+        ]
+        return torch.stack(rows), T
+
+    def _params_jacobian_vmap(self, z, z_grads, shared) -> torch.Tensor:
+        T = z_grads.shape[0]
+        chunk = self.chunk_size or T
+        blocks = []
+        for lo in range(0, T, chunk):
+            grads = torch.autograd.grad(
+                z, shared, z_grads[lo : lo + chunk], retain_graph=True, is_grads_batched=True, allow_unused=True
+            )
+            n = min(chunk, T - lo)
+            grads = [torch.zeros((n, *p.shape), device=p.device, dtype=p.dtype) if g is None else g
+                     for g, p in zip(grads, shared)]
+            blocks.append(torch.cat([g.reshape(n, -1) for g in grads], dim=1))
+        return torch.cat(blocks)
+
+    @staticmethod
+    def _assign(params: list[nn.Parameter], flat: torch.Tensor) -> None:
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
+            offset += n

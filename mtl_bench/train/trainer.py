@@ -1,0 +1,337 @@
+"""The training loop: one model, one benchmark, one strategy, one run directory.
+
+Per epoch: train (losses and task weights accumulated on the device; no host sync inside the step
+except what a strategy's host solver needs), then evaluate val and test (metrics accumulated on the
+device, read once per split), then write metrics.jsonl, the checkpoint and summary.json, in that
+order, so a killed run resumes from its last finished epoch with nothing lost.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..protocol import select
+from ..strategies.base import Strategy
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .cost import StepTimer, peak_memory_mb
+from .gradients import GradientBackend
+from .run_dir import CHECKPOINT_FILE, MetricsLog, read_summary, record, write_summary
+
+log = logging.getLogger(__name__)
+
+
+class Diverged(RuntimeError):
+    def __init__(self, step: int):
+        super().__init__(f"a task loss became NaN or infinite at step {step}")
+        self.step = step
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    scheduler: str = "none"          # none | step | cosine
+    step_size: int = 30              # epochs between lr decays (scheduler=step)
+    gamma: float = 0.5               # lr decay factor (scheduler=step)
+    log_interval: int = 50           # steps between step-level records (and divergence checks)
+    checkpoint: bool = True
+    progress: str = "auto"           # auto (tqdm on a terminal) | always | never
+    selection: dict = field(default_factory=lambda: {"rule": "last", "split": "val", "metric": None, "k": 10})
+
+
+def build_optimizer(name: str, param_groups: list[dict], lr: float, momentum: float, weight_decay: float):
+    name = name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"trainer.optimizer={name!r}: choose sgd, adam or adamw")
+
+
+def build_scheduler(name: str, optimizer, epochs: int, step_size: int, gamma: float):
+    if name == "none":
+        return None
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    raise ValueError(f"trainer.scheduler={name!r}: choose none, step or cosine")
+
+
+class Trainer:
+    def __init__(self, model, benchmark, strategy: Strategy, config: TrainerConfig, run_dir: Path,
+                 device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
+                 versions: dict | None = None):
+        self.model = model.to(device)
+        self.benchmark = benchmark.to(device)
+        self.strategy = strategy.to(device)
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.backend = backend or GradientBackend()
+        self.identity = identity or {}
+        self.versions = versions or {}
+        self.tasks = benchmark.tasks
+        if [t.name for t in self.tasks] != model.task_names:
+            raise ValueError(f"model heads {model.task_names} do not match tasks {[t.name for t in self.tasks]}")
+        if strategy.n_tasks != len(self.tasks):
+            raise ValueError(f"strategy built for {strategy.n_tasks} tasks, benchmark has {len(self.tasks)}")
+        if strategy.level == "gradient" and self.backend.space not in strategy.spaces:
+            raise ValueError(
+                f"strategy {type(strategy).__name__} cannot run in grad.space={self.backend.space}; "
+                f"choose one of {', '.join(strategy.spaces)}"
+            )
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + strategy.optimizer_groups()
+        self.optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum, config.weight_decay)
+        self.scheduler = build_scheduler(config.scheduler, self.optimizer, config.epochs, config.step_size, config.gamma)
+        self.metrics_log = MetricsLog(self.run_dir)
+        self.timer = StepTimer(device)
+        self.epoch = 0            # epochs finished
+        self.step = 0             # optimiser steps taken
+        self.history: dict[int, dict] = {}
+        self.epoch_seconds: list[float] = []
+        self.encoder_passes = 0
+        self.started_at = time.time()
+
+    # ----------------------------------------------------------------------------------- API
+    def fit(self) -> dict:
+        """Train to ``config.epochs``, resuming from the run dir's checkpoint when there is one."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        previous = read_summary(self.run_dir)
+        if previous and previous.get("status") in ("completed", "diverged"):
+            log.info("run in %s already %s; nothing to do", self.run_dir, previous["status"])
+            return previous
+        self._resume()
+        self._write_summary("running")
+        try:
+            while self.epoch < self.config.epochs:
+                self._train_epoch()
+                self._end_epoch()
+        except Diverged as err:
+            log.error("%s; the run is marked diverged, its history kept", err)
+            return self._write_summary("diverged", diverged_at_step=err.step)
+        except KeyboardInterrupt:
+            self._write_summary("failed", error="interrupted")
+            raise
+        except Exception as err:
+            self._write_summary("failed", error=f"{type(err).__name__}: {err}")
+            raise
+        return self._write_summary("completed")
+
+    # ------------------------------------------------------------------------------ training
+    def _train_epoch(self) -> None:
+        self.model.train()
+        T = len(self.tasks)
+        loss_sum = torch.zeros(T, device=self.device)
+        weight_sum = torch.zeros(T, device=self.device)
+        nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        step_records: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        batches = 0
+        started = time.perf_counter()
+        for x, targets in self._progress(self.benchmark.train, f"epoch {self.epoch + 1}/{self.config.epochs}"):
+            t0 = self.timer.start()
+            losses, weights = self._train_step(x, targets)
+            self.timer.stop(t0)
+            self.step += 1
+            batches += 1
+            loss_sum += losses
+            weight_sum += weights
+            bad = ~torch.isfinite(losses).all()
+            nonfinite_step = torch.where(bad & (nonfinite_step < 0), self.step, nonfinite_step)
+            if self.step % self.config.log_interval == 0:
+                step_records.append((self.step, losses, weights))
+                self._check_finite(nonfinite_step, step_records)
+        self._check_finite(nonfinite_step, step_records)
+        self.epoch_seconds.append(time.perf_counter() - started)
+        self.timer.collect()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        mean_losses = loss_sum / max(batches, 1)
+        self.strategy.on_epoch_end(self.epoch, mean_losses)
+        self._pending_train = (mean_losses, weight_sum / max(batches, 1), step_records)
+
+    def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.strategy.level == "loss":
+            preds = self.model(x)
+            losses = torch.stack([t.loss(preds[t.name], targets[t.name]) for t in self.tasks])
+            total, weights = self.strategy.combine(losses)
+            total.backward()
+            self.encoder_passes += 1
+            losses = losses.detach()
+        else:
+            result = self.backend.step(self.model, self.strategy, x, targets, self.tasks)
+            losses, weights = result.losses, result.weights
+            self.encoder_passes += result.encoder_backward_passes
+        if self.strategy.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.shared_parameters(), self.strategy.max_grad_norm)
+        self.optimizer.step()
+        self.strategy.after_step(losses, lambda: self._evaluate_losses(x, targets))
+        return losses, weights
+
+    @torch.no_grad()
+    def _evaluate_losses(self, x, targets) -> torch.Tensor:
+        preds = self.model(x)
+        return torch.stack([t.loss(preds[t.name], targets[t.name]) for t in self.tasks])
+
+    def _check_finite(self, nonfinite_step: torch.Tensor, step_records: list) -> None:
+        """Raise :class:`Diverged` once a loss was not finite, keeping the epoch's step records."""
+        step = int(nonfinite_step)
+        if step >= 0:
+            self.metrics_log.append(self._step_records(self.epoch + 1, step_records))
+            raise Diverged(step)
+
+    def _step_records(self, epoch: int, step_records: list) -> list[dict]:
+        records = []
+        for step, losses, weights in step_records:
+            for task, loss, w in zip(self.tasks, losses.tolist(), weights.tolist()):
+                records.append(record(epoch, step, "train_step", task.name, "loss", loss))
+                records.append(record(epoch, step, "train_step", task.name, "weight", w))
+        return records
+
+    # ---------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict[str, dict[str, float]]:
+        self.model.eval()
+        metrics = {t.name: t.new_metrics() for t in self.tasks}
+        for x, targets in batches:
+            preds = self.model(x)
+            for task in self.tasks:
+                for metric in metrics[task.name]:
+                    metric.update(preds[task.name], targets[task.name])
+        keys = [(task, m.name) for task, ms in metrics.items() for m in ms]
+        values = torch.stack([m.compute().to(self.device, torch.float64) for ms in metrics.values() for m in ms])
+        values = values.tolist()  # the one host sync of the evaluation
+        out: dict[str, dict[str, float]] = {t.name: {} for t in self.tasks}
+        for (task, name), value in zip(keys, values):
+            out[task][name] = value
+        return out
+
+    def _end_epoch(self) -> None:
+        mean_losses, mean_weights, step_records = self._pending_train
+        evaluation = {split: self.evaluate(batches) for split, batches in self.benchmark.splits().items()}
+        epoch = self.epoch + 1
+        train_losses = mean_losses.tolist()
+        train_weights = mean_weights.tolist()
+        records = self._step_records(epoch, step_records)
+        evaluation = {"train": {t.name: {"loss": l, "weight": w} for t, l, w in zip(self.tasks, train_losses, train_weights)},
+                      **evaluation}
+        for split, tasks in evaluation.items():
+            for task, metrics in tasks.items():
+                for name, value in metrics.items():
+                    records.append(record(epoch, self.step, split, task, name, value))
+        self.metrics_log.append(records)
+        self.history[epoch] = evaluation
+        self.epoch = epoch
+        if self.config.checkpoint:
+            save_checkpoint(self.run_dir / CHECKPOINT_FILE, self._state())
+        self._write_summary("running")
+        log.info("epoch %d/%d %s", epoch, self.config.epochs, _brief(evaluation))
+
+    # ----------------------------------------------------------------------- checkpointing
+    def _state(self) -> dict:
+        train = self.benchmark.train
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "strategy": self.strategy.state_dict(),
+            "rng": rng_state(),
+            "train_loader": train.state_dict() if hasattr(train, "state_dict") else None,
+            "history": self.history,
+            "cost": {"step_seconds": self.timer.seconds, "epoch_seconds": self.epoch_seconds,
+                     "encoder_passes": self.encoder_passes},
+        }
+
+    def _resume(self) -> None:
+        path = self.run_dir / CHECKPOINT_FILE
+        if not path.exists():
+            self.metrics_log.truncate_after(0)
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.strategy.load_state_dict(state["strategy"])
+        set_rng_state(state["rng"])
+        if state["train_loader"] is not None and hasattr(self.benchmark.train, "load_state_dict"):
+            self.benchmark.train.load_state_dict(state["train_loader"])
+        self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        self.timer.seconds = list(state["cost"]["step_seconds"])
+        self.epoch_seconds = list(state["cost"]["epoch_seconds"])
+        self.encoder_passes = state["cost"]["encoder_passes"]
+        self.metrics_log.truncate_after(self.epoch)
+        log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
+
+    # ----------------------------------------------------------------------------- summary
+    def _selection(self) -> dict:
+        sel = dict(self.config.selection)
+        metric = sel.get("metric")
+        direction = None
+        if metric:
+            name = metric.split("/", 1)[-1]
+            directions = {n: hib for t in self.tasks for n, hib in t.metric_directions.items()}
+            direction = directions.get(name, False)
+        split = sel.get("split", "val")
+        history = {e: {s: v for s, v in ev.items() if s != "train"} for e, ev in self.history.items()}
+        epochs, metrics = select(history, rule=sel.get("rule", "last"), split=split, metric=metric,
+                                 higher_is_better=direction, k=int(sel.get("k", 10)))
+        return {"rule": sel.get("rule", "last"), "split": split, "metric": metric, "epochs": epochs, "metrics": metrics}
+
+    def _write_summary(self, status: str, **extra) -> dict:
+        steps = max(self.step, 1)
+        summary = {
+            "status": status,
+            "identity": self.identity,
+            "epochs": self.config.epochs,
+            "epochs_completed": self.epoch,
+            "steps": self.step,
+            "final": {s: v for s, v in self.history[self.epoch].items()} if self.epoch in self.history else {},
+            "selected": self._selection() if self.history else {},
+            "cost": {
+                "seconds_per_step_median": self.timer.median(),
+                "seconds_per_epoch_mean": sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else None,
+                "seconds_total_train": sum(self.epoch_seconds),
+                "peak_memory_mb": peak_memory_mb(self.device),
+                "memory_kind": "cuda_allocated" if self.device.type == "cuda" else "process_max_rss",
+                "encoder_backward_passes_per_step": self.encoder_passes / steps,
+                "solver_calls": getattr(self.strategy, "solver_calls", 0),
+                "solver_failures": getattr(self.strategy, "solver_failures", 0),
+            },
+            "versions": self.versions,
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            **extra,
+        }
+        write_summary(self.run_dir, summary)
+        return summary
+
+    def _progress(self, iterable, desc: str):
+        mode = self.config.progress
+        disable = mode == "never" or (mode == "auto" and not sys.stderr.isatty())
+        return tqdm(iterable, desc=desc, leave=False, disable=disable, dynamic_ncols=True)
+
+
+def _brief(evaluation: dict) -> str:
+    parts = []
+    for split in ("val", "test"):
+        for task, metrics in evaluation.get(split, {}).items():
+            name, value = next(iter(metrics.items()))
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                parts.append(f"{split}/{task}/{name}={value:.4g}")
+    return " ".join(parts)
