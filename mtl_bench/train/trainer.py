@@ -141,6 +141,7 @@ class Trainer:
         batches = 0
         started = time.perf_counter()
         for x, targets in self._progress(self.benchmark.train, f"epoch {self.epoch + 1}/{self.config.epochs}"):
+            x, targets = self._to_device(x, targets)
             t0 = self.timer.start()
             losses, weights = self._train_step(x, targets)
             self.timer.stop(t0)
@@ -161,6 +162,13 @@ class Trainer:
         mean_losses = loss_sum / max(batches, 1)
         self.strategy.on_epoch_end(self.epoch, mean_losses)
         self._pending_train = (mean_losses, weight_sum / max(batches, 1), step_records)
+
+    def _to_device(self, x, targets):
+        """Batches of streaming loaders arrive on the CPU; resident ones are already in place."""
+        if x.device == self.device:
+            return x, targets
+        return (x.to(self.device, non_blocking=True),
+                {k: v.to(self.device, non_blocking=True) for k, v in targets.items()})
 
     def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
@@ -207,6 +215,7 @@ class Trainer:
         self.model.eval()
         metrics = {t.name: t.new_metrics() for t in self.tasks}
         for x, targets in batches:
+            x, targets = self._to_device(x, targets)
             preds = self.model(x)
             for task in self.tasks:
                 for metric in metrics[task.name]:
