@@ -90,7 +90,7 @@ def list_command(argv: list[str]) -> None:
             cls = strategy_class(name)
             hp = ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()) or "-"
             space = f" space={cls.default_space}" if cls.level == "gradient" else ""
-            print(f"  {name:<10} {level_of(name):<9}{space}  {cls.paper}")
+            print(f"  {name:<10} {level_of(name):<10}{space}  {cls.paper}")
             print(f"  {'':<10} hyper-parameters: {hp}")
     if what in ("all", "datasets"):
         from .data import available_datasets

@@ -139,6 +139,9 @@ class Task:
     name: str
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metric_factories: Sequence[Callable[[], Metric]] = field(default_factory=list)
+    #: batch KPI in [0, 1] (higher is better) as a 0-dim tensor on the device, for strategies that
+    #: weight tasks by performance (DTP); None: the task has none
+    kpi: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def new_metrics(self) -> list[Metric]:
         metrics = [factory() for factory in self.metric_factories]
@@ -152,13 +155,25 @@ class Task:
         return {m.name: m.higher_is_better for m in self.new_metrics()}
 
 
+def batch_accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Accuracy over the labelled examples of a batch (0-dim tensor; 0 when none is labelled)."""
+    mask = target != IGNORE
+    correct = ((pred.argmax(dim=1) == target) & mask).sum()
+    return correct.float() / mask.sum().clamp_min(1).float()
+
+
+def regression_kpi(scale: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``exp(-MSE / scale)`` in (0, 1]: 1 for a perfect fit (a KPI for DTP on regression tasks)."""
+    return lambda pred, target: torch.exp(-F.mse_loss(pred, target) / scale)
+
+
 def classification_task(name: str, error: bool = False) -> Task:
     """A classification task: cross-entropy loss; accuracy (and error %) and loss metrics."""
     factories: list[Callable[[], Metric]] = [Accuracy]
     if error:
         factories.append(ErrorRate)
     factories.append(lambda: LossMetric(_per_example_ce))
-    return Task(name=name, loss=classification_loss, metric_factories=factories)
+    return Task(name=name, loss=classification_loss, metric_factories=factories, kpi=batch_accuracy)
 
 
 def regression_task(name: str, scale: float = 1.0) -> Task:
@@ -170,4 +185,5 @@ def regression_task(name: str, scale: float = 1.0) -> Task:
             lambda: MeanSquaredError("normalized_loss", scale=scale),
             lambda: MeanSquaredError("mse"),
         ],
+        kpi=regression_kpi(scale),
     )

@@ -1,18 +1,35 @@
 """Strategies: how T task losses or gradients become one update (see :mod:`.base`).
 
 ``build_strategy(name, n_tasks, **hparams)`` builds one by name with its paper's defaults for
-whatever ``hparams`` leaves out; ``available_strategies()`` lists the names.
+whatever ``hparams`` leaves out; ``available_strategies()`` lists the names. Every gradient
+method also takes ``loss_weighting`` (a loss weighting's name, or a mapping ``{name: ..., **its
+hyper-parameters}``): the weighting scales each task loss, then the method combines the gradients
+of the weighted losses (:mod:`.compose`).
 """
 from __future__ import annotations
 
 import inspect
 
+from .aligned import AlignedMTL
 from .base import GradientAggregator, GradientWeighting, LossWeighting, SPACES, Strategy
+from .cagrad import CAGrad
+from .compose import Composed, parse_loss_weighting
+from .db_mtl import DBMTL
+from .dtp import DynamicTaskPrioritization
 from .dwa import DynamicWeightAverage
+from .famo import FAMO
+from .graddrop import GradDrop
 from .gradnorm import GradNorm
+from .imtl import IMTL, IMTLG, IMTLL
+from .logscale import GeometricLoss, ScaleInvariant
 from .mgda import MGDA
+from .nash import NashMTL
+from .projection import GradVac, PCGrad
+from .rlw import RandomLossWeighting
 from .simple import EqualWeighting, StaticWeighting
+from .slaw import SLAW
 from .solvers import SolverError
+from .upgrad import UPGrad
 from .uw import UncertaintyWeighting
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -20,9 +37,34 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "static": StaticWeighting,
     "uw": UncertaintyWeighting,
     "dwa": DynamicWeightAverage,
+    "si": ScaleInvariant,
+    "gls": GeometricLoss,
+    "rlw": RandomLossWeighting,
+    "dtp": DynamicTaskPrioritization,
+    "slaw": SLAW,
+    "imtl_l": IMTLL,
+    "famo": FAMO,
     "gradnorm": GradNorm,
     "mgda": MGDA,
+    "pcgrad": PCGrad,
+    "gradvac": GradVac,
+    "graddrop": GradDrop,
+    "cagrad": CAGrad,
+    "imtl_g": IMTLG,
+    "imtl": IMTL,
+    "nash": NashMTL,
+    "aligned": AlignedMTL,
+    "db_mtl": DBMTL,
+    "upgrad": UPGrad,
 }
+
+#: hooks that make a strategy need the training loop itself (level "hook")
+HOOKS = ("after_step", "on_epoch_end", "feed_kpi")
+
+
+def composable(cls: type[Strategy]) -> bool:
+    """Whether ``loss_weighting`` can be given (every gradient method except ready-made pairs)."""
+    return cls.level == "gradient" and getattr(cls, "composable", True)
 
 
 def available_strategies() -> list[str]:
@@ -37,16 +79,22 @@ def strategy_class(name: str) -> type[Strategy]:
 
 def hyperparameters(name: str) -> dict[str, object]:
     """The strategy's hyper-parameters and their defaults (from its constructor)."""
-    signature = inspect.signature(strategy_class(name).__init__)
-    return {
+    cls = strategy_class(name)
+    signature = inspect.signature(cls.__init__)
+    params = {
         p.name: p.default
         for p in signature.parameters.values()
         if p.name not in ("self", "n_tasks") and p.kind is p.POSITIONAL_OR_KEYWORD
     }
+    if composable(cls):
+        params["loss_weighting"] = None
+    return params
 
 
 def build_strategy(name: str, n_tasks: int, **hparams) -> Strategy:
     cls = strategy_class(name)
+    hparams = dict(hparams)
+    weighting = parse_loss_weighting(hparams.pop("loss_weighting", None)) if composable(cls) else None
     known = hyperparameters(name)
     unknown = sorted(set(hparams) - set(known))
     if unknown:
@@ -54,18 +102,30 @@ def build_strategy(name: str, n_tasks: int, **hparams) -> Strategy:
             f"strategy {name!r} has no hyper-parameter(s) {unknown}; its hyper-parameters are "
             f"{', '.join(f'{k}={v!r}' for k, v in known.items()) or 'none'}"
         )
-    return cls(n_tasks, **hparams)
+    strategy = cls(n_tasks, **hparams)
+    if weighting is None:
+        return strategy
+    weighting_name, weighting_hparams = weighting
+    if strategy_class(weighting_name).level != "loss":
+        raise ValueError(
+            f"strategy.loss_weighting={weighting_name!r} is a gradient method; choose a loss weighting: "
+            f"{', '.join(n for n in available_strategies() if STRATEGIES[n].level == 'loss')}"
+        )
+    return Composed(strategy, build_strategy(weighting_name, n_tasks, **weighting_hparams))
 
 
 def level_of(name: str) -> str:
-    """"loss-only", "gradient" (Gramian or Jacobian) or "hook" (needs the training loop)."""
+    """"loss-only", "gradient" (Gramian or Jacobian) or "hook": a loss weighting that needs the
+    training loop itself (after_step: FAMO; on_epoch_end: DWA; KPI feed: DTP)."""
     cls = strategy_class(name)
-    if any(getattr(cls, hook) is not getattr(Strategy, hook) for hook in ("after_step",)):
+    if cls.level == "gradient":
+        return "gradient"
+    if cls.needs_kpi or any(getattr(cls, hook) is not getattr(Strategy, hook) for hook in HOOKS):
         return "hook"
-    return "loss-only" if cls.level == "loss" else "gradient"
+    return "loss-only"
 
 
 __all__ = [
-    "GradientAggregator", "GradientWeighting", "LossWeighting", "SPACES", "STRATEGIES", "SolverError",
+    "Composed", "GradientAggregator", "GradientWeighting", "LossWeighting", "SPACES", "STRATEGIES", "SolverError",
     "Strategy", "available_strategies", "build_strategy", "hyperparameters", "level_of", "strategy_class",
 ]

@@ -11,7 +11,12 @@ and computes only that:
    strategy either the T x T Gramian (``weights(losses=..., gramian=...) -> w``) or, for the few
    that need the vectors, the Jacobian (``aggregate(jacobian, losses) -> (update, head_weights)``).
 3. Hooks for what needs the loop: ``on_epoch_end`` (e.g. DWA), ``after_step`` (e.g. FAMO
-   re-evaluating the batch), ``transform_losses`` (e.g. DB-MTL's log losses).
+   re-evaluating the batch), ``feed_kpi`` (DTP: the trainer passes one batch KPI per task, on the
+   device, when ``needs_kpi`` is true), ``transform_losses`` (e.g. DB-MTL's log losses).
+
+Any gradient method can be composed with a loss weighting (``build_strategy("pcgrad", T,
+loss_weighting="uw")``, see :mod:`.compose`): the weighting scales each task loss, the method
+combines the gradients of the weighted losses.
 
 Strategies never import the trainer: they are pure tensor functions of their inputs plus their
 explicit state, testable on hand-made losses and Gramians.
@@ -38,6 +43,8 @@ class Strategy(nn.Module):
     #: gradient spaces the strategy can run in, and its default
     spaces: ClassVar[tuple[str, ...]] = SPACES
     default_space: ClassVar[str] = "params"
+    #: True: the trainer calls ``feed_kpi`` with a [T] tensor of batch KPIs in [0, 1] each step
+    needs_kpi: ClassVar[bool] = False
 
     def __init__(self, n_tasks: int):
         super().__init__()
@@ -54,6 +61,13 @@ class Strategy(nn.Module):
 
     def on_epoch_end(self, epoch: int, mean_train_losses: torch.Tensor) -> None:
         """Called after each training epoch with the epoch-mean training loss of every task."""
+
+    def feed_kpi(self, kpis: torch.Tensor) -> None:
+        """Called before the weights of a step with one KPI per task (``needs_kpi = True``)."""
+
+    def logged_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """The weights written to metrics.jsonl for this step (composition logs the product)."""
+        return weights
 
     def after_step(self, losses: torch.Tensor, reevaluate: Callable[[], torch.Tensor]) -> None:
         """Called after the optimiser step; ``reevaluate()`` returns the batch's losses under the
@@ -89,6 +103,10 @@ class GradientWeighting(Strategy):
     def weights(self, losses: torch.Tensor, gramian: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def head_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """Factors of each head's own loss gradient: ``weights`` or ones (``scale_heads=False``)."""
+        return weights if self.scale_heads else torch.ones_like(weights)
+
 
 class GradientAggregator(Strategy):
     """Level 2 from the Jacobian itself (rows = flattened per-task gradients)."""
@@ -96,6 +114,11 @@ class GradientAggregator(Strategy):
     level = "gradient"
     needs = "jacobian"
 
-    def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(update vector of the shared part, weights of the heads' gradients)``."""
+    def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor,
+                  representation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(update vector of the shared part, weights of the heads' gradients)``.
+
+        ``representation`` is the (detached) shared representation z when the rows are
+        gradients w.r.t. z (``grad.space=representation``; each row is ``z.numel()`` long, in
+        z's layout), else None."""
         raise NotImplementedError

@@ -63,7 +63,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     n_tasks = len(benchmark.tasks)
     strategy = build_strategy(cfg.strategy.name, n_tasks, **strategy_hparams(cfg.strategy))
     space = cfg.grad.space or strategy_class(cfg.strategy.name).default_space
-    backend = GradientBackend(space=space, method=cfg.grad.method, chunk_size=cfg.grad.get("chunk_size"))
+    backend = GradientBackend(space=space, method=cfg.grad.method, chunk_size=cfg.grad.get("chunk_size"),
+                              vmap_max_bytes=cfg.grad.get("vmap_max_bytes", 2**31))
     t = cfg.trainer
     config = TrainerConfig(
         epochs=t.epochs, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
@@ -75,6 +76,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
         "strategy": cfg.strategy.name,
+        "loss_weighting": strategy_hparams(cfg.strategy).get("loss_weighting"),
         "seed": int(cfg.seed),
         "tasks": benchmark.task_names,
         "grad_space": space if strategy.level == "gradient" else None,

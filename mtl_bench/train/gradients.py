@@ -13,7 +13,14 @@ head-only passes give ``dL_i/dz`` and the heads' gradients. Then, by ``space``:
   task (``method=loop``) or batched with vmap (``method=vmap``, ``is_grads_batched``, in chunks);
   the shared update ``sum_i w_i g_i`` is assembled from those rows, with no further backward.
 
-Heads always get ``head_weight_i * dL_i/dhead_i``.
+Batched gradients hold one copy of the encoder's activation gradients and parameter gradients
+per task in the chunk. Their memory is estimated once per input shape (bytes of the tensors the
+encoder's forward saves for backward, counted through ``saved_tensors_hooks``, plus the shared
+parameters' bytes), and the chunk is the largest number of tasks whose estimate fits in
+``vmap_max_bytes``. ``method=auto`` uses the loop when not even one task fits, or when the batched
+backward fails (the failure is remembered and warned about once); ``method=vmap`` then raises.
+
+Heads always get ``head_weight_i * dL_i/dhead_i`` (the strategy's ``head_weights``).
 """
 from __future__ import annotations
 
@@ -44,30 +51,52 @@ def _grads_or_zeros(grads, params):
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
 
+def batch_kpis(tasks, preds, targets) -> torch.Tensor:
+    """[T] batch KPIs in [0, 1] (``task.kpi``), on the device: no host sync."""
+    values = []
+    for task, pred in zip(tasks, preds):
+        if getattr(task, "kpi", None) is None:
+            raise ValueError(f"this strategy needs a KPI per task, and task {task.name!r} defines none (Task.kpi)")
+        values.append(task.kpi(pred, targets[task.name]).reshape(()).float())
+    return torch.stack(values)
+
+
 class GradientBackend:
     """Computes per-task gradients and sets ``.grad`` of the model for one gradient strategy step."""
 
-    def __init__(self, space: str = "params", method: str = "auto", chunk_size: int | None = None):
+    def __init__(self, space: str = "params", method: str = "auto", chunk_size: int | None = None,
+                 vmap_max_bytes: float | None = 2**31):
         if space not in SPACES:
             raise ValueError(f"grad.space={space!r}: choose one of {', '.join(SPACES)}")
         if method not in METHODS:
             raise ValueError(f"grad.method={method!r}: choose one of {', '.join(METHODS)}")
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise ValueError(f"grad.chunk_size must be a positive number of tasks or null, got {chunk_size}")
+        if vmap_max_bytes is not None and float(vmap_max_bytes) <= 0:
+            raise ValueError(f"grad.vmap_max_bytes must be positive or null (no bound), got {vmap_max_bytes}")
         self.space = space
         self.method = method
-        self.chunk_size = chunk_size
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.vmap_max_bytes = None if vmap_max_bytes is None else float(vmap_max_bytes)
         self._vmap_failed = False
+        self._per_task_bytes: dict[tuple, int] = {}
+        self.last_chunk: int | None = None  # tasks per batched backward in the last step (0: loop)
 
     # -------------------------------------------------------------------------------------
     def step(self, model, strategy: Strategy, x, targets: dict, tasks) -> StepResult:
+        self._input_shape = tuple(x.shape)
         if strategy.needs == "jacobian" and self.space == "last_shared_layer":
             raise ValueError(
                 f"{type(strategy).__name__} aggregates gradient vectors, which cannot be mapped back from "
                 "the last shared layer; use grad.space=params or grad.space=representation"
             )
-        z = model.encoder(x)
+        z = self._encode(model, x, len(tasks), strategy)
         z_leaf = z.detach().requires_grad_(True)
-        raw_losses, z_grads, head_grads = [], [], []
-        losses = [task.loss(model.heads[task.name](z_leaf), targets[task.name]) for task in tasks]
+        z_grads, head_grads = [], []
+        preds = [model.heads[task.name](z_leaf) for task in tasks]
+        losses = [task.loss(pred, targets[task.name]) for task, pred in zip(tasks, preds)]
+        if strategy.needs_kpi:
+            strategy.feed_kpi(batch_kpis(tasks, [p.detach() for p in preds], targets))
         differentiated = strategy.transform_losses(losses)
         for task, loss in zip(tasks, differentiated):
             params = model.head_parameters(task.name)
@@ -82,10 +111,11 @@ class GradientBackend:
         if strategy.needs == "gramian":
             gramian = jacobian @ jacobian.T
             weights = strategy.weights(losses=raw_losses, gramian=gramian)
-            head_weights = weights if getattr(strategy, "scale_heads", True) else torch.ones_like(weights)
+            head_weights = strategy.head_weights(weights)
             update = None
         else:
-            update, head_weights = strategy.aggregate(jacobian, raw_losses)
+            representation = z.detach() if self.space == "representation" else None
+            update, head_weights = strategy.aggregate(jacobian, raw_losses, representation=representation)
             weights = head_weights
 
         if self.space == "params":
@@ -101,7 +131,39 @@ class GradientBackend:
         for task, w, grads in zip(tasks, head_weights, head_grads):
             for p, g in zip(model.head_parameters(task.name), grads):
                 p.grad = w * g
-        return StepResult(raw_losses, weights.detach(), passes)
+        return StepResult(raw_losses, strategy.logged_weights(weights).detach(), passes)
+
+    # -------------------------------------------------------------------------------------
+    def _wants_vmap(self, strategy: Strategy) -> bool:
+        return self.space == "params" and self.method != "loop" and not self._vmap_failed
+
+    def _encode(self, model, x, n_tasks: int, strategy: Strategy):
+        """``encoder(x)``; on the first batch of a new shape that may use vmap, also measure the
+        bytes the forward saves for backward (an estimate of one task's activation gradients)."""
+        key = tuple(x.shape)
+        if not self._wants_vmap(strategy) or key in self._per_task_bytes:
+            return model.encoder(x)
+        seen: dict[tuple, int] = {}
+
+        def pack(t):
+            if t.device.type != "meta":
+                seen[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            z = model.encoder(x)
+        param_bytes = sum(p.numel() * p.element_size() for p in model.shared_parameters())
+        self._per_task_bytes[key] = sum(seen.values()) + param_bytes + z.numel() * z.element_size()
+        return z
+
+    def vmap_chunk(self, n_tasks: int, input_shape: tuple) -> int:
+        """Tasks per batched backward: ``grad.chunk_size`` (or all), capped by ``vmap_max_bytes``
+        over the estimated bytes per task; 0 means the bound does not fit even one task."""
+        chunk = min(self.chunk_size or n_tasks, n_tasks)
+        per_task = self._per_task_bytes.get(tuple(input_shape))
+        if self.vmap_max_bytes is not None and per_task:
+            chunk = min(chunk, int(self.vmap_max_bytes // per_task))
+        return max(chunk, 0)
 
     # -------------------------------------------------------------------------------------
     def _jacobian(self, model, z, z_grads, shared) -> tuple[torch.Tensor, int]:
@@ -117,22 +179,30 @@ class GradientBackend:
             ]
             return torch.stack(rows), 0
         if self.method != "loop" and not self._vmap_failed:
-            try:
-                return self._params_jacobian_vmap(z, z_grads, shared), T
-            except (RuntimeError, NotImplementedError) as err:
-                if self.method == "vmap":
-                    raise
-                self._vmap_failed = True
-                warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
+            chunk = self.vmap_chunk(T, self._input_shape)
+            if chunk >= 1 and (chunk > 1 or self.method == "vmap"):
+                try:
+                    self.last_chunk = chunk
+                    return self._params_jacobian_vmap(z, z_grads, shared, chunk), T
+                except (RuntimeError, NotImplementedError) as err:
+                    if self.method == "vmap":
+                        raise
+                    self._vmap_failed = True
+                    warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
+            elif self.method == "vmap":
+                raise ValueError(
+                    f"grad.method=vmap: one task's batched gradient needs about "
+                    f"{self._per_task_bytes[tuple(self._input_shape)] / 2**20:.0f} MiB, over "
+                    f"grad.vmap_max_bytes={self.vmap_max_bytes:.0f}; raise the bound or use grad.method=auto/loop")
+        self.last_chunk = 0
         rows = [
             _flat(_grads_or_zeros(torch.autograd.grad(z, shared, g, retain_graph=True, allow_unused=True), shared))
             for g in z_grads
         ]
         return torch.stack(rows), T
 
-    def _params_jacobian_vmap(self, z, z_grads, shared) -> torch.Tensor:
+    def _params_jacobian_vmap(self, z, z_grads, shared, chunk: int) -> torch.Tensor:
         T = z_grads.shape[0]
-        chunk = self.chunk_size or T
         blocks = []
         for lo in range(0, T, chunk):
             grads = torch.autograd.grad(

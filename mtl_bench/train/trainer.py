@@ -21,7 +21,7 @@ from ..protocol import select
 from ..strategies.base import Strategy
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .cost import StepTimer, peak_memory_mb
-from .gradients import GradientBackend
+from .gradients import GradientBackend, batch_kpis
 from .run_dir import CHECKPOINT_FILE, MetricsLog, read_summary, record, write_summary
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,42 @@ def build_scheduler(name: str, optimizer, epochs: int, step_size: int, gamma: fl
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     raise ValueError(f"trainer.scheduler={name!r}: choose none, step or cosine")
+
+
+@torch.no_grad()
+def evaluate_losses(model, tasks, x, targets) -> torch.Tensor:
+    """[T] task losses of a batch under the current model, without grad (FAMO's re-evaluation)."""
+    preds = model(x)
+    return torch.stack([t.loss(preds[t.name], targets[t.name]) for t in tasks])
+
+
+def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer, tasks, x, targets
+                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One optimiser step of any strategy: ``(losses [T], logged weights [T], encoder backward
+    passes)``, all on the device. Shared by the trainer and scripts/bench_strategies.py.
+
+    Loss weightings: one forward, ``strategy.combine``, one backward. Gradient methods: the
+    backend. Strategies with ``needs_kpi`` get the batch KPIs (computed on the device from the
+    detached predictions) before their weights; then the shared gradient is clipped at
+    ``strategy.max_grad_norm`` (when set), the optimiser steps and ``after_step`` runs."""
+    optimizer.zero_grad(set_to_none=True)
+    if strategy.level == "loss":
+        preds = model(x)
+        losses = torch.stack([t.loss(preds[t.name], targets[t.name]) for t in tasks])
+        if strategy.needs_kpi:
+            strategy.feed_kpi(batch_kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
+        total, weights = strategy.combine(losses)
+        total.backward()
+        passes = 1
+        losses = losses.detach()
+    else:
+        result = backend.step(model, strategy, x, targets, tasks)
+        losses, weights, passes = result.losses, result.weights, result.encoder_backward_passes
+    if strategy.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.shared_parameters(), strategy.max_grad_norm)
+    optimizer.step()
+    strategy.after_step(losses, lambda: evaluate_losses(model, tasks, x, targets))
+    return losses, weights, passes
 
 
 class Trainer:
@@ -171,28 +207,10 @@ class Trainer:
                 {k: v.to(self.device, non_blocking=True) for k, v in targets.items()})
 
     def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.strategy.level == "loss":
-            preds = self.model(x)
-            losses = torch.stack([t.loss(preds[t.name], targets[t.name]) for t in self.tasks])
-            total, weights = self.strategy.combine(losses)
-            total.backward()
-            self.encoder_passes += 1
-            losses = losses.detach()
-        else:
-            result = self.backend.step(self.model, self.strategy, x, targets, self.tasks)
-            losses, weights = result.losses, result.weights
-            self.encoder_passes += result.encoder_backward_passes
-        if self.strategy.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.shared_parameters(), self.strategy.max_grad_norm)
-        self.optimizer.step()
-        self.strategy.after_step(losses, lambda: self._evaluate_losses(x, targets))
+        losses, weights, passes = training_step(self.model, self.strategy, self.backend, self.optimizer,
+                                                self.tasks, x, targets)
+        self.encoder_passes += passes
         return losses, weights
-
-    @torch.no_grad()
-    def _evaluate_losses(self, x, targets) -> torch.Tensor:
-        preds = self.model(x)
-        return torch.stack([t.loss(preds[t.name], targets[t.name]) for t in self.tasks])
 
     def _check_finite(self, nonfinite_step: torch.Tensor, step_records: list) -> None:
         """Raise :class:`Diverged` once a loss was not finite, keeping the epoch's step records."""

@@ -1,0 +1,73 @@
+"""UPGrad: unconflicting projection of gradients.
+
+Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024 (arXiv 2406.16232),
+section 5 / Proposition 2. Each gradient g_i is projected onto the dual cone of the gradients
+``{x : g_j . x >= 0 for all j}`` and the projections are averaged; in weight space, with the
+normalised Gramian ``Gt = G / trace(G)`` (all zeros if trace < 1e-4) plus 1e-4 I, for each i
+
+    v^(i) = argmin_v  v^T Gt v    subject to  v >= e_i / T   (element-wise)
+
+and ``weights = sum_i v^(i)``, applied to the raw Jacobian. The update then has a non-negative
+dot product with every task gradient (``G w >= 0``). Each QP is solved by ``quadprog`` (the
+Goldfarb-Idnani dual method, float64, on the host from one copy of G); a QP failure is an error
+(:class:`SolverError`), counted in ``solver_failures``. Heads get their unscaled loss gradient,
+as in TorchJD's ``mtl_backward`` (``scale_heads=False``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import quadprog
+import torch
+
+from .base import GradientWeighting
+from .solvers import SolverError
+
+
+def upgrad_weights(G: np.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> np.ndarray:
+    G = np.asarray(G, dtype=np.float64)
+    if not np.all(np.isfinite(G)):
+        raise SolverError("UPGrad: the Gramian is not finite")
+    T = G.shape[0]
+    trace = np.trace(G)
+    Gt = G / trace if trace >= norm_eps else np.zeros_like(G)
+    Gt = 0.5 * (Gt + Gt.T) + reg_eps * np.eye(T)
+    weights = np.zeros(T)
+    for i in range(T):
+        lower = np.zeros(T)
+        lower[i] = 1.0 / T
+        try:
+            v = quadprog.solve_qp(Gt, np.zeros(T), np.eye(T), lower, 0)[0]
+        except ValueError as err:
+            raise SolverError(f"UPGrad: quadprog failed on the QP of task {i}: {err}") from None
+        if not np.all(np.isfinite(v)):
+            raise SolverError(f"UPGrad: quadprog returned a non-finite solution for task {i}")
+        weights += v
+    return weights
+
+
+class UPGrad(GradientWeighting):
+    paper = "Quinton & Rey 2024, arXiv 2406.16232, Prop. 2"
+    scale_heads = False
+
+    def __init__(self, n_tasks: int, norm_eps: float = 1e-4, reg_eps: float = 1e-4):
+        super().__init__(n_tasks)
+        self.norm_eps, self.reg_eps = float(norm_eps), float(reg_eps)
+        self.solver_calls = 0
+        self.solver_failures = 0
+
+    def weights(self, losses, gramian):
+        G = gramian.detach().double().cpu().numpy()
+        self.solver_calls += 1
+        try:
+            w = upgrad_weights(G, self.norm_eps, self.reg_eps)
+        except SolverError:
+            self.solver_failures += 1
+            raise
+        return torch.as_tensor(w, dtype=gramian.dtype, device=gramian.device)
+
+    def get_extra_state(self):
+        return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures}
+
+    def set_extra_state(self, state):
+        self.solver_calls = state["solver_calls"]
+        self.solver_failures = state["solver_failures"]
