@@ -118,7 +118,7 @@ class NashMTL(GradientWeighting):
                 alpha = previous
             self._alpha_host = np.array(alpha, dtype=np.float64)
             self.alpha.copy_(torch.from_numpy(self._alpha_host))
-        return self.alpha.to(device=gramian.device, dtype=gramian.dtype)
+        return self.alpha.to(device=gramian.device, dtype=gramian.dtype, copy=True)
 
     def get_extra_state(self):
         return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures, "steps": self.steps}
