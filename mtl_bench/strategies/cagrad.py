@@ -11,7 +11,9 @@ All of it is a function of the Gramian: ``g_w.g0 = w^T G 1 / T``, ``||g_w||^2 = 
 ``||g0||^2 = 1^T G 1 / T^2``; so d is returned as weights on the raw gradients,
 ``d = sum_i (1/T + sqrt(phi) w*_i / ||g_w*||) g_i``. The dual is solved in float64 on the host
 with scipy's SLSQP from the uniform start, as in the official code (1e-8 inside the square
-roots, as there). Then ``rescale``: 0 none, 1 ``d / (1 + c^2)`` (default), 2 ``d / (1 + c)``;
+roots, as there), on the Gramian divided by its trace: the minimiser is unchanged (the objective
+is homogeneous in G) but SLSQP's absolute stopping tolerance then no longer depends on the scale
+of the gradients (on the raw Gramian of tiny gradients it stops at the uniform start). Then ``rescale``: 0 none, 1 ``d / (1 + c^2)`` (default), 2 ``d / (1 + c)``;
 ``multiply_by_tasks=True`` (default, the official code's "match the sum loss") multiplies by T
 (LibMTL does not). c = 0.4, the value of the official NYUv2 scripts and of Nash-MTL's
 re-runs (the CAGrad argparse default and LibMTL use 0.5). c = 0 gives the mean gradient.
@@ -41,17 +43,19 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
     """``(weights on the raw gradients, solver success, solver message)``."""
     T = G.shape[0]
     uniform = np.full(T, 1.0 / T)
-    g0_norm = np.sqrt(max(G.mean(), 0.0) + 1e-8)
-    radius = c * g0_norm + 1e-8
-    mean_dots = G @ uniform
+    trace = np.trace(G)
+    Gs = G / trace if trace > 0 else G
+    mean_dots = Gs @ uniform
+    radius_s = c * np.sqrt(max(Gs.mean(), 0.0) + 1e-8) + 1e-8
 
     def objective(w):
-        return w @ mean_dots + radius * np.sqrt(max(w @ G @ w, 0.0) + 1e-8)
+        return w @ mean_dots + radius_s * np.sqrt(max(w @ Gs @ w, 0.0) + 1e-8)
 
     result = minimize(objective, uniform, method="SLSQP", bounds=[(0.0, 1.0)] * T,
                       constraints=({"type": "eq", "fun": lambda w: 1.0 - w.sum()},))
     w = np.clip(result.x, 0.0, 1.0)
     w = w / w.sum() if w.sum() > 0 else uniform
+    radius = c * np.sqrt(max(G.mean(), 0.0) + 1e-8) + 1e-8
     gw_norm = np.sqrt(max(w @ G @ w, 0.0))
     weights = uniform + radius / (gw_norm + 1e-8) * w
     if rescale == 1:

@@ -1,0 +1,175 @@
+"""The gradient backend with the zoo: vmap/loop agreement and the memory bound, composition of a
+loss weighting with a gradient method, the KPI feed, head scaling and FAMO's after-step hook."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from mtl_bench.data.tasks import classification_task, regression_task
+from mtl_bench.models.mlp import build_mlp
+from mtl_bench.strategies import build_strategy
+from mtl_bench.train.gradients import GradientBackend
+from mtl_bench.train.trainer import training_step
+
+TASKS = [regression_task(f"t{i}") for i in range(4)]
+
+
+def setup(n_tasks=4, seed=0):
+    torch.manual_seed(seed)
+    tasks = TASKS[:n_tasks]
+    model = build_mlp([t.name for t in tasks], input_dim=5, output_dim=3, hidden=6, layers=2)
+    x = torch.randn(8, 5)
+    targets = {t.name: torch.randn(8, 3) for t in tasks}
+    return model, tasks, x, targets
+
+
+def per_task_grads(model, tasks, x, targets, scale=None):
+    rows = []
+    for i, t in enumerate(tasks):
+        loss = t.loss(model(x)[t.name], targets[t.name])
+        if scale is not None:
+            loss = scale[i] * loss
+        grads = torch.autograd.grad(loss, model.shared_parameters())
+        rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    return torch.stack(rows)
+
+
+def shared_grad(model):
+    return torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()])
+
+
+@pytest.mark.parametrize("method", ["loop", "vmap"])
+def test_params_update_is_assembled_from_the_jacobian(method):
+    model, tasks, x, targets = setup()
+    J = per_task_grads(model, tasks, x, targets)
+    strategy = build_strategy("mgda", 4, normalization="none")
+    backend = GradientBackend("params", method)
+    result = backend.step(model, strategy, x, targets, tasks)
+    assert result.encoder_backward_passes == 4
+    torch.testing.assert_close(shared_grad(model), result.weights @ J, rtol=1e-5, atol=1e-6)
+    assert backend.last_chunk == (4 if method == "vmap" else 0)
+
+
+def test_auto_respects_the_memory_bound_and_chunks():
+    model, tasks, x, targets = setup()
+    strategy = build_strategy("upgrad", 4)
+    probe = GradientBackend("params", "auto")
+    probe.step(model, strategy, x, targets, tasks)
+    per_task = probe._per_task_bytes[tuple(x.shape)]
+    assert per_task >= sum(p.numel() * 4 for p in model.shared_parameters())
+    assert probe.last_chunk == 4
+    reference = shared_grad(model).clone()
+
+    two = GradientBackend("params", "auto", vmap_max_bytes=2.5 * per_task)
+    two.step(model, strategy, x, targets, tasks)  # first step measures, the others use the bound
+    model.zero_grad()
+    two.step(model, strategy, x, targets, tasks)
+    assert two.last_chunk == 2
+    torch.testing.assert_close(shared_grad(model), reference)
+
+    tiny = GradientBackend("params", "auto", vmap_max_bytes=per_task / 2)
+    tiny.step(model, strategy, x, targets, tasks)
+    assert tiny.last_chunk == 0  # the loop
+    torch.testing.assert_close(shared_grad(model), reference)
+
+    strict = GradientBackend("params", "vmap", vmap_max_bytes=per_task / 2)
+    with pytest.raises(ValueError, match="grad.vmap_max_bytes"):
+        strict.step(model, strategy, x, targets, tasks)
+
+
+def test_auto_falls_back_to_the_loop_when_vmap_fails(monkeypatch):
+    model, tasks, x, targets = setup()
+    backend = GradientBackend("params", "auto")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("batched gradients not supported here")
+
+    monkeypatch.setattr(backend, "_params_jacobian_vmap", broken)
+    with pytest.warns(UserWarning, match="using the loop"):
+        backend.step(model, build_strategy("pcgrad", 4), x, targets, tasks)
+    assert backend.last_chunk == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backend.step(model, build_strategy("pcgrad", 4), x, targets, tasks)  # remembered, no new warning
+
+
+@pytest.mark.parametrize("space", ["params", "representation"])
+def test_composition_weights_each_loss_then_combines(space):
+    model, tasks, x, targets = setup(n_tasks=2)
+    composed = build_strategy("pcgrad", 2, loss_weighting={"name": "uw", "init": 0.0})
+    with torch.no_grad():
+        composed.weighting.log_vars.copy_(torch.tensor([0.4, -0.6]))
+    factor = torch.exp(-torch.tensor([0.4, -0.6])) / 2
+    result = GradientBackend(space, "loop").step(model, composed, x, targets, tasks)
+    losses = result.losses
+    # UW's parameters get the gradient of UW's own total: (1 - e^-s L) / 2
+    expected = (1 - torch.exp(-torch.tensor([0.4, -0.6])) * losses) / 2
+    torch.testing.assert_close(composed.weighting.log_vars.grad, expected)
+    # the logged weights are (UW factor) x (PCGrad weights of the weighted gradients)
+    if space == "params":
+        J = per_task_grads(model, tasks, x, targets, scale=factor)
+        pc = build_strategy("pcgrad", 2).weights(losses=losses * factor, gramian=J @ J.T)
+        torch.testing.assert_close(shared_grad(model), pc @ J, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(result.weights, pc * factor, rtol=1e-5, atol=1e-6)
+    # heads: PCGrad leaves the heads' own (weighted) gradients untouched
+    head = model.heads["t0"].weight
+    (g,) = torch.autograd.grad(factor[0] * tasks[0].loss(model(x)["t0"], targets["t0"]), head)
+    torch.testing.assert_close(head.grad, g, rtol=1e-5, atol=1e-6)
+
+
+def test_heads_scaled_or_not():
+    for name, scaled in (("mgda", True), ("aligned", False), ("nash", True), ("upgrad", False)):
+        model, tasks, x, targets = setup(n_tasks=2)
+        strategy = build_strategy(name, 2)
+        result = GradientBackend("params", "loop").step(model, strategy, x, targets, tasks)
+        head = model.heads["t1"].weight
+        (g,) = torch.autograd.grad(tasks[1].loss(model(x)["t1"], targets["t1"]), head)
+        factor = result.weights[1] if scaled else 1.0
+        torch.testing.assert_close(head.grad, factor * g, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gradient_method", [None, "mgda"])
+def test_dtp_gets_batch_accuracy_on_the_device(gradient_method):
+    torch.manual_seed(0)
+    tasks = [classification_task("a"), classification_task("b")]
+    model = build_mlp(["a", "b"], input_dim=5, output_dim=3, hidden=6, layers=2)
+    x = torch.randn(10, 5)
+    targets = {"a": torch.randint(0, 3, (10,)), "b": torch.randint(0, 3, (10,))}
+    with torch.no_grad():
+        preds = model(x)
+    accuracy = torch.stack([(preds[k].argmax(1) == targets[k]).float().mean() for k in ("a", "b")])
+    if gradient_method is None:
+        strategy = build_strategy("dtp", 2)
+        dtp = strategy
+    else:
+        strategy = build_strategy(gradient_method, 2, loss_weighting="dtp")
+        dtp = strategy.weighting
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    training_step(model, strategy, GradientBackend("representation"), optimizer, tasks, x, targets)
+    torch.testing.assert_close(dtp.kpi, accuracy)
+
+
+def test_famo_after_step_reevaluates_the_batch():
+    model, tasks, x, targets = setup(n_tasks=2)
+    famo = build_strategy("famo", 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses, weights, passes = training_step(model, famo, GradientBackend(), optimizer, tasks, x, targets)
+    assert passes == 1 and weights.sum().item() == pytest.approx(1.0)
+    with torch.no_grad():
+        new = torch.stack([t.loss(model(x)[t.name], targets[t.name]) for t in tasks])
+    fresh = build_strategy("famo", 2)
+    fresh.xi.grad = fresh.logit_gradient(losses, new)
+    fresh.optimizer.step()
+    torch.testing.assert_close(famo.xi.detach(), fresh.xi.detach())
+    assert not torch.equal(famo.xi.detach(), torch.zeros(2))
+
+
+def test_db_mtl_rejects_representation_space(compose, tmp_path):
+    from mtl_bench.train import run_experiment
+
+    cfg = compose(["strategy=db_mtl", "grad.space=representation", "trainer.epochs=1", "trainer.device=cpu",
+                   "dataset.num_samples=120", "dataset.num_val=20", "dataset.num_test=20", "trainer.batch_size=50"])
+    with pytest.raises(ValueError, match="cannot run in grad.space=representation"):
+        run_experiment(cfg, tmp_path)
