@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from mtl_bench.strategies import available_strategies, strategy_class
 from mtl_bench.train import run_experiment
@@ -36,6 +37,16 @@ def cases():
 
 
 CASES = list(cases())
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared CPU: one intra-op thread avoids oversubscription (100x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 IDS = [f"{n}-{s or 'loss'}" for n, s in CASES]
 
 
@@ -90,7 +101,7 @@ def test_composition_with_hyperparameters_trains_uw(compose, tmp_path):
 
 
 def test_cli_synthetic_nash_counts_solver_calls(tmp_path):
-    result = cli("run", *SYNTHETIC, "strategy=nash", cwd=tmp_path, timeout=300)
+    result = cli("run", *SYNTHETIC, "strategy=nash", cwd=tmp_path, env=ONE_THREAD, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((only_run_dir(tmp_path / "runs") / "summary.json").read_text())
     assert summary["status"] == "completed"
@@ -107,7 +118,7 @@ def test_solver_strategies_feed_the_cost_block(compose, tmp_path, name):
 
 def test_cli_multimnist_composed(tmp_path, mnist_root):
     result = cli("run", *multimnist(mnist_root), "strategy=imtl", "grad.space=representation",
-                 cwd=tmp_path, timeout=300)
+                 cwd=tmp_path, env=ONE_THREAD, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((only_run_dir(tmp_path / "runs") / "summary.json").read_text())
     assert summary["status"] == "completed"
@@ -124,3 +135,4 @@ def test_list_strategies_shows_levels(capsys):
     assert " hook " in lines["famo"] and " hook " in lines["dwa"] and " hook " in lines["dtp"]
     assert " gradient " in lines["pcgrad"] and " loss-only " in lines["si"]
     assert "c=0.4" in out and "loss_weighting=None" in out
+

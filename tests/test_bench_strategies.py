@@ -1,0 +1,31 @@
+"""scripts/bench_strategies.py runs on the CPU with --quick and writes its CSV and table."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_quick_on_cpu(tmp_path):
+    out = tmp_path / "bench.csv"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_strategies.py"), "--quick", "--device", "cpu",
+         "--models", "multilenet", "mlp40", "--strategies", "pcgrad", "famo", "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    keys = {(r["model"], r["strategy"], r["space"]) for r in rows}
+    assert keys == {(m, s, sp) for m in ("multilenet", "mlp40")
+                    for s, sp in (("ew", "-"), ("pcgrad", "params"), ("pcgrad", "representation"), ("famo", "-"))}
+    assert all(r["status"] == "ok" and float(r["median_ms"]) > 0 for r in rows)
+    ew = [r for r in rows if r["strategy"] == "ew"]
+    assert all(float(r["time_vs_ew"]) == 1.0 for r in ew)
+    by_key = {(r["model"], r["strategy"], r["space"]): r for r in rows}
+    assert float(by_key[("mlp40", "pcgrad", "params")]["passes"]) == 40.0
+    assert float(by_key[("mlp40", "pcgrad", "representation")]["passes"]) == 1.0
+    assert "| model | strategy | space |" in result.stdout and "Command: `python scripts/bench_strategies.py" in result.stdout
