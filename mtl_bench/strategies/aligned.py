@@ -59,5 +59,5 @@ class AlignedMTL(GradientWeighting):
                                                         [float(v) for v in preference], dtype=torch.float64))
 
     def weights(self, losses, gramian):
-        B = alignment_matrix(gramian.detach(), self.reference)
-        return (B @ self.preference.to(B.device)).to(gramian.dtype)
+        B = alignment_matrix(gramian.detach().double().cpu(), self.reference)
+        return (B @ self.preference.cpu()).to(device=gramian.device, dtype=gramian.dtype)

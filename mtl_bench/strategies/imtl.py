@@ -10,8 +10,9 @@ Liu, Li, Kuang, Xue, Chen, Yang, Liao & Zhang, "Towards Impartial Multi-task Lea
   ``u_i = g_i / ||g_i||``. The closed form ``alpha_{2..T} = g_1 U^T (D U^T)^-1`` (rows
   ``D_i = g_1 - g_i``, ``U_i = u_1 - u_i``) is equivalent to ``alpha proportional to G^-1 d`` with
   ``d_i = sqrt(G_ii)`` (``(G alpha)_i / ||g_i||`` is then the same for all i), normalised to sum 1;
-  that is how it is computed here, from the Gramian, on the device (a pseudo-inverse, so a
-  singular Gramian gives the minimum-norm solution instead of an error). Usually run on
+  that is how it is computed here, from the Gramian, in float64 on the host (one copy of the
+  T x T Gramian; a pseudo-inverse, so a singular Gramian gives the minimum-norm solution
+  instead of an error). Usually run on
   representation gradients (the paper's choice, default here); Nash-MTL uses the shared
   parameters (``grad.space=params``). Following Algorithm 1, the task heads get their own
   (IMTL-L-scaled) loss gradient, unweighted by alpha (``scale_heads=False``).
@@ -66,7 +67,8 @@ class IMTLG(GradientWeighting):
     scale_heads = False
 
     def weights(self, losses, gramian):
-        return imtl_g_weights(gramian.detach())
+        # a T x T eigendecomposition is faster on the host, and on a GPU it would sync anyway
+        return imtl_g_weights(gramian.detach().double().cpu()).to(device=gramian.device, dtype=gramian.dtype)
 
 
 class IMTL(Composed):

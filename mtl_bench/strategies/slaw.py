@@ -37,8 +37,7 @@ class SLAW(LossWeighting):
     def weights(self, losses, gramian=None):
         L = losses.detach().to(torch.float64)
         self.count.add_(1)
-        rate = torch.where(self.count <= self.warmup, 1.0 / self.count.to(torch.float64),
-                           torch.tensor(1.0 - self.beta, dtype=torch.float64, device=L.device))
+        rate = torch.where(self.count <= self.warmup, 1.0 / self.count.to(torch.float64), 1.0 - self.beta)
         self.mean.add_(rate * (L - self.mean))
         self.mean_sq.add_(rate * (L * L - self.mean_sq))
         var = self.mean_sq - self.mean**2

@@ -146,8 +146,11 @@ class GradientBackend:
         seen: dict[tuple, int] = {}
 
         def pack(t):
-            if t.device.type != "meta":
-                seen[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
+            try:
+                storage = t.untyped_storage()
+                seen[(storage.data_ptr(), t.dtype)] = storage.nbytes()
+            except (RuntimeError, NotImplementedError):  # tensors without a plain storage
+                seen[(id(t), t.dtype)] = t.numel() * t.element_size()
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
