@@ -21,6 +21,7 @@ Liu, Li, Kuang, Xue, Chen, Yang, Liao & Zhang, "Towards Impartial Multi-task Lea
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,10 +56,10 @@ class IMTLL(LossWeighting):
 
 def imtl_g_weights(gramian: torch.Tensor) -> torch.Tensor:
     """``alpha = G^+ d / sum(G^+ d)``, ``d_i = ||g_i||``: equal projections on the unit gradients."""
-    G = gramian.to(torch.float64)
-    d = G.diagonal().clamp_min(0).sqrt()
-    raw = torch.linalg.pinv(G, hermitian=True) @ d
-    return (raw / raw.sum()).to(gramian.dtype)
+    G = gramian.detach().to(torch.float64).cpu().numpy()
+    d = np.sqrt(np.maximum(np.diag(G), 0.0))
+    raw = np.linalg.pinv(G, hermitian=True) @ d
+    return torch.from_numpy(raw / raw.sum()).to(device=gramian.device, dtype=gramian.dtype)
 
 
 class IMTLG(GradientWeighting):
@@ -67,8 +68,7 @@ class IMTLG(GradientWeighting):
     scale_heads = False
 
     def weights(self, losses, gramian):
-        # a T x T eigendecomposition is faster on the host, and on a GPU it would sync anyway
-        return imtl_g_weights(gramian.detach().double().cpu()).to(device=gramian.device, dtype=gramian.dtype)
+        return imtl_g_weights(gramian)
 
 
 class IMTL(Composed):

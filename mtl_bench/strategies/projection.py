@@ -5,7 +5,8 @@ Both edit each task gradient ``g_i' `` by adding multiples of the other (origina
 coefficient matrix C needs only dot products, i.e. the Gramian G: ``g_i'.g_j = (C G)_ij`` and
 ``||g_i'||^2 = (C G C^T)_ii``. The update ``sum_i g_i'`` is then ``sum_k w_k g_k`` with
 ``w = 1^T C``, so both work in every gradient space and never see the Jacobian. C is computed in
-float64 on the host from one copy of the T x T Gramian; the visiting order of the other tasks is
+float64 on the host from one copy of the T x T Gramian, in T - 1 steps vectorised over the tasks
+(each task's edits depend only on its own row of C); the visiting order of the other tasks is
 drawn from torch's (seeded, checkpointed) CPU generator.
 
 Heads: a head's parameters only receive their own task's gradient, which the projections never
@@ -32,39 +33,54 @@ import torch
 from .base import GradientWeighting
 
 
-def _other_tasks(i: int, T: int) -> list[int]:
-    order = torch.randperm(T - 1).tolist()
-    return [j if j < i else j + 1 for j in order]
+def random_orders(T: int) -> np.ndarray:
+    """[T, T-1]: row i visits the tasks j != i in a random order (torch's CPU generator)."""
+    orders = np.empty((T, T - 1), dtype=np.int64)
+    for i in range(T):
+        perm = torch.randperm(T - 1).numpy()
+        orders[i] = perm + (perm >= i)
+    return orders
 
 
-def pcgrad_coefficients(G: np.ndarray, orders: list[list[int]] | None = None) -> np.ndarray:
+def _orders(T: int, orders) -> np.ndarray:
+    orders = random_orders(T) if orders is None else np.asarray(orders, dtype=np.int64).reshape(T, T - 1)
+    return orders
+
+
+def pcgrad_coefficients(G: np.ndarray, orders=None) -> np.ndarray:
     """C with ``g_i' = sum_k C_ik g_k`` after PCGrad's projections. ``orders[i]`` is the order in
-    which the other tasks are visited for task i (random when None)."""
+    which the other tasks are visited for task i (random when None). The tasks i are independent
+    of each other, so step k is done for all of them at once (T - 1 vectorised steps)."""
     T = G.shape[0]
     C = np.eye(T)
-    for i in range(T):
-        for j in (orders[i] if orders is not None else _other_tasks(i, T)):
-            dot = C[i] @ G[:, j]
-            if dot < 0.0:
-                C[i, j] -= dot / G[j, j]
+    if T == 1:
+        return C
+    rows = np.arange(T)
+    for js in _orders(T, orders).T:          # js[i]: the task that task i visits at this step
+        dots = np.einsum("ik,ki->i", C, G[:, js])   # g_i' . g_j
+        conflict = dots < 0.0
+        C[rows[conflict], js[conflict]] -= dots[conflict] / G[js[conflict], js[conflict]]
     return C
 
 
-def gradvac_coefficients(G: np.ndarray, phihat: np.ndarray, beta: float,
-                         orders: list[list[int]] | None = None, eps: float = 1e-12) -> np.ndarray:
-    """C of GradVac's corrections; updates ``phihat`` in place."""
+def gradvac_coefficients(G: np.ndarray, phihat: np.ndarray, beta: float, orders=None,
+                         eps: float = 1e-12) -> np.ndarray:
+    """C of GradVac's corrections; updates ``phihat`` in place (vectorised over the tasks i)."""
     T = G.shape[0]
     C = np.eye(T)
+    if T == 1:
+        return C
+    rows = np.arange(T)
     norms = np.sqrt(np.maximum(np.diag(G), 0.0))
-    for i in range(T):
-        for j in (orders[i] if orders is not None else _other_tasks(i, T)):
-            norm_i = np.sqrt(max(C[i] @ G @ C[i], 0.0))
-            phi = min(max((C[i] @ G[:, j]) / max(norm_i * norms[j], eps), -1.0), 1.0)
-            target = phihat[i, j]
-            if phi < target:
-                C[i, j] += norm_i * (target * np.sqrt(1 - phi**2) - phi * np.sqrt(1 - target**2)) / (
-                    max(norms[j], eps) * np.sqrt(1 - target**2))
-            phihat[i, j] = (1.0 - beta) * target + beta * phi
+    for js in _orders(T, orders).T:
+        norm_i = np.sqrt(np.maximum(((C @ G) * C).sum(axis=1), 0.0))
+        phi = np.clip(np.einsum("ik,ki->i", C, G[:, js]) / np.maximum(norm_i * norms[js], eps), -1.0, 1.0)
+        target = phihat[rows, js]
+        low = phi < target
+        root = np.sqrt(1.0 - target**2)
+        step = norm_i * (target * np.sqrt(1.0 - phi**2) - phi * root) / (np.maximum(norms[js], eps) * root)
+        C[rows[low], js[low]] += step[low]
+        phihat[rows, js] = (1.0 - beta) * target + beta * phi
     return C
 
 
