@@ -90,7 +90,7 @@ class GradientBackend:
                 f"{type(strategy).__name__} aggregates gradient vectors, which cannot be mapped back from "
                 "the last shared layer; use grad.space=params or grad.space=representation"
             )
-        z = self._encode(model, x, len(tasks), strategy)
+        z = self._encode(model, x)
         z_leaf = z.detach().requires_grad_(True)
         z_grads, head_grads = [], []
         preds = [model.heads[task.name](z_leaf) for task in tasks]
@@ -134,14 +134,14 @@ class GradientBackend:
         return StepResult(raw_losses, strategy.logged_weights(weights).detach(), passes)
 
     # -------------------------------------------------------------------------------------
-    def _wants_vmap(self, strategy: Strategy) -> bool:
+    def _wants_vmap(self) -> bool:
         return self.space == "params" and self.method != "loop" and not self._vmap_failed
 
-    def _encode(self, model, x, n_tasks: int, strategy: Strategy):
+    def _encode(self, model, x):
         """``encoder(x)``; on the first batch of a new shape that may use vmap, also measure the
         bytes the forward saves for backward (an estimate of one task's activation gradients)."""
         key = tuple(x.shape)
-        if not self._wants_vmap(strategy) or key in self._per_task_bytes:
+        if not self._wants_vmap() or key in self._per_task_bytes:
             return model.encoder(x)
         seen: dict[tuple, int] = {}
 
@@ -181,7 +181,7 @@ class GradientBackend:
                 for g in z_grads
             ]
             return torch.stack(rows), 0
-        if self.method != "loop" and not self._vmap_failed:
+        if self._wants_vmap():
             chunk = self.vmap_chunk(T, self._input_shape)
             if chunk >= 1 and (chunk > 1 or self.method == "vmap"):
                 try:
