@@ -120,7 +120,7 @@ def parse_attributes(path: Path) -> tuple[list[str], np.ndarray]:
     except ValueError:
         raise _fail(f"{path} is malformed: attribute values must be -1 or 1.") from None
     if values.size and not np.isin(values, (-1, 1)).all():
-        raise _fail(f"{path} is malformed: attribute values must be -1 or 1, found {sorted(set(np.unique(values)) - {-1, 1})[:5]}.")
+        raise _fail(f"{path} is malformed: attribute values must be -1 or 1, found {sorted(set(np.unique(values).tolist()) - {-1, 1})[:5]}.")
     return names, (values == 1).astype(np.int64).reshape(len(rows), len(ATTRIBUTES))
 
 
