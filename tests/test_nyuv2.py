@@ -70,6 +70,32 @@ def test_flip_mirrors_and_negates_the_normal_x_component():
     assert normal[0, 0, 0] == pytest.approx(0.6)  # the input is not modified
 
 
+def test_random_augmentation_in_the_training_loader(nyu_root):
+    plain = NYUv2(nyu_root, "train", image_size=SIZE)
+    scaled = NYUv2(nyu_root, "train", image_size=SIZE, augment=True, scales=[1.5], flip=False)
+    flipped = NYUv2(nyu_root, "train", image_size=SIZE, augment=True, scales=[], flip=True)
+    _, base = plain[0]
+    torch.manual_seed(0)
+    _, out = scaled[0]
+    valid = out["depth"][out["depth"] != 0]
+    # every valid output depth is an input depth divided by the scale (nearest sampling)
+    source = set((base["depth"][base["depth"] != 0] / 1.5).tolist())
+    assert valid.numel() > 0 and set(valid.tolist()) <= source
+    seen = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        image, t = flipped[0]
+        if torch.equal(t["depth"], base["depth"]):
+            seen.add("kept")
+            assert torch.equal(t["normal"], base["normal"])
+        else:
+            seen.add("flipped")
+            assert torch.equal(t["depth"], base["depth"].flip(-1))
+            assert torch.equal(t["normal"][0], -base["normal"][0].flip(-1))
+            assert torch.equal(t["normal"][1:], base["normal"][1:].flip(-1))
+    assert seen == {"kept", "flipped"}
+
+
 # -------------------------------------------------------------------------------- loader
 def test_loader_reads_the_mtan_layout(nyu_root):
     ds = NYUv2(nyu_root, "val", image_size=SIZE)
@@ -177,6 +203,13 @@ def test_resnet_refuses_a_last_batch_of_one(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ CLI
+def test_cli_missing_dataset_says_where_to_put_it(tmp_path, run_cli):
+    result = run_cli("run", "dataset=nyuv2", f"dataset.root={tmp_path / 'nowhere'}", "trainer.device=cpu", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "train/image/0.npy" in result.stderr and "dataset.root" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("strategy", ["ew", "mgda"])
 def test_cli_run_one_epoch(nyu_root, tmp_path, run_cli, strategy):
     result = run_cli("run", "dataset=nyuv2", f"dataset.root={nyu_root}", f"dataset.image_size=[{SIZE[0]},{SIZE[1]}]",

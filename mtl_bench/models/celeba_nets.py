@@ -6,7 +6,7 @@
 is ``Linear(2048, 2)`` trained with cross-entropy.
 
 ``famo_cnn``: the 9-layer network of FAMO's CelebA experiment (Liu et al., NeurIPS 2023; file
-``experiments/celeba/models.py`` of Cranial-XIX/FAMO, also linked as Nik-Dim/famo): seven 3x3
+``experiments/celeba/models.py`` of the official repository Cranial-XIX/FAMO): seven 3x3
 conv-BN-ReLU layers without bias (64; 128, 128; 256, 256; 512, 512) with 2x2 max-pools after the
 1st, 3rd and 5th, global average pooling, then two Linear(512, 512, no bias)-BN-ReLU layers: 512
 shared features. FAMO's heads are Linear(512, 1) with a sigmoid and binary cross-entropy; ours are
