@@ -90,7 +90,8 @@ def check_celeba(root: str, limit: int | None = 500) -> tuple[list[str], list[st
     if missing:
         problems.append(f"{len(missing)} image(s) listed in {ann['attr']} are missing from {ann['images']} "
                         f"(e.g. {', '.join(missing[:3])})")
-    present = [n for n in ann["names"] if n not in set(missing)]
+    missing_set = set(missing)
+    present = [n for n in ann["names"] if n not in missing_set]
     step = max(1, len(present) // limit) if limit else 1
     sample = present[::step][: limit or None]
     sizes = {}
