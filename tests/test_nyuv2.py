@@ -123,6 +123,24 @@ def test_benchmark_splits_tasks_and_validation(nyu_root):
     assert set(y) == {"depth", "normal"}
 
 
+def test_resident_cache_matches_the_files_and_augments_on_the_device(nyu_root):
+    streamed = build_benchmark(dataset_cfg(nyu_root, val_size=1), batch_size=2, seed=0)
+    resident = build_benchmark(dataset_cfg(nyu_root, val_size=1, cache="memory"), batch_size=2, seed=0)
+    for a, b in ((streamed.test, resident.test), (streamed.val, resident.val)):
+        (xa, ya), (xb, yb) = next(iter(a)), next(iter(b))
+        assert torch.equal(xa, xb) and all(torch.equal(ya[t], yb[t]) for t in ya)
+        assert yb["segmentation"].dtype == torch.int64
+    # training batches are augmented: depth values are input depths divided by a scale
+    raw = torch.from_numpy(np.stack([np.load(nyu_root / "train" / "depth" / f"{i}.npy") for i in range(4)]))
+    allowed = {v for s in (1.0, 1.2, 1.5) for v in (raw[raw != 0] / s).tolist()}
+    x, y = next(iter(resident.train))
+    assert x.shape == (2, 3, *SIZE) and y["normal"].shape == (2, 3, *SIZE)
+    assert set(y["depth"][y["depth"] != 0].tolist()) <= allowed
+    subset = build_benchmark(dataset_cfg(nyu_root, cache="memory", tasks=["normal"]), batch_size=2, seed=0)
+    _, y = next(iter(subset.train))
+    assert set(y) == {"normal"}
+
+
 # -------------------------------------------------------------------------------- errors
 def test_missing_dataset_names_the_expected_layout(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"train/image/0\.npy") as err:
@@ -210,10 +228,10 @@ def test_cli_missing_dataset_says_where_to_put_it(tmp_path, run_cli):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("strategy", ["ew", "mgda"])
-def test_cli_run_one_epoch(nyu_root, tmp_path, run_cli, strategy):
+@pytest.mark.parametrize("strategy, cache", [("ew", "memory"), ("mgda", "none")])
+def test_cli_run_one_epoch(nyu_root, tmp_path, run_cli, strategy, cache):
     result = run_cli("run", "dataset=nyuv2", f"dataset.root={nyu_root}", f"dataset.image_size=[{SIZE[0]},{SIZE[1]}]",
-                     "dataset.num_workers=0", f"strategy={strategy}", "trainer.epochs=1", "trainer.device=cpu",
+                     "dataset.num_workers=0", f"dataset.cache={cache}", f"strategy={strategy}", "trainer.epochs=1", "trainer.device=cpu",
                      "trainer.progress=never", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = only_run_dir(tmp_path)

@@ -17,6 +17,11 @@ issue 34): a random scale s from {1.0, 1.2, 1.5}, a random crop of size (H/s, W/
 to H x W (bilinear for image and normals, nearest for labels and depth) with depth divided by s
 (objects appear s times closer); then a horizontal flip with probability 0.5 that negates the
 normals' x component.
+
+Loading: a DataLoader over the .npy files (``dataset.cache=none``, ``num_workers`` processes,
+augmentation in the workers), or every array resident on the training device
+(``dataset.cache=memory``, about 6 GB for the standard copy, augmentation on the device per
+sample with parameters from a CPU generator), which keeps a fast GPU step from waiting on I/O.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .benchmark import Benchmark, DatasetNotFoundError
+from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches
 from .dense import depth_task, normal_task, segmentation_task
 from .loaders import StreamingBatches
 from .multimnist import split_validation
@@ -170,11 +175,12 @@ def validate_layout(root, image_size: Sequence[int] = IMAGE_SIZE, folders: Seque
 
 
 # ---------------------------------------------------------------------------- augmentation
-def scale_crop(image: torch.Tensor, label: torch.Tensor, depth: torch.Tensor, normal: torch.Tensor,
-               scale: float, top: int, left: int):
+def scale_crop(image: torch.Tensor, label: torch.Tensor | None, depth: torch.Tensor | None,
+               normal: torch.Tensor | None, scale: float, top: int, left: int):
     """Crop ``(int(H/scale), int(W/scale))`` at (top, left) and resize back to H x W: bilinear
     (align_corners=True) for image and normals, nearest for labels and depth; depth / scale.
-    Tensors are channels-first: image [3,H,W], label [H,W], depth [1,H,W], normal [3,H,W]."""
+    Tensors are channels-first: image [3,H,W], label [H,W], depth [1,H,W], normal [3,H,W];
+    a target given as None (a task not selected) stays None."""
     height, width = image.shape[-2:]
     h, w = int(height / scale), int(width / scale)
     if not (0 <= top <= height - h and 0 <= left <= width - w):
@@ -186,31 +192,93 @@ def scale_crop(image: torch.Tensor, label: torch.Tensor, depth: torch.Tensor, no
         return F.interpolate(x[None, :, rows, cols], size=(height, width), mode=mode, **kwargs)[0]
 
     image = resize(image, "bilinear")
-    label = resize(label[None].float(), "nearest")[0].to(label.dtype)
-    depth = resize(depth, "nearest") / scale
-    normal = resize(normal, "bilinear")
+    if label is not None:
+        label = resize(label[None].float(), "nearest")[0].to(label.dtype)
+    if depth is not None:
+        depth = resize(depth, "nearest") / scale
+    if normal is not None:
+        normal = resize(normal, "bilinear")
     return image, label, depth, normal
 
 
 def hflip(image, label, depth, normal):
-    """Mirror left-right; the normals' x component changes sign."""
-    normal = normal.flip(-1).clone()
-    normal[0] = -normal[0]
-    return image.flip(-1), label.flip(-1), depth.flip(-1), normal
+    """Mirror left-right; the normals' x component changes sign. None targets stay None."""
+    if normal is not None:
+        normal = normal.flip(-1)
+        normal = torch.cat([-normal[:1], normal[1:]])
+    flip = lambda t: None if t is None else t.flip(-1)  # noqa: E731
+    return flip(image), flip(label), flip(depth), normal
 
 
-def random_augment(image, label, depth, normal, scales: Sequence[float] = SCALES, flip: bool = True):
-    """The standard training augmentation, drawn from torch's RNG (seeded per DataLoader worker)."""
+def draw_augmentation(height: int, width: int, scales: Sequence[float], flip: bool,
+                      generator: torch.Generator | None = None) -> tuple[float, int, int, bool]:
+    """Random (scale, top, left, flipped) from ``generator`` (a CPU generator: no device sync)."""
+    scale, top, left = 1.0, 0, 0
     if scales:
-        scale = float(scales[int(torch.randint(len(scales), ()))])
-        height, width = image.shape[-2:]
+        scale = float(scales[int(torch.randint(len(scales), (), generator=generator))])
         h, w = int(height / scale), int(width / scale)
-        top = int(torch.randint(height - h + 1, ()))
-        left = int(torch.randint(width - w + 1, ()))
+        top = int(torch.randint(height - h + 1, (), generator=generator))
+        left = int(torch.randint(width - w + 1, (), generator=generator))
+    flipped = bool(flip and float(torch.rand((), generator=generator)) < 0.5)
+    return scale, top, left, flipped
+
+
+def random_augment(image, label, depth, normal, scales: Sequence[float] = SCALES, flip: bool = True,
+                   generator: torch.Generator | None = None):
+    """The standard training augmentation: random scale-crop, then a random horizontal flip,
+    drawn from ``generator`` (default: torch's global RNG, seeded per DataLoader worker)."""
+    scale, top, left, flipped = draw_augmentation(image.shape[-2], image.shape[-1], scales, flip, generator)
+    if scales:
         image, label, depth, normal = scale_crop(image, label, depth, normal, scale, top, left)
-    if flip and float(torch.rand(())) < 0.5:
+    if flipped:
         image, label, depth, normal = hflip(image, label, depth, normal)
     return image, label, depth, normal
+
+
+class ResidentDenseBatches(TensorBatches):
+    """Resident NYUv2 batches (``dataset.cache=memory``): every array lives on the training
+    device; labels are stored as int8 and served as int64; the training split is augmented per
+    sample on the device with parameters drawn from a CPU generator (no host sync)."""
+
+    def __init__(self, inputs, targets, batch_size, shuffle=False, seed=0, drop_last=False,
+                 scales: Sequence[float] = (), flip: bool = False):
+        super().__init__(inputs, targets, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self.scales = tuple(scales)
+        self.flip = flip
+
+    def __iter__(self):
+        augment = bool(self.scales) or self.flip
+        for x, targets in super().__iter__():
+            if "segmentation" in targets:
+                targets = {**targets, "segmentation": targets["segmentation"].long()}
+            if augment:
+                images, out = [], {t: [] for t in targets}
+                for i in range(x.shape[0]):
+                    sample = [targets[t][i] if t in targets else None for t in TASKS]
+                    image, *augmented = random_augment(x[i], *sample, self.scales, self.flip, self.generator)
+                    images.append(image)
+                    for t, value in zip(TASKS, augmented):
+                        if t in out:
+                            out[t].append(value)
+                x, targets = torch.stack(images), {t: torch.stack(v) for t, v in out.items()}
+            yield x, targets
+
+
+def load_resident(dataset: "NYUv2") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Every sample of ``dataset`` (unaugmented) as stacked tensors; labels as int8."""
+    n = len(dataset)
+    h, w = dataset.image_size
+    images = torch.empty(n, 3, h, w)
+    shapes = {"segmentation": ((n, h, w), torch.int8), "depth": ((n, 1, h, w), torch.float32),
+              "normal": ((n, 3, h, w), torch.float32)}
+    targets = {t: torch.empty(*shapes[t][0], dtype=shapes[t][1]) for t in dataset.tasks}
+    for i in range(n):
+        image, label, depth, normal = dataset.load(i)
+        images[i] = image
+        for t, value in (("segmentation", label), ("depth", depth), ("normal", normal)):
+            if t in targets:
+                targets[t][i] = value
+    return images, targets
 
 
 # -------------------------------------------------------------------------------- dataset
@@ -273,10 +341,23 @@ def build_nyuv2(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark:
     val_set = NYUv2(root, "train", val_idx.tolist(), **common) if len(val_idx) else None
     test_set = NYUv2(root, "val", range(counts["val"]), **common)
     eval_bs = int(cfg.eval_batch_size or batch_size)
-    loader = dict(num_workers=int(cfg.num_workers), pin_memory=cfg.pin_memory)
-    train = StreamingBatches(train_set, batch_size, shuffle=True, seed=seed, drop_last=bool(cfg.drop_last), **loader)
-    val = StreamingBatches(val_set, eval_bs, **loader) if val_set is not None else None
-    test = StreamingBatches(test_set, eval_bs, **loader)
+    cache = str(cfg.get("cache", "none"))
+    if cache == "memory":
+        def resident(ds, bs, train=False):
+            images, targets = load_resident(ds)
+            return ResidentDenseBatches(images, targets, bs, shuffle=train, seed=seed,
+                                        drop_last=bool(cfg.drop_last) and train,
+                                        scales=scales if train else (), flip=flip and train)
+        train = resident(train_set, batch_size, train=True)
+        val = resident(val_set, eval_bs) if val_set is not None else None
+        test = resident(test_set, eval_bs)
+    elif cache == "none":
+        loader = dict(num_workers=int(cfg.num_workers), pin_memory=cfg.pin_memory)
+        train = StreamingBatches(train_set, batch_size, shuffle=True, seed=seed, drop_last=bool(cfg.drop_last), **loader)
+        val = StreamingBatches(val_set, eval_bs, **loader) if val_set is not None else None
+        test = StreamingBatches(test_set, eval_bs, **loader)
+    else:
+        raise ValueError(f"dataset.cache={cache!r}: choose none (DataLoader) or memory (resident on the device)")
     task_objs = {
         "segmentation": lambda: segmentation_task("segmentation", NUM_CLASSES, cfg.miou_absent),
         "depth": lambda: depth_task("depth"),
@@ -290,6 +371,6 @@ def build_nyuv2(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark:
         test=test,
         info={"image_size": list(image_size), "num_classes": NUM_CLASSES, "num_train": len(train_set),
               "num_val": len(val_idx), "num_test": len(test_set), "batch_size": batch_size,
-              "drop_last": bool(cfg.drop_last), "augmentation": {"scales": list(scales), "flip": flip},
+              "drop_last": bool(cfg.drop_last), "augmentation": {"scales": list(scales), "flip": flip}, "cache": cache,
               "root": str(root)},
     )
