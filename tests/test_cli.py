@@ -99,3 +99,27 @@ def test_help_and_list(run_cli, tmp_path):
     assert proc.returncode == 0 and "strategy:" in proc.stdout
     proc = run_cli("frobnicate", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown command" in proc.stderr
+
+
+def test_installed_wheel_ships_its_configs(tmp_path):
+    """Build the wheel, install it into a bare folder, and run from there (no clone on the path)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                    str(ROOT)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    *map(str, wheels.glob("*.whl"))], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-c", "import mtl_bench.cli as c; print(c.config_dir())"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(site / "mtl_bench" / "configs")
+    proc = subprocess.run([sys.executable, "-m", "mtl_bench", "run", "trainer.epochs=1", *SMALL], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert only_run_dir(tmp_path / "runs")
