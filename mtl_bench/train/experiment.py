@@ -68,7 +68,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     config = TrainerConfig(
         epochs=t.epochs, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
         scheduler=t.scheduler, step_size=t.step_size, gamma=t.gamma, log_interval=t.log_interval,
-        checkpoint=t.checkpoint, progress=t.progress,
+        checkpoint=t.checkpoint, progress=t.progress, precision=t.precision, compile=t.compile,
         selection=OmegaConf.to_container(cfg.protocol.selection, resolve=True),
     )
     identity = {

@@ -46,6 +46,8 @@ class TrainerConfig:
     log_interval: int = 50           # steps between step-level records (and divergence checks)
     checkpoint: bool = True
     progress: str = "auto"           # auto (tqdm on a terminal) | always | never
+    precision: str = "fp32"          # fp32 | bf16 (autocast of forward passes)
+    compile: bool = False            # torch.compile the encoder and heads
     selection: dict = field(default_factory=lambda: {"rule": "last", "split": "val", "metric": None, "k": 10})
 
 
@@ -96,6 +98,11 @@ class Trainer:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + strategy.optimizer_groups()
         self.optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum, config.weight_decay)
         self.scheduler = build_scheduler(config.scheduler, self.optimizer, config.epochs, config.step_size, config.gamma)
+        if config.precision not in ("fp32", "bf16"):
+            raise ValueError(f"trainer.precision={config.precision!r}: choose fp32 or bf16")
+        if config.compile:
+            for module in (self.model.encoder, *self.model.heads.values()):
+                module.compile()
         self.metrics_log = MetricsLog(self.run_dir)
         self.timer = StepTimer(device)
         self.epoch = 0            # epochs finished
@@ -170,18 +177,23 @@ class Trainer:
         return (x.to(self.device, non_blocking=True),
                 {k: v.to(self.device, non_blocking=True) for k, v in targets.items()})
 
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
         if self.strategy.level == "loss":
-            preds = self.model(x)
-            losses = torch.stack([t.loss(preds[t.name], targets[t.name]) for t in self.tasks])
+            with self._autocast():
+                preds = self.model(x)
+                losses = torch.stack([t.loss(preds[t.name], targets[t.name]).float() for t in self.tasks])
             total, weights = self.strategy.combine(losses)
             total.backward()
             self.encoder_passes += 1
             losses = losses.detach()
         else:
-            result = self.backend.step(self.model, self.strategy, x, targets, self.tasks)
-            losses, weights = result.losses, result.weights
+            with self._autocast():
+                result = self.backend.step(self.model, self.strategy, x, targets, self.tasks)
+            losses, weights = result.losses.float(), result.weights.float()
             self.encoder_passes += result.encoder_backward_passes
         if self.strategy.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.shared_parameters(), self.strategy.max_grad_norm)
@@ -191,8 +203,9 @@ class Trainer:
 
     @torch.no_grad()
     def _evaluate_losses(self, x, targets) -> torch.Tensor:
-        preds = self.model(x)
-        return torch.stack([t.loss(preds[t.name], targets[t.name]) for t in self.tasks])
+        with self._autocast():
+            preds = self.model(x)
+            return torch.stack([t.loss(preds[t.name], targets[t.name]).float() for t in self.tasks])
 
     def _check_finite(self, nonfinite_step: torch.Tensor, step_records: list) -> None:
         """Raise :class:`Diverged` once a loss was not finite, keeping the epoch's step records."""
@@ -216,7 +229,9 @@ class Trainer:
         metrics = {t.name: t.new_metrics() for t in self.tasks}
         for x, targets in batches:
             x, targets = self._to_device(x, targets)
-            preds = self.model(x)
+            with self._autocast():
+                preds = self.model(x)
+            preds = {name: p.float() for name, p in preds.items()}
             for task in self.tasks:
                 for metric in metrics[task.name]:
                     metric.update(preds[task.name], targets[task.name])
