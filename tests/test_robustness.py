@@ -122,3 +122,49 @@ def test_corrupted_checkpoint_gives_a_clear_error_and_keeps_history(run_cli, tmp
     assert "checkpoint" in proc.stderr and "unreadable" in proc.stderr and "Delete it" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (tmp_path / "r" / "metrics.jsonl").read_text() == history
+
+
+def _pids_running(pattern: str) -> list[int]:
+    pids = []
+    for proc_dir in os.listdir("/proc"):
+        if proc_dir.isdigit():
+            try:
+                cmdline = open(f"/proc/{proc_dir}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if pattern in cmdline:
+                pids.append(int(proc_dir))
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the job's process")
+def test_submitit_requeues_a_preempted_job_which_resumes(run_cli, tmp_path):
+    args = ["strategy=ew", "trainer.epochs=3", "trainer.deterministic=true", "dataset.num_samples=6000",
+            "dataset.num_val=500", "trainer.batch_size=10", "trainer.log_interval=100"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sweep = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", "-m", "hydra/launcher=slurm_local", *args,
+                              "hydra.sweep.dir=sweep"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    metrics = None
+    while time.time() < deadline:
+        found = list((tmp_path / "sweep").rglob("metrics.jsonl"))
+        if found and '"split": "test"' in found[0].read_text():
+            metrics = found[0]
+            break
+        time.sleep(0.05)
+    assert metrics is not None, "the job never finished its first epoch"
+    workers = _pids_running("submitit.core._submit")
+    assert workers, "no submitit worker process found"
+    for pid in workers:
+        os.kill(pid, signal.SIGUSR2)  # what SLURM sends before preempting a job
+    assert sweep.wait(timeout=300) == 0
+    run_dir = metrics.parent
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 3
+    logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*.out"))
+    assert "Requeued job" in logs  # submitit checkpointed and restarted it
+
+    reference = run_cli("run", *args, "hydra.run.dir=ref", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    assert summary["final"] == json.loads((tmp_path / "ref" / "summary.json").read_text())["final"]
