@@ -88,3 +88,18 @@ def test_best_epoch_selection_uses_validation(compose, tmp_path, mnist_root):
         return sum(vals) / len(vals)
     best = max([1, 2], key=lambda e: (val_mean(e), -e))
     assert sel["epochs"] == [best]
+
+
+def test_resuming_with_other_settings_is_refused(compose, tmp_path):
+    from mtl_bench.train.checkpoint import CheckpointError
+
+    run_experiment(compose(["trainer.epochs=1", *SMALL]), tmp_path)
+    with pytest.raises(CheckpointError, match=r"trainer.lr: 0.001 -> 0.5"):
+        run_experiment(compose(["trainer.epochs=2", "trainer.lr=0.5", *SMALL]), tmp_path)
+
+
+def test_a_completed_run_can_be_extended(compose, tmp_path):
+    whole = run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path / "whole")
+    run_experiment(compose(["trainer.epochs=2", *SMALL]), tmp_path / "extended")
+    extended = run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path / "extended")
+    assert extended["epochs_completed"] == 3 and extended["final"] == whole["final"]

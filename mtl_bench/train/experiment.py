@@ -82,5 +82,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "device": str(device),
         "data": {k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, dict, list))},
     }
-    trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions())
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings.pop("hydra", None)
+    trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
+                      settings=settings)
     return trainer.fit()

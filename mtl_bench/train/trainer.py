@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..protocol import select
 from ..strategies.base import Strategy
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
 from .cost import StepTimer, peak_memory_mb
 from .gradients import GradientBackend
 from .run_dir import CHECKPOINT_FILE, MetricsLog, read_summary, record, write_summary
@@ -75,7 +75,7 @@ def build_scheduler(name: str, optimizer, epochs: int, step_size: int, gamma: fl
 class Trainer:
     def __init__(self, model, benchmark, strategy: Strategy, config: TrainerConfig, run_dir: Path,
                  device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
-                 versions: dict | None = None):
+                 versions: dict | None = None, settings: dict | None = None):
         self.model = model.to(device)
         self.benchmark = benchmark.to(device)
         self.strategy = strategy.to(device)
@@ -85,6 +85,7 @@ class Trainer:
         self.backend = backend or GradientBackend()
         self.identity = identity or {}
         self.versions = versions or {}
+        self.settings = settings  # the resolved run config: stored in checkpoints, checked on resume
         self.tasks = benchmark.tasks
         if [t.name for t in self.tasks] != model.task_names:
             raise ValueError(f"model heads {model.task_names} do not match tasks {[t.name for t in self.tasks]}")
@@ -117,8 +118,11 @@ class Trainer:
         """Train to ``config.epochs``, resuming from the run dir's checkpoint when there is one."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = read_summary(self.run_dir)
-        if previous and previous.get("status") in ("completed", "diverged"):
-            log.info("run in %s already %s; nothing to do", self.run_dir, previous["status"])
+        status = previous.get("status") if previous else None
+        finished = status == "completed" and (previous.get("epochs_completed", 0) >= self.config.epochs
+                                              or not (self.run_dir / CHECKPOINT_FILE).exists())
+        if status == "diverged" or finished:
+            log.info("run in %s already %s; nothing to do", self.run_dir, status)
             return previous
         self._resume()
         self._write_summary("running")
@@ -277,6 +281,7 @@ class Trainer:
             "rng": rng_state(),
             "train_loader": train.state_dict() if hasattr(train, "state_dict") else None,
             "history": self.history,
+            "settings": self.settings,
             "cost": {"step_seconds": self.timer.seconds, "epoch_seconds": self.epoch_seconds,
                      "encoder_passes": self.encoder_passes},
         }
@@ -287,6 +292,12 @@ class Trainer:
             self.metrics_log.truncate_after(0)
             return
         state = load_checkpoint(path, map_location=self.device)
+        changed = settings_mismatch(state.get("settings"), self.settings)
+        if changed:
+            raise CheckpointError(
+                f"{self.run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
+                f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
