@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -44,20 +46,96 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _task(cfg) -> dict | None:
-    """The Hydra task: one run into Hydra's output directory."""
+    """The Hydra task: one run into Hydra's output directory.
+
+    A user error (bad value, missing data ...) ends a single run with its message and exit code 2;
+    inside a sweep it marks that run failed in its summary.json and the sweep goes on
+    (:class:`SweepReport` tells at the end).
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .train import run_experiment
+    from .train.run_dir import read_summary, write_summary
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
+        _check_types(cfg, hydra_cfg)
         summary = run_experiment(cfg, run_dir)
     except _user_errors() as err:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            print(f"mtl-bench: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         log.error("error: %s", err)
-        print(f"mtl-bench: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        summary = read_summary(run_dir) or {"identity": {"dataset": cfg.dataset.get("name"),
+                                                           "strategy": cfg.strategy.get("name"),
+                                                           "seed": cfg.get("seed")}}
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+        write_summary(run_dir, summary)
+        return summary
     log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
     return summary
+
+
+def _check_types(cfg, hydra_cfg) -> None:
+    """Compare the user's overrides with the types of the same config composed without them."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from .config_check import check_override_types
+
+    choices = [f"{group}={choice}" for group, choice in hydra_cfg.runtime.choices.items()
+               if choice is not None and not group.startswith("hydra")]
+    reference = GlobalHydra.instance().config_loader().load_configuration(
+        config_name=hydra_cfg.job.config_name, overrides=choices, run_mode=RunMode.RUN)
+    keys = [o.split("=", 1)[0] for o in hydra_cfg.overrides.task]
+    check_override_types(cfg, reference, keys)
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover - hydra is a dependency
+    _HydraCallback = object
+
+
+class SweepReport(_HydraCallback):
+    """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from .train.run_dir import SUMMARY_FILE
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        statuses: dict[str, list[str]] = {}
+        for path in sorted(sweep_dir.rglob(SUMMARY_FILE)):
+            status = json.loads(path.read_text()).get("status", "unknown")
+            statuses.setdefault(status, []).append(str(path.parent))
+        counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(statuses.items())) or "no runs"
+        log.info("sweep %s: %s", sweep_dir, counts)
+        failed = statuses.get("failed", [])
+        if failed:
+            print(f"mtl-bench: {len(failed)} run(s) of the sweep failed (see their summary.json and log):\n  "
+                  + "\n  ".join(failed), file=sys.stderr)
+            raise SystemExit(1)
+
+
+def _check_writable(argv: list[str]) -> None:
+    """Fail early, with the fix, when the run or sweep directory cannot be written."""
+    multirun = "-m" in argv or "--multirun" in argv
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    given = [a.split("=", 1)[1] for a in argv if a.startswith(key)]
+    target = Path(given[-1]) if given else Path.cwd()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".mtl-bench-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        option = key.rstrip("=")
+        raise SystemExit(
+            f"mtl-bench: error: cannot write the output directory {str(target)!r} ({err.strerror or err}); "
+            f"choose a writable place with {option}=PATH, or run from a writable folder"
+        ) from None
 
 
 def _headline(summary: dict) -> str:
@@ -68,6 +146,9 @@ def _headline(summary: dict) -> str:
 
 def run(argv: list[str]) -> None:
     import hydra
+
+    if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
+        _check_writable(argv)
 
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)
     saved = sys.argv

@@ -13,6 +13,7 @@ samples, x ~ N(0, 0.01^2), sigma = (1, 10) for T = 2, sigma_i = i otherwise) and
 from __future__ import annotations
 
 import torch
+from omegaconf import ListConfig, OmegaConf
 
 from .benchmark import Benchmark, TensorBatches
 from .tasks import regression_task
@@ -46,6 +47,8 @@ def make_synthetic(
 ) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Generate ``{split: (x, {task_name: y})}``. Train gets ``num_samples - num_val`` rows;
     the test rows are drawn afresh from the same law. ``noise`` adds N(0, noise^2) to targets."""
+    if sigmas is not None and not isinstance(sigmas, (list, tuple)):
+        raise ValueError(f"dataset.sigmas={sigmas!r} must be a list with one sigma per task, e.g. dataset.sigmas=[1,10]")
     sigmas = list(sigmas) if sigmas else default_sigmas(num_tasks, preset)
     if len(sigmas) != num_tasks:
         raise ValueError(f"dataset.sigmas has {len(sigmas)} values but dataset.num_tasks={num_tasks}")
@@ -73,9 +76,10 @@ def task_names(num_tasks: int) -> list[str]:
 
 def build_synthetic(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark:
     """Benchmark from the ``dataset`` config node (configs/dataset/synthetic.yaml)."""
+    sigmas = OmegaConf.to_container(cfg.sigmas) if isinstance(cfg.get("sigmas"), ListConfig) else cfg.get("sigmas")
     splits = make_synthetic(
         num_tasks=cfg.num_tasks,
-        sigmas=list(cfg.sigmas) if cfg.get("sigmas") else None,
+        sigmas=sigmas,
         preset=cfg.preset,
         num_samples=cfg.num_samples,
         num_val=cfg.num_val,
@@ -86,7 +90,7 @@ def build_synthetic(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchm
         noise=cfg.noise,
         seed=cfg.seed,
     )
-    sigmas = list(cfg.sigmas) if cfg.get("sigmas") else default_sigmas(cfg.num_tasks, cfg.preset)
+    sigmas = sigmas or default_sigmas(cfg.num_tasks, cfg.preset)
     scale = dict(zip(task_names(cfg.num_tasks), sigmas))
     task_objs = [regression_task(name, scale=scale[name] ** 2) for name in tasks]
 

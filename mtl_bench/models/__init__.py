@@ -35,6 +35,14 @@ def _register_builtin() -> None:
         b.task_names, b.info["input_dim"], b.info["output_dim"], cfg.hidden, cfg.layers, cfg.activation))
     register_model("multilenet", lambda cfg, b: build_multilenet(b.task_names, cfg.dropout, cfg.p))
 
+    from .dense import build_dense_model
+    from .celeba_nets import build_celeba_model
+
+    register_model("segnet", build_dense_model)
+    register_model("resnet50_dilated", build_dense_model)
+    register_model("resnet18_celeba", lambda cfg, b: build_celeba_model(b.task_names, "resnet18"))
+    register_model("famo_cnn", lambda cfg, b: build_celeba_model(b.task_names, "famo_cnn"))
+
 
 _register_builtin()
 

@@ -42,6 +42,9 @@ class StaticWeighting(LossWeighting):
         super().__init__(n_tasks)
         if weights is None:
             weights = [1.0] * n_tasks
+        if not isinstance(weights, (list, tuple)):
+            raise ValueError(f"strategy.weights={weights!r} must be a list, one weight per task, "
+                             f"e.g. strategy.weights=[{','.join(['1.0'] * n_tasks)}]")
         weights = [float(c) for c in weights]
         if len(weights) != n_tasks:
             raise ValueError(

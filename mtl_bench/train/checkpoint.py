@@ -45,3 +45,28 @@ def load_checkpoint(path: Path, map_location=None) -> dict:
             f"checkpoint {path} is unreadable ({type(err).__name__}: {err}). Delete it to restart this run "
             f"from scratch (its metrics.jsonl is kept), or point hydra.run.dir at a fresh directory."
         ) from err
+
+
+# Settings a resumed run may change without changing what it computes.
+RESUMABLE_CHANGES = ("trainer.epochs", "trainer.progress", "trainer.device", "trainer.log_interval",
+                     "trainer.checkpoint", "trainer.compile", "dataset.root", "dataset.download", "dataset.cache",
+                     "grad.method", "grad.chunk_size")
+
+
+def _flatten(tree, prefix=""):
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def settings_mismatch(stored: dict | None, current: dict | None) -> list[str]:
+    """Keys whose values differ between a checkpoint's settings and the current ones."""
+    if not stored or not current:
+        return []
+    old, new = _flatten(stored), _flatten(current)
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+            if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]

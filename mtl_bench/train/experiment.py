@@ -69,7 +69,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     config = TrainerConfig(
         epochs=t.epochs, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
         scheduler=t.scheduler, step_size=t.step_size, gamma=t.gamma, log_interval=t.log_interval,
-        checkpoint=t.checkpoint, progress=t.progress,
+        checkpoint=t.checkpoint, progress=t.progress, precision=t.precision, compile=t.compile,
         selection=OmegaConf.to_container(cfg.protocol.selection, resolve=True),
     )
     identity = {
@@ -84,5 +84,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         "device": str(device),
         "data": {k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, dict, list))},
     }
-    trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions())
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings.pop("hydra", None)
+    trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
+                      settings=settings)
     return trainer.fit()

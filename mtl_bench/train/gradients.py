@@ -109,7 +109,8 @@ class GradientBackend:
         shared = model.shared_parameters()
         jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
         if strategy.needs == "gramian":
-            gramian = jacobian @ jacobian.T
+            rows = jacobian.float()  # bf16 autocast gives bf16 representation gradients
+            gramian = rows @ rows.T
             weights = strategy.weights(losses=raw_losses, gramian=gramian)
             head_weights = strategy.head_weights(weights)
             update = None

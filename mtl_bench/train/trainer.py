@@ -7,6 +7,7 @@ order, so a killed run resumes from its last finished epoch with nothing lost.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..protocol import select
 from ..strategies.base import Strategy
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
 from .cost import StepTimer, peak_memory_mb
 from .gradients import GradientBackend, batch_kpis
 from .run_dir import CHECKPOINT_FILE, MetricsLog, read_summary, record, write_summary
@@ -46,6 +47,8 @@ class TrainerConfig:
     log_interval: int = 50           # steps between step-level records (and divergence checks)
     checkpoint: bool = True
     progress: str = "auto"           # auto (tqdm on a terminal) | always | never
+    precision: str = "fp32"          # fp32 | bf16 (autocast of forward passes)
+    compile: bool = False            # torch.compile the encoder and heads
     selection: dict = field(default_factory=lambda: {"rule": "last", "split": "val", "metric": None, "k": 10})
 
 
@@ -71,25 +74,28 @@ def build_scheduler(name: str, optimizer, epochs: int, step_size: int, gamma: fl
 
 
 @torch.no_grad()
-def evaluate_losses(model, tasks, x, targets) -> torch.Tensor:
+def evaluate_losses(model, tasks, x, targets, autocast=contextlib.nullcontext) -> torch.Tensor:
     """[T] task losses of a batch under the current model, without grad (FAMO's re-evaluation)."""
-    preds = model(x)
-    return torch.stack([t.loss(preds[t.name], targets[t.name]) for t in tasks])
+    with autocast():
+        preds = model(x)
+        return torch.stack([t.loss(preds[t.name], targets[t.name]).float() for t in tasks])
 
 
-def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer, tasks, x, targets
-                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
+def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer, tasks, x, targets,
+                  autocast=contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One optimiser step of any strategy: ``(losses [T], logged weights [T], encoder backward
     passes)``, all on the device. Shared by the trainer and scripts/bench_strategies.py.
 
     Loss weightings: one forward, ``strategy.combine``, one backward. Gradient methods: the
     backend. Strategies with ``needs_kpi`` get the batch KPIs (computed on the device from the
     detached predictions) before their weights; then the shared gradient is clipped at
-    ``strategy.max_grad_norm`` (when set), the optimiser steps and ``after_step`` runs."""
+    ``strategy.max_grad_norm`` (when set), the optimiser steps and ``after_step`` runs.
+    ``autocast`` is a context factory for the forward passes (the trainer's bf16 option)."""
     optimizer.zero_grad(set_to_none=True)
     if strategy.level == "loss":
-        preds = model(x)
-        losses = torch.stack([t.loss(preds[t.name], targets[t.name]) for t in tasks])
+        with autocast():
+            preds = model(x)
+            losses = torch.stack([t.loss(preds[t.name], targets[t.name]).float() for t in tasks])
         if strategy.needs_kpi:
             strategy.feed_kpi(batch_kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
         total, weights = strategy.combine(losses)
@@ -97,19 +103,20 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
         passes = 1
         losses = losses.detach()
     else:
-        result = backend.step(model, strategy, x, targets, tasks)
-        losses, weights, passes = result.losses, result.weights, result.encoder_backward_passes
+        with autocast():
+            result = backend.step(model, strategy, x, targets, tasks)
+        losses, weights, passes = result.losses.float(), result.weights.float(), result.encoder_backward_passes
     if strategy.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.shared_parameters(), strategy.max_grad_norm)
     optimizer.step()
-    strategy.after_step(losses, lambda: evaluate_losses(model, tasks, x, targets))
+    strategy.after_step(losses, lambda: evaluate_losses(model, tasks, x, targets, autocast))
     return losses, weights, passes
 
 
 class Trainer:
     def __init__(self, model, benchmark, strategy: Strategy, config: TrainerConfig, run_dir: Path,
                  device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
-                 versions: dict | None = None):
+                 versions: dict | None = None, settings: dict | None = None):
         self.model = model.to(device)
         self.benchmark = benchmark.to(device)
         self.strategy = strategy.to(device)
@@ -119,6 +126,7 @@ class Trainer:
         self.backend = backend or GradientBackend()
         self.identity = identity or {}
         self.versions = versions or {}
+        self.settings = settings  # the resolved run config: stored in checkpoints, checked on resume
         self.tasks = benchmark.tasks
         if [t.name for t in self.tasks] != model.task_names:
             raise ValueError(f"model heads {model.task_names} do not match tasks {[t.name for t in self.tasks]}")
@@ -132,6 +140,11 @@ class Trainer:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + strategy.optimizer_groups()
         self.optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum, config.weight_decay)
         self.scheduler = build_scheduler(config.scheduler, self.optimizer, config.epochs, config.step_size, config.gamma)
+        if config.precision not in ("fp32", "bf16"):
+            raise ValueError(f"trainer.precision={config.precision!r}: choose fp32 or bf16")
+        if config.compile:
+            for module in (self.model.encoder, *self.model.heads.values()):
+                module.compile()
         self.metrics_log = MetricsLog(self.run_dir)
         self.timer = StepTimer(device)
         self.epoch = 0            # epochs finished
@@ -146,8 +159,11 @@ class Trainer:
         """Train to ``config.epochs``, resuming from the run dir's checkpoint when there is one."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = read_summary(self.run_dir)
-        if previous and previous.get("status") in ("completed", "diverged"):
-            log.info("run in %s already %s; nothing to do", self.run_dir, previous["status"])
+        status = previous.get("status") if previous else None
+        finished = status == "completed" and (previous.get("epochs_completed", 0) >= self.config.epochs
+                                              or not (self.run_dir / CHECKPOINT_FILE).exists())
+        if status == "diverged" or finished:
+            log.info("run in %s already %s; nothing to do", self.run_dir, status)
             return previous
         self._resume()
         self._write_summary("running")
@@ -206,11 +222,17 @@ class Trainer:
         return (x.to(self.device, non_blocking=True),
                 {k: v.to(self.device, non_blocking=True) for k, v in targets.items()})
 
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
         losses, weights, passes = training_step(self.model, self.strategy, self.backend, self.optimizer,
-                                                self.tasks, x, targets)
+                                                self.tasks, x, targets, autocast=self._autocast)
         self.encoder_passes += passes
         return losses, weights
+
+    def _evaluate_losses(self, x, targets) -> torch.Tensor:
+        return evaluate_losses(self.model, self.tasks, x, targets, self._autocast)
 
     def _check_finite(self, nonfinite_step: torch.Tensor, step_records: list) -> None:
         """Raise :class:`Diverged` once a loss was not finite, keeping the epoch's step records."""
@@ -234,7 +256,9 @@ class Trainer:
         metrics = {t.name: t.new_metrics() for t in self.tasks}
         for x, targets in batches:
             x, targets = self._to_device(x, targets)
-            preds = self.model(x)
+            with self._autocast():
+                preds = self.model(x)
+            preds = {name: p.float() for name, p in preds.items()}
             for task in self.tasks:
                 for metric in metrics[task.name]:
                     metric.update(preds[task.name], targets[task.name])
@@ -280,6 +304,7 @@ class Trainer:
             "rng": rng_state(),
             "train_loader": train.state_dict() if hasattr(train, "state_dict") else None,
             "history": self.history,
+            "settings": self.settings,
             "cost": {"step_seconds": self.timer.seconds, "epoch_seconds": self.epoch_seconds,
                      "encoder_passes": self.encoder_passes},
         }
@@ -290,6 +315,12 @@ class Trainer:
             self.metrics_log.truncate_after(0)
             return
         state = load_checkpoint(path, map_location=self.device)
+        changed = settings_mismatch(state.get("settings"), self.settings)
+        if changed:
+            raise CheckpointError(
+                f"{self.run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
+                f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:

@@ -1,0 +1,110 @@
+"""Time a MultiMNIST training epoch per strategy against the floor of the same model.
+
+The floor is the same number of forward+backward+optimiser steps of the EW loss on ONE batch that
+stays resident (no data indexing, no strategy work, no logging): what the model itself costs.
+Usage (GPU machine; results/ keeps the table with this command):
+
+    python scripts/bench_epoch.py --data $MTL_BENCH_DATA --out results/bench_epoch.csv
+    python scripts/bench_epoch.py --data tests/fixture --quick      # CPU smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mtl_bench.data import build_benchmark  # noqa: E402
+from mtl_bench.models import build_model  # noqa: E402
+from mtl_bench.strategies import build_strategy, strategy_class  # noqa: E402
+from mtl_bench.train.experiment import resolve_device, strategy_hparams  # noqa: E402
+from mtl_bench.train.gradients import GradientBackend  # noqa: E402
+from mtl_bench.train.trainer import Trainer, TrainerConfig  # noqa: E402
+
+CASES = [("ew", None), ("uw", None), ("mgda", "params"), ("mgda", "representation"), ("gradnorm", None)]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_trainer(cfg, name, space, device, run_dir):
+    benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=0)
+    model = build_model(cfg.model, benchmark)
+    strategy = build_strategy(name, len(benchmark.tasks), **strategy_hparams(cfg.strategy))
+    backend = GradientBackend(space or strategy_class(name).default_space, "auto")
+    config = TrainerConfig(optimizer="sgd", lr=0.01, momentum=0.9, checkpoint=False, progress="never",
+                           log_interval=10**9)
+    return Trainer(model, benchmark, strategy, config, run_dir, device, backend)
+
+
+def time_epoch(trainer, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    trainer._train_epoch()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def time_floor(trainer, device, steps: int) -> float:
+    x, targets = next(iter(trainer.benchmark.train))
+    model, tasks, opt = trainer.model, trainer.tasks, trainer.optimizer
+    def step():
+        opt.zero_grad(set_to_none=True)
+        preds = model(x)
+        sum(t.loss(preds[t.name], targets[t.name]) for t in tasks).backward()
+        opt.step()
+    for _ in range(5):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="folder holding MNIST/raw")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, help="CSV file to write")
+    parser.add_argument("--quick", action="store_true", help="one strategy pair on a small validation split")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    overrides = ["dataset=multimnist", f"dataset.root={args.data}"]
+    if args.quick:
+        overrides += ["dataset.val_size=50", "trainer.batch_size=64"]
+    cases = CASES[:3] if args.quick else CASES
+    rows = []
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        for name, space in cases:
+            cfg = compose("config", overrides=overrides + [f"strategy={name}"])
+            trainer = make_trainer(cfg, name, space, device, Path("/tmp/mtl-bench-bench"))
+            time_epoch(trainer, device)  # warm-up epoch (allocator, cuDNN autotune)
+            seconds = time_epoch(trainer, device)
+            floor = time_floor(trainer, device, len(trainer.benchmark.train))
+            rows.append({"strategy": name, "space": trainer.backend.space if trainer.strategy.level == "gradient" else "-",
+                         "device": str(device), "steps": len(trainer.benchmark.train),
+                         "epoch_s": round(seconds, 4), "floor_s": round(floor, 4), "ratio": round(seconds / floor, 3)})
+    print("| strategy | space | steps | epoch s | floor s | epoch / floor |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['strategy']} | {r['space']} | {r['steps']} | {r['epoch_s']} | {r['floor_s']} | {r['ratio']} |")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Benchmark scripts run end to end in their --quick form (CPU smoke runs; timings are not checked)."""
+import csv
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run_script(name, *args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_bench_epoch_quick(tmp_path, mnist_root):
+    out = tmp_path / "epoch.csv"
+    proc = run_script("bench_epoch.py", "--data", str(mnist_root), "--quick", "--device", "cpu", "--out", str(out),
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert [r["strategy"] for r in rows] == ["ew", "uw", "mgda"]
+    assert all(float(r["epoch_s"]) > 0 and float(r["floor_s"]) > 0 for r in rows)
+    assert "| epoch / floor |" in proc.stdout
+
+
+def test_bench_sweep_quick(tmp_path):
+    out = tmp_path / "sweep.csv"
+    proc = run_script("bench_sweep.py", "--quick", "--jobs", "2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = csv.DictReader(open(out))
+    assert row["runs"] == "4" and float(row["sequential_s"]) > 0 and float(row["concurrent_s"]) > 0

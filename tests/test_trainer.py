@@ -1,0 +1,105 @@
+"""Trainer behaviour: resume after a crash, divergence, completed runs, selection."""
+import json
+
+import pytest
+import torch
+
+from mtl_bench.train import run_experiment
+from mtl_bench.train.trainer import Trainer
+
+SMALL = ["dataset.num_samples=300", "dataset.num_val=100", "dataset.num_test=100", "trainer.batch_size=50",
+         "trainer.log_interval=2"]
+
+
+def summary(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("strategy", ["ew", "gradnorm", "dwa"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(compose, tmp_path, monkeypatch, strategy):
+    cfg = compose([f"strategy={strategy}", "trainer.epochs=3", *SMALL])
+    whole = run_experiment(cfg, tmp_path / "whole")
+
+    original = Trainer._end_epoch
+    def crash_after_second_epoch(self):
+        original(self)
+        if self.epoch == 2:
+            raise RuntimeError("killed")
+    monkeypatch.setattr(Trainer, "_end_epoch", crash_after_second_epoch)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_experiment(cfg, tmp_path / "resumed")
+    assert summary(tmp_path / "resumed")["status"] == "failed"
+    monkeypatch.setattr(Trainer, "_end_epoch", original)
+    resumed = run_experiment(cfg, tmp_path / "resumed")
+
+    assert resumed["status"] == "completed" and resumed["epochs_completed"] == 3
+    assert resumed["final"] == whole["final"]
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_metrics_of_an_unfinished_epoch_are_dropped_on_resume(compose, tmp_path):
+    cfg = compose(["trainer.epochs=2", *SMALL])
+    run_experiment(cfg, tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    # pretend the run was killed while writing epoch 2: the checkpoint still says epoch 1
+    state.update(epoch=1, history={1: state["history"][1]})
+    torch.save(state, tmp_path / "checkpoint.pt")
+    data = summary(tmp_path)
+    data["status"] = "running"
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    result = run_experiment(cfg, tmp_path)
+    epochs = [json.loads(l)["epoch"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert result["status"] == "completed" and epochs.count(2) == epochs.count(1)
+
+
+def test_completed_run_is_not_trained_again(compose, tmp_path):
+    cfg = compose(["trainer.epochs=1", *SMALL])
+    first = run_experiment(cfg, tmp_path)
+    second = run_experiment(cfg, tmp_path)
+    assert second["updated_at"] == first["updated_at"]
+
+
+def test_nan_loss_marks_the_run_diverged_and_keeps_history(compose, tmp_path, monkeypatch):
+    cfg = compose(["trainer.epochs=3", *SMALL])
+    original = Trainer._train_step
+    def poisoned(self, x, targets):
+        losses, weights = original(self, x, targets)
+        if self.epoch == 1 and self.step >= 6:  # 4 steps per epoch: steps 7 and 8
+            losses = losses * float("nan")
+        return losses, weights
+    monkeypatch.setattr(Trainer, "_train_step", poisoned)
+    result = run_experiment(cfg, tmp_path)
+    assert result["status"] == "diverged" and result["diverged_at_step"] == 7
+    assert result["epochs_completed"] == 1
+    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["epoch"] == 1 and r["split"] == "test" for r in records)
+
+
+def test_best_epoch_selection_uses_validation(compose, tmp_path, mnist_root):
+    cfg = compose(["dataset=multimnist", f"dataset.root={mnist_root}", "dataset.val_size=50",
+                   "trainer.epochs=2", "trainer.batch_size=64"])
+    result = run_experiment(cfg, tmp_path)
+    sel = result["selected"]
+    assert sel["split"] == "val" and sel["metric"] == "mean/accuracy" and len(sel["epochs"]) == 1
+    history = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    def val_mean(epoch):
+        vals = [r["value"] for r in history if r["epoch"] == epoch and r["split"] == "val" and r["metric"] == "accuracy"]
+        return sum(vals) / len(vals)
+    best = max([1, 2], key=lambda e: (val_mean(e), -e))
+    assert sel["epochs"] == [best]
+
+
+def test_resuming_with_other_settings_is_refused(compose, tmp_path):
+    from mtl_bench.train.checkpoint import CheckpointError
+
+    run_experiment(compose(["trainer.epochs=1", *SMALL]), tmp_path)
+    with pytest.raises(CheckpointError, match=r"trainer.lr: 0.001 -> 0.5"):
+        run_experiment(compose(["trainer.epochs=2", "trainer.lr=0.5", *SMALL]), tmp_path)
+
+
+def test_a_completed_run_can_be_extended(compose, tmp_path):
+    whole = run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path / "whole")
+    run_experiment(compose(["trainer.epochs=2", *SMALL]), tmp_path / "extended")
+    extended = run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path / "extended")
+    assert extended["epochs_completed"] == 3 and extended["final"] == whole["final"]
