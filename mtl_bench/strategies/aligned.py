@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .base import GradientWeighting
@@ -23,25 +24,27 @@ from .base import GradientWeighting
 REFERENCES = ("min", "median", "mean")
 
 
-def alignment_matrix(gramian: torch.Tensor, reference: str = "min") -> torch.Tensor:
-    """B of Aligned-MTL from the Gramian (float64 internally)."""
-    G = gramian.to(torch.float64)
+def alignment_matrix(gramian, reference: str = "min") -> torch.Tensor:
+    """B of Aligned-MTL from the Gramian (float64 NumPy on the host; returns a CPU tensor)."""
+    G = np.asarray(gramian.detach().double().cpu().numpy() if isinstance(gramian, torch.Tensor) else gramian,
+                   dtype=np.float64)
     T = G.shape[0]
-    eigenvalues, V = torch.linalg.eigh(G)
-    tol = eigenvalues.max() * T * torch.finfo(torch.float32).eps
+    eigenvalues, V = np.linalg.eigh(0.5 * (G + G.T))
+    tol = eigenvalues.max() * T * np.finfo(np.float32).eps
     kept = eigenvalues > tol
-    masked = torch.where(kept, eigenvalues, torch.full_like(eigenvalues, float("nan")))
+    if not kept.any():  # all gradients zero: nothing to align
+        return torch.zeros((T, T), dtype=torch.float64)
     if reference == "min":
-        ref = torch.where(kept, eigenvalues, torch.full_like(eigenvalues, float("inf"))).min()
+        ref = eigenvalues[kept].min()
     elif reference == "median":
-        ref = masked.nanmedian()
+        ref = np.median(eigenvalues[kept])
     elif reference == "mean":
-        ref = masked.nanmean()
+        ref = eigenvalues[kept].mean()
     else:
         raise ValueError(f"strategy.reference={reference!r}: choose one of {', '.join(REFERENCES)}")
-    inv_sqrt = torch.where(kept, eigenvalues.clamp_min(torch.finfo(torch.float64).tiny).rsqrt(),
-                           torch.zeros_like(eigenvalues))
-    return ref.sqrt() * (V * inv_sqrt) @ V.T
+    inv_sqrt = np.zeros_like(eigenvalues)
+    inv_sqrt[kept] = 1.0 / np.sqrt(eigenvalues[kept])
+    return torch.from_numpy(np.sqrt(ref) * (V * inv_sqrt) @ V.T)
 
 
 class AlignedMTL(GradientWeighting):
@@ -55,9 +58,9 @@ class AlignedMTL(GradientWeighting):
         if preference is not None and len(preference) != n_tasks:
             raise ValueError(f"strategy.preference needs {n_tasks} values, got {len(preference)}")
         self.reference = reference
-        self.register_buffer("preference", torch.tensor([1.0] * n_tasks if preference is None else
-                                                        [float(v) for v in preference], dtype=torch.float64))
+        self._preference = np.array([1.0] * n_tasks if preference is None else [float(v) for v in preference])
 
     def weights(self, losses, gramian):
-        B = alignment_matrix(gramian.detach().double().cpu(), self.reference)
-        return (B @ self.preference.cpu()).to(device=gramian.device, dtype=gramian.dtype)
+        B = alignment_matrix(gramian, self.reference).numpy()
+        w = B @ self._preference
+        return torch.from_numpy(w).to(device=gramian.device, dtype=gramian.dtype)
