@@ -181,6 +181,8 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     warmup, steps = (1, 2) if args.quick else (args.warmup, args.steps)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels in the warm-up
     names = args.strategies or available_strategies()
     unknown = sorted(set(names) - set(available_strategies()))
     if unknown:
