@@ -107,11 +107,16 @@ def _segmentation_loss(pred, target):
     return F.cross_entropy(pred, target, ignore_index=-1)
 
 
-def resnet50_case(quick: bool, device):
+def resnet50_case(quick: bool, device, heads: str = "simple"):
     batch, size = (2, (32, 32)) if quick else (8, (288, 384))
-    encoder = ResNetEncoder()
-    heads = {"segmentation": DenseHead(13, size), "depth": DenseHead(1, size), "normal": DenseHead(3, size)}
-    model = MultiTaskModel(encoder, heads)
+    if heads == "deeplab":  # LibMTL's NYUv2 model (mtl_bench.models.resnet_dense), random weights
+        from mtl_bench.models.resnet_dense import build_resnet50_dilated
+
+        model = build_resnet50_dilated({"segmentation": 13, "depth": 1, "normal": 3})
+    else:
+        encoder = ResNetEncoder()
+        heads_ = {"segmentation": DenseHead(13, size), "depth": DenseHead(1, size), "normal": DenseHead(3, size)}
+        model = MultiTaskModel(encoder, heads_)
     tasks = [Task("segmentation", _segmentation_loss), Task("depth", _depth_loss), Task("normal", _normal_loss)]
     x = torch.randn(batch, 3, *size)
     normals = F.normalize(torch.randn(batch, 3, *size), dim=1)
@@ -167,6 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--strategies", nargs="+", default=None, help="default: all")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
+    parser.add_argument("--dense-heads", default="simple", choices=["simple", "deeplab"],
+                        help="resnet50 heads: simple conv heads (default) or LibMTL's DeepLab ASPP heads")
     parser.add_argument("--method", default="auto", choices=["loop", "vmap", "auto"], help="grad.method")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--warmup", type=int, default=5)
@@ -197,7 +204,8 @@ def main(argv=None) -> int:
     rows = []
     for model_name in args.models:
         torch.manual_seed(0)
-        model, tasks, x, targets = CASES[model_name](args.quick, device)
+        extra = {"heads": args.dense_heads} if model_name == "resnet50" else {}
+        model, tasks, x, targets = CASES[model_name](args.quick, device, **extra)
         x = x.to(device)
         targets = {k: v.to(device) for k, v in targets.items()}
         baseline = None
