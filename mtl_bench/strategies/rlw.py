@@ -44,10 +44,9 @@ class RandomLossWeighting(LossWeighting):
         if self.distribution == "uniform":
             return torch.softmax(torch.rand(T, device=device, dtype=dtype), dim=0)
         if self.distribution == "dirichlet":
-            # Dirichlet = normalised Gamma draws (torch.distributions.Dirichlet is not seeded on
-            # every device the same way; _standard_gamma is).
-            gamma = torch._standard_gamma(torch.full((T,), self.alpha, device=device, dtype=dtype))
-            return gamma / gamma.sum()
+            concentration = torch.full((T,), self.alpha, device=device, dtype=dtype)
+            # validate_args=False: the argument check would read a tensor back to the host
+            return torch.distributions.Dirichlet(concentration, validate_args=False).sample()
         b = torch.bernoulli(torch.full((T,), 0.5, device=device, dtype=dtype))
         fallback = torch.zeros(T, device=device, dtype=dtype)
         fallback[torch.randint(T, (1,), device=device)] = 1.0
