@@ -107,6 +107,7 @@ def test_cli_synthetic_nash_counts_solver_calls(tmp_path):
     assert summary["status"] == "completed"
     assert summary["cost"]["solver_calls"] == summary["steps"] > 0
     assert summary["cost"]["solver_failures"] == 0
+    assert summary["cost"]["vmap_chunk"] == 2  # both tasks in one batched backward (grad.method=auto)
 
 
 @pytest.mark.parametrize("name", ["mgda", "cagrad", "upgrad"])

@@ -370,6 +370,7 @@ class Trainer:
                 "encoder_backward_passes_per_step": self.encoder_passes / steps,
                 "solver_calls": getattr(self.strategy, "solver_calls", 0),
                 "solver_failures": getattr(self.strategy, "solver_failures", 0),
+                "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
             },
             "versions": self.versions,
             "started_at": self.started_at,
