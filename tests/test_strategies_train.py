@@ -137,3 +137,17 @@ def test_list_strategies_shows_levels(capsys):
     assert " gradient " in lines["pcgrad"] and " loss-only " in lines["si"]
     assert "c=0.4" in out and "loss_weighting=None" in out
 
+
+
+@pytest.mark.parametrize("name", ["famo", "nash", "db_mtl", "gradvac", "slaw", "dwa"])
+def test_resume_restores_the_strategy_state(compose, tmp_path, name):
+    """A run stopped after epoch 2 and resumed to epoch 3 ends exactly where an uninterrupted run
+    ends (DWA's epoch-3 weights need the two stored epoch means)."""
+    def run(epochs, run_dir):
+        return run_experiment(compose([*SYNTHETIC, f"strategy={name}", f"trainer.epochs={epochs}"]), run_dir)
+
+    straight = run(3, tmp_path / "straight")
+    run(2, tmp_path / "resumed")
+    resumed = run(3, tmp_path / "resumed")
+    assert resumed["final"] == straight["final"]
+    assert resumed["cost"]["solver_calls"] == straight["cost"]["solver_calls"]
