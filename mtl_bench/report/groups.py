@@ -34,14 +34,14 @@ def annotate(results: pd.DataFrame) -> pd.DataFrame:
         is_base = (group["n_tasks"] == 1) & multi
         panel_keys = _varying(group, [c for c in cfg if not c.startswith(NOT_PANEL)])
         for run, row in group.iterrows():
-            parts = [f"{c[4:]}={row[c]}" for c in panel_keys]
+            parts = [f"{c[4:]}={row[c]}" for c in panel_keys if not pd.isna(row[c])]
             panel[run] = " ".join([str(dataset)] + parts)
             baseline[run] = bool(is_base[run])
         mtl = group[~is_base]
         for (_, strategy), members in mtl.groupby([mtl.index.map(panel.get), "strategy"]):
             keys = _varying(members, [c for c in cfg if c.startswith(VARIANT_PREFIXES)])
             for run, row in members.iterrows():
-                extra = " ".join(f"{c.split('.', 2)[-1]}={row[c]}" for c in keys)
+                extra = " ".join(f"{c.split('.', 2)[-1]}={row[c]}" for c in keys if not pd.isna(row[c]))
                 method[run] = f"{strategy} {extra}".strip()
         for run in group[is_base].index:
             method[run] = "stl"
