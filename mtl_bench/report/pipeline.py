@@ -75,8 +75,11 @@ def annotated_run(run: pd.Series, results: pd.DataFrame) -> pd.Series:
 
 
 def make_table(source, split: str = "test", columns=None, metrics=None, delta_average: str = "metric",
-               reference: str = "ew", baseline: str = "stl", **selection) -> tuple[ScoreTable, Selection]:
-    sel = select_all(source, average=delta_average, baseline=baseline, **selection)
+               reference: str = "ew", baseline: str = "stl", selection: dict | None = None
+               ) -> tuple[ScoreTable, Selection]:
+    """Collect, select and score: the table of ``mtl-bench table``. ``selection`` holds the
+    overrides of the runs' protocol (rule, split, metric, k); ``split`` is the reported split."""
+    sel = select_all(source, average=delta_average, baseline=baseline, **(selection or {}))
     table = score_table(sel.selected, sel.baselines, split=split, columns=columns, metrics=metrics,
                         delta_average=delta_average, reference=reference)
     return table, sel

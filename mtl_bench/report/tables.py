@@ -33,47 +33,44 @@ class ScoreTable:
     reference: str = "ew"
 
     # ------------------------------------------------------------------ rendering
-    def _cells(self, fmt: str) -> tuple[list[str], dict[str, list[list[str]]]]:
-        header = ["method"] + [f"{c.split('/')[0]} {label(c.split('/')[1])} {arrow(c.split('/')[1], self.directions[c])}"
-                               for c in self.columns]
-        header += ["Δm% ↓", "MR ↓", f"time/epoch (×{self.reference}) ↓", f"p vs {self.reference}", "seeds"]
-        if "printed_delta_m" in self.frame:
-            header.insert(len(self.columns) + 2, "printed Δm%")
-        panels: dict[str, list[list[str]]] = {}
+    def _cells(self, fmt: str) -> dict[str, tuple[list[str], list[list[str]]]]:
+        """panel -> (header, rows of cells); a panel shows only the columns it has values for."""
+        printed = "printed_delta_m" in self.frame
+        panels: dict[str, tuple[list[str], list[list[str]]]] = {}
         for panel, rows in self.frame.groupby("panel", sort=False):
+            columns = [c for c in self.columns if rows[c].notna().any()]
+            header = ["method"] + [f"{c.split('/')[0]} {label(c.split('/')[1])} "
+                                   f"{arrow(c.split('/')[1], self.directions[c])}" for c in columns]
+            header += ["Δm% ↓"] + (["printed Δm%"] if printed else [])
+            header += ["MR ↓", f"time/epoch (×{self.reference}) ↓", f"p vs {self.reference}", "seeds"]
             ranked = rows[~rows["is_baseline"]]
             best = {}
-            for c in self.columns + ["delta_m", "mr", "time"]:
+            for c in columns + ["delta_m", "mr", "time"]:
                 values = ranked[c].dropna()
-                if values.empty:
-                    continue
-                higher = self.directions.get(c, False)
-                best[c] = values.max() if higher else values.min()
+                if not values.empty:
+                    best[c] = values.max() if self.directions.get(c, False) else values.min()
             lines = []
             for _, row in rows.iterrows():
+                mark = lambda c: not row["is_baseline"] and c in best and best[c] == row[c]
                 cells = [str(row["method"])]
-                for c in self.columns:
+                for c in columns:
                     scale = display_scale(c.split("/")[1])
-                    cells.append(_cell(row[c], row[f"{c}:ci"], scale, _digits(row[c] * scale),
-                                       not row["is_baseline"] and best.get(c) == row[c], fmt))
-                cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2,
-                                   not row["is_baseline"] and best.get("delta_m") == row["delta_m"], fmt))
-                if "printed_delta_m" in self.frame:
+                    cells.append(_cell(row[c], row[f"{c}:ci"], scale, _digits(row[c] * scale), mark(c), fmt))
+                cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2, mark("delta_m"), fmt))
+                if printed:
                     flag = " (!)" if row.get("inconsistent") else ""
                     cells.append(_cell(row["printed_delta_m"], math.nan, 1, 2, False, fmt) + flag)
-                cells.append(_cell(row["mr"], math.nan, 1, 2, not row["is_baseline"] and best.get("mr") == row["mr"], fmt))
-                cells.append(_cell(row["time"], math.nan, 1, 2,
-                                   not row["is_baseline"] and best.get("time") == row["time"], fmt))
+                cells.append(_cell(row["mr"], math.nan, 1, 2, mark("mr"), fmt))
+                cells.append(_cell(row["time"], math.nan, 1, 2, mark("time"), fmt))
                 cells.append("" if pd.isna(row["p"]) else f"{row['p']:.3g}")
-                cells.append(str(int(row["n"])) if not pd.isna(row["n"]) else "")
+                cells.append("" if pd.isna(row["n"]) else str(int(row["n"])))
                 lines.append(cells)
-            panels[str(panel)] = lines
-        return header, panels
+            panels[str(panel)] = (header, lines)
+        return panels
 
     def to_markdown(self) -> str:
-        header, panels = self._cells("md")
         out = []
-        for panel, lines in panels.items():
+        for panel, (header, lines) in self._cells("md").items():
             out.append(f"**{panel}**\n")
             out.append("| " + " | ".join(header) + " |")
             out.append("|" + "|".join("---" for _ in header) + "|")
@@ -84,19 +81,18 @@ class ScoreTable:
         return "\n".join(out) + "\n"
 
     def to_latex(self) -> str:
-        header, panels = self._cells("latex")
-        cols = "l" + "r" * (len(header) - 1)
         tex = lambda s: (s.replace("%", r"\%").replace("_", r"\_").replace("Δm", r"$\Delta_m$")
                          .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("±", r"$\pm$")
-                         .replace("×", r"$\times$"))
-        out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule"]
-        out.append(" & ".join(tex(h) for h in header) + r" \\")
-        for panel, lines in panels.items():
-            out.append(r"\midrule")
-            out.append(rf"\multicolumn{{{len(header)}}}{{l}}{{\emph{{{tex(panel)}}}}} \\")
+                         .replace("×", r"$\times$").replace("–", "--"))
+        out = []
+        for panel, (header, lines) in self._cells("latex").items():
+            out += [r"\begin{table}[t]", r"\centering", r"\small",
+                    rf"\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}", r"\toprule",
+                    " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
             out.extend(" & ".join(tex(c) for c in cells) + r" \\" for cells in lines)
-        out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(self.caption)}}}", r"\end{table}"]
-        return "\n".join(out) + "\n"
+            caption = f"{panel}. {self.caption}" + "".join(f" {n}" for n in self.notes)
+            out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", r"\end{table}", ""]
+        return "\n".join(out)
 
     def to_csv(self) -> str:
         return self.frame.to_csv(index=False)
