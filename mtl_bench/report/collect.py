@@ -54,16 +54,18 @@ class Collection:
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Every directory below ``paths`` holding a summary.json or a metrics.jsonl, sorted."""
+    """Every directory below ``paths`` holding a summary.json, a metrics.jsonl or a Hydra
+    ``.hydra/config.yaml`` (a run that failed before training wrote anything), sorted."""
     found: set[Path] = set()
     for path in paths:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
-        for name in (SUMMARY_FILE, METRICS_FILE):
+        for name in (SUMMARY_FILE, METRICS_FILE, ".hydra/config.yaml"):
+            depth = name.count("/") + 1
             if (path / name).exists():
                 found.add(path)
-            found.update(p.parent for p in path.rglob(name))
+            found.update(p.parents[depth - 1] for p in path.rglob(name))
     return sorted(found)
 
 
@@ -101,7 +103,8 @@ def _run_row(run_dir: Path, summary: dict | None, config: dict) -> dict:
     if status == "running":
         reason = f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')} epochs (killed or still running)"
     elif status == "no summary":
-        reason = "metrics.jsonl without summary.json"
+        reason = ("metrics.jsonl without summary.json" if (Path(run_dir) / METRICS_FILE).exists()
+                  else "config only: the run failed before training (see its log)")
     row = {
         "run": str(run_dir), "status": status, "reason": reason,
         "dataset": ident.get("dataset", (config.get("dataset") or {}).get("name")),
