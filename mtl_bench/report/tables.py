@@ -145,8 +145,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                 metrics=None, delta_average: str = "metric", reference: str = "ew") -> ScoreTable:
     """The comparison table of annotated selected values on ``split`` (see module docstring).
 
-    Delta_m of each run is taken over its ``(task, metric)`` pairs whose metric appears in the
-    columns, against ``baselines`` matched by panel, task and seed; its mean, 95% CI and paired
+    Delta_m of each run is taken over the ``task/metric`` columns (a ``mean/metric`` column
+    stands for that metric of every task), against ``baselines`` matched by panel, task and seed; its mean, 95% CI and paired
     test against ``reference`` are over seeds. MR ranks the non-baseline methods of a panel on
     the metric columns (mean over seeds).
     """
@@ -158,7 +158,9 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         raise ValueError("no metric columns to show")
     hib = rows.drop_duplicates("metric").set_index("metric")["higher_is_better"].to_dict()
     directions = {c: bool(hib[c.split("/", 1)[1]]) for c in columns}
-    metric_names = {c.split("/", 1)[1] for c in columns}
+    pairs = {tuple(c.split("/", 1)) for c in columns if not c.startswith("mean/")}
+    means = {c.split("/", 1)[1] for c in columns if c.startswith("mean/")}
+    in_delta = lambda task, metric: (task, metric) in pairs or metric in means
     notes: list[str] = []
     per_run = []
     for run, group in rows.groupby("run", sort=False):
@@ -166,7 +168,7 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         record = {"panel": info["panel"], "method": info["method"], "is_baseline": bool(info["is_baseline"]),
                   "strategy": info["strategy"], "seed": info["seed"], "run": run,
                   "seconds_per_epoch": info.get("seconds_per_epoch", math.nan), **_run_values(group, columns)}
-        used = group[group["metric"].isin(metric_names)]
+        used = group[[in_delta(t, m) for t, m in zip(group["task"], group["metric"])]]
         values = {(t, m): v for t, m, v in used[["task", "metric", "value"]].itertuples(index=False)}
         base = baselines.lookup(info, split, tasks=list(group["task"].unique())) if baselines else {}
         missing = [f"{t}/{m}" for t, m in values if (t, m) not in base]
