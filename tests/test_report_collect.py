@@ -125,6 +125,10 @@ def test_selection_never_reads_test_unless_named(runs):
     no_val = frame[frame["split"] != "val"]
     with pytest.raises(ValueError, match="no 'val' split.*asked for by name"):
         selected_values(no_val, rule="best", split="val", metric="mean/mse")
+    # a rule asked for by name selects on val even when the run's config named test for its own rule
+    configured = poisoned.assign(sel_rule="mean_last_k", sel_split="test")
+    c = selected_values(configured, rule="best", metric="mean/mse")
+    assert int(c["selected_epochs"].iloc[0]) == val_best
     # ... but selects on test when test is named
     named = selected_values(poisoned, rule="best", split="test", metric="mean/mse")
     assert int(named["selected_epochs"].iloc[0]) == other

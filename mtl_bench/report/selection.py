@@ -33,6 +33,8 @@ def protocol_of(run: pd.Series, rule=None, split=None, metric=None, k=None, aver
             return given
         value = run.get(column)
         return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    if rule is not None and split is None:
+        split = "val"  # a rule asked for here selects on val; the config's split served the config's rule
     return {"rule": pick(rule, "sel_rule", "last"), "split": pick(split, "sel_split", "val"),
             "metric": pick(metric, "sel_metric", None), "k": int(pick(k, "sel_k", 10)),
             "average": pick(average, "sel_average", "metric")}
