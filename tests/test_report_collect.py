@@ -89,6 +89,12 @@ def test_collect_writes_a_table_that_reads_back(runs, tmp_path, suffix):
     # a collected table is itself a valid input
     again = collect([tmp_path / f"results{suffix}"])
     assert again.results["run"].nunique() == 11
+    from mtl_bench.report.pipeline import make_table
+    from_file, _ = make_table([tmp_path / f"results{suffix}"], metrics=["mse"])
+    from_dirs, _ = make_table([runs], metrics=["mse"])
+    a = from_file.frame.set_index("method")["delta_m"]
+    b = from_dirs.frame.set_index("method")["delta_m"]
+    assert a.sort_index().to_numpy() == pytest.approx(b.sort_index().to_numpy())
 
 
 def _one_run(runs, strategy="ew", seed=0):

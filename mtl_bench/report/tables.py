@@ -51,11 +51,15 @@ class ScoreTable:
                     best[c] = values.max() if self.directions.get(c, False) else values.min()
             lines = []
             for _, row in rows.iterrows():
-                mark = lambda c: not row["is_baseline"] and c in best and best[c] == row[c]
+                def mark(c, scale=1.0, digits=2):
+                    # best as shown: values equal to the best at the printed precision tie
+                    return (not row["is_baseline"] and c in best and not pd.isna(row[c])
+                            and f"{row[c] * scale:.{digits}f}" == f"{best[c] * scale:.{digits}f}")
                 cells = [str(row["method"])]
                 for c in columns:
                     scale = display_scale(c.split("/")[1])
-                    cells.append(_cell(row[c], row[f"{c}:ci"], scale, _digits(row[c] * scale), mark(c), fmt))
+                    digits = _digits(best.get(c, row[c]) * scale)
+                    cells.append(_cell(row[c], row[f"{c}:ci"], scale, digits, mark(c, scale, digits), fmt))
                 cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2, mark("delta_m"), fmt))
                 if printed:
                     flag = " (!)" if row.get("inconsistent") else ""
