@@ -97,7 +97,10 @@ def _check_types(cfg, hydra_cfg) -> None:
 
     from .config_check import check_override_types
 
-    choices = [f"{group}={choice}" for group, choice in hydra_cfg.runtime.choices.items()
+    task = set(hydra_cfg.overrides.task)
+    # groups appended on the command line (+experiment=NAME) must be appended again
+    choices = [f"+{group}={choice}" if f"+{group}={choice}" in task else f"{group}={choice}"
+               for group, choice in hydra_cfg.runtime.choices.items()
                if choice is not None and not group.startswith("hydra")]
     reference = GlobalHydra.instance().config_loader().load_configuration(
         config_name=hydra_cfg.job.config_name, overrides=choices, run_mode=RunMode.RUN)

@@ -27,7 +27,7 @@ def with_broken(runs, tmp_path):
     """The runs plus a killed one (status still running) and one that failed, as the trainer leaves them."""
     root = tmp_path / "runs"
     shutil.copytree(runs, root)
-    done = sorted((root / "mtl").glob("0_*"))[0]
+    done = sorted(p.parent for p in (root / "mtl").glob("*/summary.json"))[0]
     for name, status, extra in (("killed", "running", {}), ("failed", "failed", {"error": "RuntimeError: boom"})):
         target = root / name
         shutil.copytree(done, target)
@@ -51,7 +51,7 @@ def test_collect_builds_one_tidy_table_from_sweeps_and_single_runs(runs):
     assert not res.duplicated(["run", "epoch", "step", "split", "task", "metric"]).any()
     assert set(res["split"]) == {"train", "train_step", "val", "test"}
     # directions come from summary.json (recorded by the trainer)
-    summary = json.loads((sorted((runs / "mtl").glob("0_*"))[0] / "summary.json").read_text())
+    summary = json.loads((sorted(p.parent for p in (runs / "mtl").glob("*/summary.json"))[0] / "summary.json").read_text())
     assert summary["directions"]["task0"] == {"normalized_loss": False, "mse": False}
     assert not res.loc[res["metric"] == "mse", "higher_is_better"].any()
     # the diverged run is listed, not mixed in
