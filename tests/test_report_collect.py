@@ -164,3 +164,17 @@ def test_report_layer_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert out.returncode == 0, out.stderr
+
+
+def test_delta_m_rule_from_the_run_config_matches_the_flag(runs):
+    from mtl_bench.report.collect import Collection
+
+    found = collect([runs])
+    configured = Collection(results=found.results.assign(sel_rule="delta_m", sel_split="val"), runs=found.runs)
+    by_config = select_all(configured).selected
+    by_flag = select_all([runs], rule="delta_m").selected
+    mtl = lambda s: s[~s["is_baseline"]].drop_duplicates("run").set_index("run")["selected_epochs"].sort_index()
+    assert (mtl(by_config) == mtl(by_flag)).all()
+    assert set(by_config.loc[~by_config["is_baseline"], "selection"]) == {"delta_m"}
+    # the single-task runs cannot be scored by Delta_m against themselves: they fall back to last
+    assert set(by_config.loc[by_config["is_baseline"], "selection"]) == {"last"}

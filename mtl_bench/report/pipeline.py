@@ -13,7 +13,7 @@ from .baselines import Baselines
 from .collect import Collection, collect
 from .groups import annotate
 from .selection import selected_values
-from .tables import ScoreTable, score_table
+from .tables import SKIP_METRICS, ScoreTable, score_table
 
 
 @dataclass
@@ -52,10 +52,16 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
         baselines = None
     else:
         raise ValueError(f"--baseline {baseline!r}: choose stl, published:NAME or none")
-    lookup = (lambda run, split_: baselines.lookup(annotated_run(run, results), split_)) if baselines else None
+    lookup = (lambda run, split_: _scored(baselines.lookup(annotated_run(run, results), split_))) if baselines else None
     mtl = selected_values(results[~results["is_baseline"]], baselines=lookup, **args)
     selected = pd.concat([annotate_like(mtl, results), stl], ignore_index=True)
     return Selection(collection, results, selected, baselines)
+
+
+def _scored(baseline: dict) -> dict:
+    """The metrics Delta_m selection scores: all but losses and weights (unless nothing else)."""
+    kept = {k: v for k, v in baseline.items() if k[1] not in SKIP_METRICS}
+    return kept or baseline
 
 
 def annotate_like(selected: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
