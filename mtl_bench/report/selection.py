@@ -59,6 +59,9 @@ def select_run(frame: pd.DataFrame, protocol: dict, baseline: dict | None = None
     directions = None
     if rule == "delta_m" and baseline:
         hib = frame.drop_duplicates(["task", "metric"]).set_index(["task", "metric"])["higher_is_better"]
+        baseline = {key: value for key, value in baseline.items() if key in hib.index}
+        if not baseline:
+            raise ValueError(f"run {frame['run'].iloc[0]} logs none of its baselines' metrics")
         directions = {key: bool(hib[key]) for key in baseline}
     return select(history, rule=rule, split=split, metric=metric, higher_is_better=direction, k=protocol["k"],
                   baseline=baseline, directions=directions, delta_average=protocol["average"])

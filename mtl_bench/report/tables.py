@@ -212,8 +212,7 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                 mine = per_run[(per_run["panel"] == panel) & (per_run["method"] == row["method"])]
                 mine = mine.groupby("seed")["delta_m"].mean().dropna().to_dict()
                 table.loc[idx, "p"] = paired_test(mine, ref_dm)["pvalue"]
-    order = {m: i for i, m in enumerate(["stl"])}
-    table["_order"] = [order.get(m, 1) for m in table["method"]]
+    table["_order"] = (~table["is_baseline"]).astype(int)  # the single-task row first
     table = table.sort_values(["panel", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
     if baselines is not None:
         notes = sorted(baselines.notes) + list(dict.fromkeys(notes))
