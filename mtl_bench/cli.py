@@ -1,4 +1,4 @@
-"""The ``mtl-bench`` command line: run | list (report commands join as they land).
+"""The ``mtl-bench`` command line: run | list | collect | table | plot | reproduce.
 
 ``mtl-bench run [overrides]`` and ``mtl-bench run -m [sweep overrides]`` hand everything after
 ``run`` to Hydra unchanged, so every Hydra flag works (``--cfg job``, ``--help``,
@@ -20,6 +20,18 @@ commands:
   run [OVERRIDES]        train one run (Hydra overrides, e.g. dataset=multimnist strategy=mgda seed=1)
   run -m [OVERRIDES]     sweep with Hydra multirun (e.g. -m strategy=ew,uw,mgda seed=0,1,2)
   list [WHAT]            list strategies, datasets and models (WHAT: strategies | datasets | models)
+  collect DIR... [--out FILE.parquet|.csv]
+                         one tidy results table from every run below DIR (failed/incomplete runs listed)
+  table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
+                         rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
+  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR]
+                         PNG and PDF figures (headless)
+  reproduce NAME [OVERRIDES]
+                         run a paper preset (configs/experiment/NAME.yaml) and print its table beside
+                         the published one; NAME: sener_koltun_multimnist, sener_koltun_celeba,
+                         nash_mtl_nyuv2, gong_multimnist_label_fraction, gradnorm_toy
+
+  DIR may also be a table written by collect. Run `mtl-bench COMMAND --help` for every option.
 
   mtl-bench run --help   shows the config groups and every key that can be overridden.
 """
@@ -85,7 +97,10 @@ def _check_types(cfg, hydra_cfg) -> None:
 
     from .config_check import check_override_types
 
-    choices = [f"{group}={choice}" for group, choice in hydra_cfg.runtime.choices.items()
+    task = set(hydra_cfg.overrides.task)
+    # groups appended on the command line (+experiment=NAME) must be appended again
+    choices = [f"+{group}={choice}" if f"+{group}={choice}" in task else f"{group}={choice}"
+               for group, choice in hydra_cfg.runtime.choices.items()
                if choice is not None and not group.startswith("hydra")]
     reference = GlobalHydra.instance().config_loader().load_configuration(
         config_name=hydra_cfg.job.config_name, overrides=choices, run_mode=RunMode.RUN)
@@ -187,7 +202,133 @@ def list_command(argv: list[str]) -> None:
             print(f"  {name}")
 
 
-COMMANDS = {"run": run, "list": list_command}
+def _parse(prog: str, argv: list[str], build):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"mtl-bench {prog}")
+    build(parser)
+    return parser.parse_args(argv)
+
+
+def _table_args(parser) -> None:
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run dirs, sweep dirs or collected tables")
+    parser.add_argument("--baseline", default="stl", help="stl (stored single-task runs) | published:NAME | none")
+    parser.add_argument("--delta-average", default="metric", choices=["metric", "task"])
+    parser.add_argument("--split", default="test", help="split reported (default test)")
+    parser.add_argument("--metrics", help="comma-separated metric names shown (default: all but losses)")
+    parser.add_argument("--columns", help="comma-separated task/metric or mean/metric columns")
+    parser.add_argument("--reference", default="ew", help="method for relative time and the paired test")
+    group = parser.add_argument_group("model selection (default: each run's protocol config)")
+    group.add_argument("--select", dest="sel_rule", choices=["last", "best", "mean_last_k", "delta_m"])
+    group.add_argument("--select-split", dest="sel_split", help="split selected on (val; test only when named)")
+    group.add_argument("--select-metric", dest="sel_metric", help="'task/metric' or 'mean/metric' for --select best")
+    group.add_argument("--select-k", dest="sel_k", type=int, help="epochs averaged by --select mean_last_k")
+
+
+def _split(text):
+    return [t for t in text.split(",") if t] if text else None
+
+
+def _table_inputs(a) -> dict:
+    return dict(split=a.split, columns=_split(a.columns), metrics=_split(a.metrics), delta_average=a.delta_average,
+                reference=a.reference, baseline=a.baseline,
+                selection={"rule": a.sel_rule, "split": a.sel_split, "metric": a.sel_metric, "k": a.sel_k})
+
+
+def _report_errors(fn):
+    def wrapped(argv):
+        try:
+            fn(argv)
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            print(f"mtl-bench: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return wrapped
+
+
+@_report_errors
+def collect_command(argv: list[str]) -> None:
+    from .report import collect, write_table
+
+    def build(p):
+        p.add_argument("dirs", nargs="+", metavar="DIR")
+        p.add_argument("--out", help="write the table to FILE.parquet or FILE.csv")
+    a = _parse("collect", argv, build)
+    found = collect(a.dirs)
+    if not found.excluded.empty:
+        print(found.describe_excluded())
+    n = found.results["run"].nunique() if not found.results.empty else 0
+    print(f"{n} completed run(s), {len(found.results)} rows")
+    if a.out:
+        print(f"written to {write_table(found.results, a.out)}")
+
+
+@_report_errors
+def table_command(argv: list[str]) -> None:
+    from .report.pipeline import make_table
+
+    def build(p):
+        _table_args(p)
+        p.add_argument("--format", default="md", choices=["md", "latex", "csv"])
+        p.add_argument("--out", help="also write the table to this file")
+    a = _parse("table", argv, build)
+    table, sel = make_table(a.dirs, **_table_inputs(a))
+    if not sel.collection.excluded.empty:
+        print(sel.collection.describe_excluded(), file=sys.stderr)
+    text = table.render(a.format)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text)
+
+
+@_report_errors
+def plot_command(argv: list[str]) -> None:
+    from .report import plots
+    from .report.pipeline import make_table, select_all
+
+    def build(p):
+        _table_args(p)
+        p.add_argument("--kind", required=True, choices=list(plots.KINDS))
+        p.add_argument("--out", default="plots", help="directory for the PNG and PDF files (default plots/)")
+        p.add_argument("--metric", help="metric of curves/pareto (default: the first non-loss metric)")
+        p.add_argument("--curve-split", default="val", help="split of --kind curves (default val)")
+        p.add_argument("--tasks", help="the two tasks of --kind pareto, e.g. left,right")
+    a = _parse("plot", argv, build)
+    inputs = _table_inputs(a)
+    if a.kind in ("delta", "cost"):
+        table, _ = make_table(a.dirs, **inputs)
+        data = plots.delta(table, out=a.out) if a.kind == "delta" else plots.cost(table, out=a.out)
+    else:
+        sel = select_all(a.dirs, average=a.delta_average, baseline=a.baseline, **inputs["selection"])
+        if a.kind == "weights":
+            data = plots.weights(sel.results, out=a.out)
+        elif a.kind == "curves":
+            data = plots.curves(sel.results, metric=a.metric, split=a.curve_split, out=a.out)
+        else:
+            data = plots.pareto(sel.selected, split=a.split, metric=a.metric, tasks=_split(a.tasks), out=a.out)
+    print(data.to_string(index=False))
+    print("written: " + ", ".join(data.attrs["files"]))
+
+
+def reproduce_command(argv: list[str]) -> None:
+    from .report.papers import available_presets, reproduce
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: mtl-bench reproduce NAME [OVERRIDES]\n\nRuns the grids of configs/experiment/NAME.yaml as "
+              "Hydra multiruns with OVERRIDES appended (trainer.epochs=1, hydra/launcher=joblib, "
+              "hydra.sweep.dir=DIR), then prints the regenerated table beside the published one.\n"
+              f"presets: {', '.join(available_presets())}")
+        return
+    try:
+        failures = reproduce(argv[0], argv[1:])
+    except (ValueError, FileNotFoundError) as err:
+        print(f"mtl-bench: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if failures:
+        raise SystemExit(1)
+
+
+COMMANDS = {"run": run, "list": list_command, "collect": collect_command, "table": table_command,
+            "plot": plot_command, "reproduce": reproduce_command}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,10 @@ reports:
 - ``best``: the epoch with the best value of ``metric`` on ``split`` (val by default; test
   only when asked for by name), where ``metric`` is ``"task/metric"`` or ``"mean/metric"`` (the
   mean over tasks of that metric);
-- ``mean_last_k``: every metric averaged over the last ``k`` epochs (the NYUv2 protocol).
+- ``mean_last_k``: every metric averaged over the last ``k`` epochs (the NYUv2 protocol);
+- ``delta_m``: the epoch with the lowest Delta_m% (Maninis et al. 2019) on ``split`` against
+  single-task ``baseline`` values of that split. The baselines live in other runs, so only the
+  report layer (``mtl-bench table``) applies this rule; the trainer records it as pending.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import math
 from typing import Mapping
 
 Evaluation = Mapping[str, Mapping[str, Mapping[str, float]]]
-RULES = ("last", "best", "mean_last_k")
+RULES = ("last", "best", "mean_last_k", "delta_m")
 
 
 def metric_value(evaluation: Evaluation, split: str, metric: str) -> float:
@@ -37,8 +40,13 @@ def metric_value(evaluation: Evaluation, split: str, metric: str) -> float:
 
 
 def select(history: Mapping[int, Evaluation], rule: str = "last", split: str = "val", metric: str | None = None,
-           higher_is_better: bool | None = None, k: int = 10) -> tuple[list[int], dict]:
-    """``(selected epochs, selected evaluation)`` from ``{epoch: evaluation}``."""
+           higher_is_better: bool | None = None, k: int = 10, baseline: Mapping | None = None,
+           directions: Mapping | None = None, delta_average: str = "metric") -> tuple[list[int], dict]:
+    """``(selected epochs, selected evaluation)`` from ``{epoch: evaluation}``.
+
+    ``rule="delta_m"`` needs ``baseline`` and ``directions``, both ``{(task, metric): value}``;
+    the Delta_m of an epoch is taken over the baseline's keys (``delta_average`` "metric" or "task").
+    """
     if rule not in RULES:
         raise ValueError(f"protocol.selection.rule={rule!r}: choose one of {', '.join(RULES)}")
     epochs = sorted(history)
@@ -48,6 +56,20 @@ def select(history: Mapping[int, Evaluation], rule: str = "last", split: str = "
         chosen = [epochs[-1]]
     elif rule == "mean_last_k":
         chosen = epochs[-int(k):]
+    elif rule == "delta_m":
+        if not baseline or directions is None:
+            raise ValueError("protocol.selection.rule=delta_m needs single-task baselines (mtl-bench table)")
+        from .report.scores import delta_m
+
+        def delta(epoch):
+            tasks = history[epoch].get(split)
+            if not tasks:
+                raise ValueError(f"no {split!r} evaluation to select on; set protocol.selection.split")
+            values = {key: tasks.get(key[0], {}).get(key[1]) for key in baseline}
+            if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values.values()):
+                return math.inf
+            return delta_m(values, baseline, directions, delta_average)
+        chosen = [min(epochs, key=delta)]  # ties: the earliest epoch
     else:
         if metric is None or higher_is_better is None:
             raise ValueError("protocol.selection.rule=best needs protocol.selection.metric and its direction")

@@ -8,8 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Tiny models gain nothing from intra-op threads, and on a 2-core machine running test workers in
+# parallel, spinning OpenMP threads of several processes slow everything down many times over.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -27,7 +27,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(run_cli, tmp
     proc = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", *args, "hydra.run.dir=killed"], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "killed" / "metrics.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline and not (metrics.exists() and '"split": "test"' in metrics.read_text()):
         time.sleep(0.02)
     time.sleep(0.3)  # into the second epoch
@@ -145,7 +145,7 @@ def test_submitit_requeues_a_preempted_job_which_resumes(run_cli, tmp_path):
     sweep = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", "-m", "hydra/launcher=slurm_local", *args,
                               "hydra.sweep.dir=sweep"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     metrics = None
     while time.time() < deadline:
         found = list((tmp_path / "sweep").rglob("metrics.jsonl"))

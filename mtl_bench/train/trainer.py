@@ -346,6 +346,9 @@ class Trainer:
             directions = {n: hib for t in self.tasks for n, hib in t.metric_directions.items()}
             direction = directions.get(name, False)
         split = sel.get("split", "val")
+        if sel.get("rule") == "delta_m":  # needs single-task baselines: the report layer selects
+            return {"rule": "delta_m", "split": split, "metric": metric, "epochs": [], "metrics": {},
+                    "note": "selection by Delta_m against baselines is done by mtl-bench table/collect"}
         history = {e: {s: v for s, v in ev.items() if s != "train"} for e, ev in self.history.items()}
         epochs, metrics = select(history, rule=sel.get("rule", "last"), split=split, metric=metric,
                                  higher_is_better=direction, k=int(sel.get("k", 10)))
@@ -356,6 +359,8 @@ class Trainer:
         summary = {
             "status": status,
             "identity": self.identity,
+            # metric -> higher_is_better per task, so the report layer knows directions without torch
+            "directions": {t.name: t.metric_directions for t in self.tasks},
             "epochs": self.config.epochs,
             "epochs_completed": self.epoch,
             "steps": self.step,

@@ -1,0 +1,189 @@
+"""Collect run directories into one tidy results table (DESIGN.md "Results table").
+
+One row per (run, epoch, step, split, task, metric) with the run's identity, status, protocol,
+cost and flattened config (``cfg.*`` columns, values as text) repeated on every row, so scores,
+tables and plots are pure functions of this one frame. Runs are found anywhere below the given
+directories (a single run, a Hydra multirun sweep, a tree of sweeps) by their ``summary.json``
+(or a ``metrics.jsonl`` without one). Only ``completed`` runs enter the table; the others are
+listed in :attr:`Collection.excluded` with their status and reason, never mixed in.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from ..train.run_dir import METRICS_FILE, SUMMARY_FILE, read_metrics, read_summary
+from .directions import higher_is_better
+
+RECORD_COLUMNS = ["epoch", "step", "split", "task", "metric", "value"]
+RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "seed", "tasks", "n_tasks", "grad_space",
+               "epochs", "epochs_completed", "seconds_per_epoch", "seconds_per_step", "peak_memory_mb",
+               "backward_passes_per_step", "solver_calls", "solver_failures",
+               "sel_rule", "sel_split", "sel_metric", "sel_k", "sel_average"]
+# config keys that never tell two runs' settings apart (paths, devices, display)
+IGNORED_CONFIG = ("seed", "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
+                  "dataset.num_workers", "dataset.pin_memory", "dataset.eval_batch_size", "trainer.device",
+                  "trainer.progress", "trainer.checkpoint", "trainer.log_interval", "grad.method", "grad.chunk_size",
+                  "experiment")
+
+
+@dataclass
+class Collection:
+    """``results``: the tidy table of completed runs; ``runs``: one row per run found (any status)."""
+
+    results: pd.DataFrame
+    runs: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] != "completed"]
+
+    def describe_excluded(self) -> str:
+        if self.excluded.empty:
+            return ""
+        lines = [f"{len(self.excluded)} run(s) left out of the table (not completed):"]
+        for _, row in self.excluded.iterrows():
+            reason = f": {row['reason']}" if isinstance(row.get("reason"), str) and row["reason"] else ""
+            lines.append(f"  {row['status']:<10} {row['run']}{reason}")
+        return "\n".join(lines)
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Every directory below ``paths`` holding a summary.json, a metrics.jsonl or a Hydra
+    ``.hydra/config.yaml`` (a run that failed before training wrote anything), sorted."""
+    found: set[Path] = set()
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        for name in (SUMMARY_FILE, METRICS_FILE, ".hydra/config.yaml"):
+            depth = name.count("/") + 1
+            if (path / name).exists():
+                found.add(path)
+            found.update(p.parents[depth - 1] for p in path.rglob(name))
+    return sorted(found)
+
+
+def flatten(node, prefix: str = "") -> dict[str, str]:
+    """Dotted keys of a nested config -> text values (JSON for lists and null)."""
+    out: dict[str, str] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict) and value:
+                out.update(flatten(value, name))
+            else:
+                out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def read_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.exists():
+        return {}
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+def _run_row(run_dir: Path, summary: dict | None, config: dict) -> dict:
+    summary = summary or {}
+    ident = summary.get("identity", {})
+    cost = summary.get("cost", {})
+    sel = (config.get("protocol") or {}).get("selection") or summary.get("selected") or {}
+    tasks = ident.get("tasks") or []
+    status = summary.get("status", "no summary")
+    reason = summary.get("error") or ("diverged at step %s" % summary["diverged_at_step"]
+                                      if "diverged_at_step" in summary else "")
+    if status == "running":
+        reason = f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')} epochs (killed or still running)"
+    elif status == "no summary":
+        reason = ("metrics.jsonl without summary.json" if (Path(run_dir) / METRICS_FILE).exists()
+                  else "config only: the run failed before training (see its log)")
+    row = {
+        "run": str(run_dir), "status": status, "reason": reason,
+        "dataset": ident.get("dataset", (config.get("dataset") or {}).get("name")),
+        "model": ident.get("model"), "strategy": ident.get("strategy", (config.get("strategy") or {}).get("name")),
+        "seed": ident.get("seed", config.get("seed")), "tasks": ",".join(tasks), "n_tasks": len(tasks),
+        "grad_space": ident.get("grad_space"), "epochs": summary.get("epochs"),
+        "epochs_completed": summary.get("epochs_completed"),
+        "seconds_per_epoch": cost.get("seconds_per_epoch_mean"), "seconds_per_step": cost.get("seconds_per_step_median"),
+        "peak_memory_mb": cost.get("peak_memory_mb"),
+        "backward_passes_per_step": cost.get("encoder_backward_passes_per_step"),
+        "solver_calls": cost.get("solver_calls"), "solver_failures": cost.get("solver_failures"),
+        "sel_rule": sel.get("rule", "last"), "sel_split": sel.get("split", "val"), "sel_metric": sel.get("metric"),
+        "sel_k": int(sel.get("k", 10) or 10), "sel_average": sel.get("average", "metric"),
+    }
+    row.update({f"cfg.{k}": v for k, v in flatten(config).items()
+                if not k.startswith("hydra") and not k.startswith(IGNORED_CONFIG)})
+    return row
+
+
+def _records(run_dir: Path, summary: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(read_metrics(run_dir), columns=RECORD_COLUMNS)
+    directions = summary.get("directions", {})
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+    hib = {}
+    for task, metric in frame[["task", "metric"]].drop_duplicates().itertuples(index=False):
+        hib[(task, metric)] = higher_is_better(metric, directions.get(task, {}).get(metric))
+    frame["higher_is_better"] = [hib[(t, m)] for t, m in zip(frame["task"], frame["metric"])]
+    return frame
+
+
+def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",)) -> Collection:
+    """Collect every run below ``paths``; runs whose status is not in ``statuses`` are excluded.
+
+    A path may also be a table written by ``mtl-bench collect`` (``.parquet`` or ``.csv``).
+    """
+    frames, rows, tables = [], [], []
+    dirs = []
+    for path in paths:
+        if Path(path).is_file() and Path(path).suffix in (".parquet", ".csv"):
+            tables.append(read_table(path))
+        else:
+            dirs.append(path)
+    for run_dir in find_run_dirs(dirs):
+        summary = read_summary(run_dir)
+        row = _run_row(run_dir, summary, read_config(run_dir))
+        rows.append(row)
+        if row["status"] in statuses:
+            records = _records(run_dir, summary)
+            if records.empty:
+                row["status"], row["reason"] = "empty", "no metrics recorded"
+                continue
+            frames.append(records.assign(**{k: v for k, v in row.items() if k not in ("reason",)}))
+    runs = pd.DataFrame(rows, columns=None if rows else RUN_COLUMNS + ["reason"])
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS + RECORD_COLUMNS)
+    for table in tables:
+        results = pd.concat([results, table], ignore_index=True)
+        runs = pd.concat([runs, table.drop_duplicates("run")[[c for c in table.columns if c not in RECORD_COLUMNS
+                                                              and c != "higher_is_better"]]], ignore_index=True)
+    if "reason" not in runs:
+        runs["reason"] = ""
+    ordered = RUN_COLUMNS + RECORD_COLUMNS + ["higher_is_better"]
+    results = results[[c for c in ordered if c in results] + sorted(c for c in results if c not in ordered)]
+    return Collection(results=results.reset_index(drop=True), runs=runs.reset_index(drop=True))
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the tidy table as Parquet (``.parquet``) or CSV (anything else)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    cfg = [c for c in frame.columns if c.startswith("cfg.")]
+    frame[cfg] = frame[cfg].astype(object).where(frame[cfg].notna(), None)
+    return frame

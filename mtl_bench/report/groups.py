@@ -1,0 +1,52 @@
+"""Which runs are compared with which: panels, methods and single-task baselines.
+
+- A **baseline** run trains one task of a multi-task dataset (``dataset.tasks=[left]``), whatever
+  its strategy: single-task learning, the reference of Delta_m.
+- A **panel** is one comparison: runs of one dataset whose other settings agree. Config keys that
+  vary between runs outside ``strategy.*`` / ``grad.*`` (e.g. ``dataset.label_fraction`` in the
+  Gong et al. 2019 study, or ``trainer.epochs``) split the runs into panels, each with its own
+  baselines, ranks and bests.
+- A **method** is a strategy plus the ``strategy.*`` / ``grad.*`` keys that vary between its runs
+  in a panel (``static weights=[0.2,0.8]``, ``gradnorm alpha=0.12``); seeds of a method are
+  pooled.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+VARIANT_PREFIXES = ("cfg.strategy.", "cfg.grad.")
+NOT_PANEL = ("cfg.dataset.tasks", "cfg.strategy", "cfg.grad", "cfg.seed")
+
+
+def _varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
+    return [c for c in columns if runs[c].astype(str).nunique(dropna=False) > 1]
+
+
+def annotate(results: pd.DataFrame) -> pd.DataFrame:
+    """Add ``panel``, ``method`` and ``is_baseline`` columns to a results table (tidy or selected)."""
+    if results.empty:
+        return results.assign(panel=[], method=[], is_baseline=[])
+    runs = results.drop_duplicates("run").set_index("run")
+    cfg = [c for c in runs.columns if c.startswith("cfg.")]
+    panel, method, baseline = {}, {}, {}
+    for dataset, group in runs.groupby("dataset", dropna=False):
+        multi = group["n_tasks"].max() > 1
+        is_base = (group["n_tasks"] == 1) & multi
+        panel_keys = _varying(group, [c for c in cfg if not c.startswith(NOT_PANEL)])
+        for run, row in group.iterrows():
+            parts = [f"{c[4:]}={row[c]}" for c in panel_keys if not pd.isna(row[c])]
+            panel[run] = " ".join([str(dataset)] + parts)
+            baseline[run] = bool(is_base[run])
+        mtl = group[~is_base]
+        for (_, strategy), members in mtl.groupby([mtl.index.map(panel.get), "strategy"]):
+            keys = _varying(members, [c for c in cfg if c.startswith(VARIANT_PREFIXES)])
+            for run, row in members.iterrows():
+                extra = " ".join(f"{c.split('.', 2)[-1]}={row[c]}" for c in keys if not pd.isna(row[c]))
+                method[run] = f"{strategy} {extra}".strip()
+        for run in group[is_base].index:
+            method[run] = "stl"
+    out = results.copy()
+    out["panel"] = out["run"].map(panel)
+    out["method"] = out["run"].map(method)
+    out["is_baseline"] = out["run"].map(baseline).astype(bool)
+    return out

@@ -1,0 +1,198 @@
+"""Paper presets (configs/experiment/) and their published numbers (results/published/*.csv).
+
+A preset is a Hydra config of the ``experiment`` group (``mtl-bench run -m +experiment=NAME``)
+whose ``experiment`` node names its paper, its published table, its grids and its table
+settings. :func:`reproduce` runs every grid of a preset as one Hydra multirun each (through
+whatever launcher the overrides configure), then prints the regenerated table beside the
+published one and writes both into the sweep directory.
+
+Published CSVs are wide: ``method`` (our strategy name, ``stl`` for single-task), ``label`` (the
+paper's name), one ``task/metric`` column per metric in the paper's units (percent for
+fractions), optional ``printed_mr`` / ``printed_delta_m`` columns as printed.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .baselines import Baselines
+from .directions import display_scale, higher_is_better
+from .tables import ScoreTable, score_table
+
+TOLERANCE = 0.01  # printed Delta_m agrees with the recomputed one within this (two printed decimals)
+
+
+def _package_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def published_dir() -> Path:
+    """results/published of a clone, else the copy shipped in the package."""
+    here = _package_root()
+    for candidate in (here.parent / "results" / "published", here / "published"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("results/published not found; reinstall mtl-bench")
+
+
+def experiment_dir() -> Path:
+    from ..cli import config_dir
+
+    return config_dir() / "experiment"
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in experiment_dir().glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict:
+    """The ``experiment`` node of a preset plus its main grid (``hydra.sweeper.params``)."""
+    from omegaconf import OmegaConf
+
+    path = experiment_dir() / f"{name}.yaml"
+    if not path.exists():
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    meta = dict(node.get("experiment") or {})
+    meta["main_grid"] = ((node.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    meta.setdefault("grids", {"main": {}})
+    meta.setdefault("table", {})
+    return meta
+
+
+def load_published(name: str) -> pd.DataFrame:
+    """A published table in long form: method, label, task, metric, value (in the units runs
+    record, i.e. percentages of fractions divided by 100), higher_is_better, source."""
+    path = Path(name) if str(name).endswith(".csv") else published_dir() / f"{name}.csv"
+    if not path.exists():
+        raise ValueError(f"no published table {path}; available: "
+                         f"{', '.join(p.stem for p in published_dir().glob('*.csv'))}")
+    wide = pd.read_csv(path, comment="#")
+    rows = []
+    for _, row in wide.iterrows():
+        for column in wide.columns:
+            if "/" not in column or pd.isna(row[column]):
+                continue
+            task, metric = column.split("/", 1)
+            rows.append({"method": row["method"], "label": row.get("label", row["method"]), "task": task,
+                         "metric": metric, "value": float(row[column]) / display_scale(metric),
+                         "higher_is_better": higher_is_better(metric), "source": path.stem})
+    return pd.DataFrame(rows)
+
+
+def printed_scores(name: str) -> pd.DataFrame:
+    """``method``, ``printed_mr``, ``printed_delta_m`` of a published CSV (NaN when not printed)."""
+    path = Path(name) if str(name).endswith(".csv") else published_dir() / f"{name}.csv"
+    wide = pd.read_csv(path, comment="#")
+    for column in ("printed_mr", "printed_delta_m"):
+        if column not in wide:
+            wide[column] = math.nan
+    return wide[["method", "label", "printed_mr", "printed_delta_m"]]
+
+
+def published_table(name: str, delta_average: str = "metric", columns=None) -> ScoreTable:
+    """The published numbers as a :class:`ScoreTable`: Delta_m% recomputed against the paper's
+    own ``stl`` row (Maninis et al. 2019), MR among the paper's methods, printed Delta_m beside it
+    with rows that disagree by more than :data:`TOLERANCE` flagged ``inconsistent``."""
+    long = load_published(name)
+    selected = long.assign(run=long["method"], seed=0, split="test", panel=f"published: {name}",
+                           is_baseline=long["method"] == "stl", strategy=long["method"],
+                           selection="as published", seconds_per_epoch=math.nan)
+    baselines = Baselines.from_published(long) if (long["method"] == "stl").any() else None
+    table = score_table(selected, baselines, split="test", columns=columns, delta_average=delta_average,
+                        reference="ew")
+    printed = printed_scores(name).set_index("method")
+    frame = table.frame
+    if printed["printed_delta_m"].notna().any():
+        frame["printed_delta_m"] = frame["method"].map(printed["printed_delta_m"])
+        frame["inconsistent"] = (frame["printed_delta_m"] - frame["delta_m"]).abs() > TOLERANCE
+        bad = frame[frame["inconsistent"]]
+        for _, row in bad.iterrows():
+            table.notes.append(f"{row['method']}: printed Δm {row['printed_delta_m']:.2f} but the row's own "
+                               f"numbers give {row['delta_m']:.2f} (flagged (!))")
+    frame["n"] = math.nan
+    table.caption = (f"Published numbers ({name}); Δm% recomputed from the rows against the paper's "
+                     f"single-task row, averaged per {delta_average}; lower is better. MR among the rows shown.")
+    return table
+
+
+# ------------------------------------------------------------------------------ reproduce
+def _grid_args(grid: dict) -> list[str]:
+    out = []
+    for key, value in grid.items():
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        out.append(f"{key}={value}")
+    return out
+
+
+def grid_commands(name: str, sweep_dir: Path, overrides: list[str]) -> list[tuple[str, list[str]]]:
+    """``(grid name, argv)`` of each Hydra multirun of a preset; user overrides come last and win."""
+    meta = load_preset(name)
+    out = []
+    for grid, params in meta["grids"].items():
+        argv = [sys.executable, "-m", "mtl_bench", "run", "-m", f"+experiment={name}",
+                f"hydra.sweep.dir={sweep_dir / grid}", *_grid_args(params or {}), *overrides]
+        out.append((grid, argv))
+    return out
+
+
+def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
+    """Run every grid of preset ``name``, then print and write the regenerated and published tables.
+
+    ``overrides`` are appended to every grid (``trainer.epochs=1``, ``hydra/launcher=joblib``,
+    ``hydra.sweep.dir=DIR`` picks the output directory). Returns the number of failed grids.
+    """
+    from .pipeline import make_table
+
+    overrides = list(overrides or [])
+    meta = load_preset(name)
+    sweep_dir = None
+    for item in overrides:
+        if item.startswith("hydra.sweep.dir="):
+            sweep_dir = Path(item.split("=", 1)[1])
+    overrides = [o for o in overrides if not o.startswith("hydra.sweep.dir=")]
+    if sweep_dir is None:
+        sweep_dir = Path("reproduce") / name / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    sweep_dir = sweep_dir.resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    commands = []
+    for grid, argv in grid_commands(name, sweep_dir, overrides):
+        shown = "mtl-bench " + " ".join(shlex.quote(a) for a in argv[3:])
+        commands.append(shown)
+        out(f"== {name}: grid {grid}: {shown}")
+        rc = subprocess.call(argv)
+        if rc != 0:
+            failures += 1
+            out(f"!! grid {grid} exited with status {rc}; tabulating the runs that completed")
+    (sweep_dir / "commands.txt").write_text("\n".join(commands) + "\n")
+    settings = dict(meta["table"])
+    table, sel = make_table([sweep_dir], split=settings.get("split", "test"), columns=settings.get("columns"),
+                            metrics=settings.get("metrics"), delta_average=settings.get("delta_average", "metric"),
+                            reference=settings.get("reference", "ew"))
+    excluded = sel.collection.describe_excluded()
+    regenerated = f"## Regenerated: {meta.get('paper', name)}\n\n{table.to_markdown()}"
+    if excluded:
+        regenerated += f"\n{excluded}\n"
+    out(regenerated)
+    (sweep_dir / "table.md").write_text(regenerated)
+    (sweep_dir / "table.csv").write_text(table.to_csv())
+    (sweep_dir / "table.tex").write_text(table.to_latex())
+    if meta.get("published"):
+        published = published_table(meta["published"], settings.get("delta_average", "metric"),
+                                    columns=settings.get("columns"))
+        text = f"## Published: {meta.get('paper', name)}\n\n{published.to_markdown()}"
+        (sweep_dir / "published.md").write_text(text)
+    else:
+        text = (f"## Published: none\n\n{meta.get('paper', name)}: "
+                f"{meta.get('published_note', 'no published numbers for this preset')}\n")
+    out(text)
+    out(f"tables written to {sweep_dir}")
+    return failures

@@ -1,0 +1,192 @@
+"""Plots of a results table; each function returns the data frame it drew.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no display) and saved as PNG and
+PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
+
+- :func:`weights`: task weights over training steps (GradNorm, Chen et al. 2018, Fig. 2 top).
+- :func:`curves`: a per-task metric over epochs (mean over seeds, band = min..max over seeds).
+- :func:`pareto`: two tasks' metrics against each other; runs of ``strategy=static`` with
+  different weights trace the static-weight front (Xin et al. 2022), non-dominated ones joined.
+- :func:`delta`: Delta_m% bars with their 95% confidence intervals over seeds.
+- :func:`cost`: Delta_m% against seconds per epoch.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+KINDS = ("weights", "curves", "pareto", "delta", "cost")
+
+
+def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2):
+    from matplotlib.figure import Figure
+
+    cols = min(n_panels, 3)
+    rows = math.ceil(n_panels / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n_panels)]
+    return fig, axes
+
+
+def _save(fig, frame: pd.DataFrame, out, name: str) -> pd.DataFrame:
+    files = []
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for ext in ("png", "pdf"):
+            path = out / f"{name}.{ext}"
+            fig.savefig(path, dpi=150)
+            files.append(str(path))
+    frame.attrs["files"] = files
+    frame.attrs["figure"] = fig
+    return frame
+
+
+def _mtl(results: pd.DataFrame) -> pd.DataFrame:
+    return results[~results["is_baseline"]] if "is_baseline" in results else results
+
+
+def weights(results: pd.DataFrame, out=None, name: str = "weights") -> pd.DataFrame:
+    """Task weights against the optimiser step, mean over seeds, one panel per (panel, method).
+
+    Uses the step-level records (``split=train_step``) of a run, or its epoch means
+    (``split=train``) when it logged none."""
+    rows = _mtl(results)
+    rows = rows[(rows["metric"] == "weight") & rows["split"].isin(["train_step", "train"])]
+    if rows.empty:
+        raise ValueError("no task weights recorded in these runs")
+    has_steps = rows[rows["split"] == "train_step"].groupby("run").size()
+    keep = rows["run"].map(lambda r: "train_step" if r in has_steps.index else "train")
+    rows = rows[rows["split"] == keep]
+    data = (rows.groupby(["panel", "method", "task", "step"], sort=False)["value"]
+            .agg(weight="mean", n="count").reset_index())
+    groups = list(data.groupby(["panel", "method"], sort=False))
+    fig, axes = _figure(len(groups))
+    for ax, ((panel, method), group) in zip(axes, groups):
+        for task, line in group.groupby("task", sort=False):
+            ax.plot(line["step"], line["weight"], label=task)
+        ax.set_title(f"{method}\n{panel}", fontsize=8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("task weight")
+        ax.legend(fontsize=7)
+    return _save(fig, data, out, name)
+
+
+def curves(results: pd.DataFrame, metric: str | None = None, split: str = "val", out=None,
+           name: str = "curves") -> pd.DataFrame:
+    """``metric`` on ``split`` per epoch, one panel per (panel, task), one line per method."""
+    rows = results[results["split"] == split]
+    if rows.empty:
+        raise ValueError(f"no {split!r} records in these runs")
+    if metric is None:
+        names = [m for m in rows["metric"].unique() if m not in ("loss", "weight")]
+        metric = names[0] if names else rows["metric"].iloc[0]
+    rows = rows[rows["metric"] == metric]
+    if rows.empty:
+        raise ValueError(f"no metric {metric!r} on {split!r}")
+    data = (rows.groupby(["panel", "method", "task", "epoch"], sort=False)["value"]
+            .agg(value="mean", low="min", high="max", n="count").reset_index())
+    groups = list(data.groupby(["panel", "task"], sort=False))
+    fig, axes = _figure(len(groups))
+    for ax, ((panel, task), group) in zip(axes, groups):
+        for method, line in group.groupby("method", sort=False):
+            ax.plot(line["epoch"], line["value"], label=method, marker="." if len(line) < 30 else None)
+            ax.fill_between(line["epoch"], line["low"], line["high"], alpha=0.2)
+        ax.set_title(f"{task} ({panel})", fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{split} {metric}")
+        ax.legend(fontsize=7)
+    data.attrs["metric"] = metric
+    return _save(fig, data, out, name)
+
+
+def front(points: pd.DataFrame, higher_x: bool, higher_y: bool) -> pd.Series:
+    """Which points are not dominated (at least as good on both axes, better on one)."""
+    sx = 1 if higher_x else -1
+    sy = 1 if higher_y else -1
+    x, y = points["x"].to_numpy() * sx, points["y"].to_numpy() * sy
+    keep = []
+    for i in range(len(points)):
+        dominated = ((x >= x[i]) & (y >= y[i]) & ((x > x[i]) | (y > y[i]))).any()
+        keep.append(not dominated)
+    return pd.Series(keep, index=points.index)
+
+
+def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = None, tasks=None, out=None,
+           name: str = "pareto") -> pd.DataFrame:
+    """Two tasks' ``metric`` on ``split`` (mean over seeds per method); ``static`` methods with
+    different weights form the static-weight front (``on_front``: non-dominated among them)."""
+    rows = _mtl(selected)
+    rows = rows[rows["split"] == split]
+    if metric is None:
+        names = [m for m in rows["metric"].unique() if m not in ("loss", "weight")]
+        metric = names[0] if names else "loss"
+    rows = rows[rows["metric"] == metric]
+    tasks = list(tasks) if tasks else list(dict.fromkeys(rows["task"]))[:2]
+    if len(tasks) != 2:
+        raise ValueError(f"the pareto plot needs two tasks (--tasks A,B), found {tasks}")
+    rows = rows[rows["task"].isin(tasks)]
+    wide = rows.pivot_table(index=["panel", "method", "strategy", "seed"], columns="task", values="value").reset_index()
+    data = wide.groupby(["panel", "method", "strategy"], sort=False)[tasks].mean().reset_index()
+    data = data.rename(columns={tasks[0]: "x", tasks[1]: "y"})
+    data["is_static"] = data["strategy"] == "static"
+    data["on_front"] = False
+    hib = bool(rows["higher_is_better"].iloc[0])
+    for _, group in data[data["is_static"]].groupby("panel"):
+        data.loc[group.index, "on_front"] = front(group, hib, hib)
+    groups = list(data.groupby("panel", sort=False))
+    fig, axes = _figure(len(groups), 4.8, 4.0)
+    for ax, (panel, group) in zip(axes, groups):
+        static = group[group["is_static"]]
+        ax.scatter(static["x"], static["y"], c="0.6", s=18, label="static weights")
+        line = static[static["on_front"]].sort_values("x")
+        if len(line):
+            ax.plot(line["x"], line["y"], c="0.4", lw=1, label="static front")
+        for _, point in group[~group["is_static"]].iterrows():
+            ax.scatter([point["x"]], [point["y"]], s=36, label=point["method"])
+        ax.set_xlabel(f"{tasks[0]} {split} {metric}")
+        ax.set_ylabel(f"{tasks[1]} {split} {metric}")
+        ax.set_title(str(panel), fontsize=8)
+        ax.legend(fontsize=7)
+    data.attrs.update(tasks=tasks, metric=metric)
+    return _save(fig, data, out, name)
+
+
+def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
+    """Delta_m% bars (mean over seeds) with 95% CI error bars, from a :class:`ScoreTable`."""
+    data = table.frame[~table.frame["is_baseline"]][["panel", "method", "delta_m", "delta_m:ci", "n"]]
+    data = data.rename(columns={"delta_m:ci": "ci"}).dropna(subset=["delta_m"]).reset_index(drop=True)
+    if data.empty:
+        raise ValueError("no Delta_m to plot: the runs need single-task baselines (or --baseline published:NAME)")
+    groups = list(data.groupby("panel", sort=False))
+    fig, axes = _figure(len(groups), 4.8, 3.2)
+    for ax, (panel, group) in zip(axes, groups):
+        ax.bar(range(len(group)), group["delta_m"], yerr=group["ci"].fillna(0), capsize=3, color="C0")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(group)), group["method"], rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("Δm% (lower is better)")
+        ax.set_title(str(panel), fontsize=8)
+    return _save(fig, data, out, name)
+
+
+def cost(table, out=None, name: str = "cost") -> pd.DataFrame:
+    """Delta_m% against the mean seconds per training epoch, one point per method."""
+    data = table.frame[~table.frame["is_baseline"]][["panel", "method", "delta_m", "delta_m:ci",
+                                                     "seconds_per_epoch", "time"]]
+    data = data.rename(columns={"delta_m:ci": "ci"}).dropna(subset=["delta_m", "seconds_per_epoch"])
+    data = data.reset_index(drop=True)
+    if data.empty:
+        raise ValueError("no Delta_m with a recorded cost to plot")
+    groups = list(data.groupby("panel", sort=False))
+    fig, axes = _figure(len(groups), 4.8, 3.6)
+    for ax, (panel, group) in zip(axes, groups):
+        for _, point in group.iterrows():
+            ax.errorbar([point["seconds_per_epoch"]], [point["delta_m"]],
+                        yerr=[0 if pd.isna(point["ci"]) else point["ci"]], fmt="o", capsize=3, label=point["method"])
+        ax.set_xlabel("seconds per epoch")
+        ax.set_ylabel("Δm% (lower is better)")
+        ax.set_title(str(panel), fontsize=8)
+        ax.legend(fontsize=7)
+    return _save(fig, data, out, name)

@@ -1,0 +1,228 @@
+"""Comparison tables: rows methods, columns task metrics, Delta_m%, mean rank, relative time.
+
+:func:`score_table` turns selected values (:func:`mtl_bench.report.selection.selected_values`,
+annotated by :func:`mtl_bench.report.groups.annotate`) into a :class:`ScoreTable`; its
+``to_markdown`` / ``to_latex`` / ``to_csv`` render it with the best value of each column in bold
+(the single-task row is shown for reference, never ranked or marked).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .baselines import Baselines
+from .directions import arrow, display_scale, label
+from .scores import delta_m, mean_rank, paired_test, seed_stats
+
+SKIP_METRICS = ("loss", "weight")
+
+
+@dataclass
+class ScoreTable:
+    """``frame``: one row per (panel, method) with ``<column>`` means, ``<column>:ci`` half-widths,
+    ``delta_m``, ``delta_m:ci``, ``mr``, ``time``, ``p``, ``n``; ``columns``: the metric columns
+    (``task/metric`` or ``mean/metric``) with their direction in ``directions``."""
+
+    frame: pd.DataFrame
+    columns: list[str]
+    directions: dict[str, bool]
+    caption: str
+    notes: list[str] = field(default_factory=list)
+    reference: str = "ew"
+
+    # ------------------------------------------------------------------ rendering
+    def _cells(self, fmt: str) -> dict[str, tuple[list[str], list[list[str]]]]:
+        """panel -> (header, rows of cells); a panel shows only the columns it has values for."""
+        printed = "printed_delta_m" in self.frame
+        panels: dict[str, tuple[list[str], list[list[str]]]] = {}
+        for panel, rows in self.frame.groupby("panel", sort=False):
+            columns = [c for c in self.columns if rows[c].notna().any()]
+            header = ["method"] + [f"{c.split('/')[0]} {label(c.split('/')[1])} "
+                                   f"{arrow(c.split('/')[1], self.directions[c])}" for c in columns]
+            header += ["Δm% ↓"] + (["printed Δm%"] if printed else [])
+            header += ["MR ↓", f"time/epoch (×{self.reference}) ↓", f"p vs {self.reference}", "seeds"]
+            ranked = rows[~rows["is_baseline"]]
+            best = {}
+            for c in columns + ["delta_m", "mr", "time"]:
+                values = ranked[c].dropna()
+                if not values.empty:
+                    best[c] = values.max() if self.directions.get(c, False) else values.min()
+            lines = []
+            for _, row in rows.iterrows():
+                def mark(c, scale=1.0, digits=2):
+                    # best as shown: values equal to the best at the printed precision tie
+                    return (not row["is_baseline"] and c in best and not pd.isna(row[c])
+                            and f"{row[c] * scale:.{digits}f}" == f"{best[c] * scale:.{digits}f}")
+                cells = [str(row["method"])]
+                for c in columns:
+                    scale = display_scale(c.split("/")[1])
+                    digits = _digits(best.get(c, row[c]) * scale)
+                    cells.append(_cell(row[c], row[f"{c}:ci"], scale, digits, mark(c, scale, digits), fmt))
+                cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2, mark("delta_m"), fmt))
+                if printed:
+                    flag = " (!)" if row.get("inconsistent") else ""
+                    cells.append(_cell(row["printed_delta_m"], math.nan, 1, 2, False, fmt) + flag)
+                cells.append(_cell(row["mr"], math.nan, 1, 2, mark("mr"), fmt))
+                cells.append(_cell(row["time"], math.nan, 1, 2, mark("time"), fmt))
+                cells.append("" if pd.isna(row["p"]) else f"{row['p']:.3g}")
+                cells.append("" if pd.isna(row["n"]) else str(int(row["n"])))
+                lines.append(cells)
+            panels[str(panel)] = (header, lines)
+        return panels
+
+    def to_markdown(self) -> str:
+        out = []
+        for panel, (header, lines) in self._cells("md").items():
+            out.append(f"**{panel}**\n")
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|" + "|".join("---" for _ in header) + "|")
+            out.extend("| " + " | ".join(cells) + " |" for cells in lines)
+            out.append("")
+        out.append(self.caption)
+        out.extend(f"- {note}" for note in self.notes)
+        return "\n".join(out) + "\n"
+
+    def to_latex(self) -> str:
+        tex = lambda s: (s.replace("%", r"\%").replace("_", r"\_").replace("Δm", r"$\Delta_m$")
+                         .replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("±", r"$\pm$")
+                         .replace("×", r"$\times$").replace("–", "--"))
+        out = []
+        for panel, (header, lines) in self._cells("latex").items():
+            out += [r"\begin{table}[t]", r"\centering", r"\small",
+                    rf"\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}", r"\toprule",
+                    " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
+            out.extend(" & ".join(tex(c) for c in cells) + r" \\" for cells in lines)
+            caption = f"{panel}. {self.caption}" + "".join(f" {n}" for n in self.notes)
+            out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", r"\end{table}", ""]
+        return "\n".join(out)
+
+    def to_csv(self) -> str:
+        return self.frame.to_csv(index=False)
+
+    def render(self, fmt: str = "md") -> str:
+        if fmt not in ("md", "latex", "csv"):
+            raise ValueError(f"--format {fmt!r}: choose md, latex or csv")
+        return {"md": self.to_markdown, "latex": self.to_latex, "csv": self.to_csv}[fmt]()
+
+
+def _digits(value: float) -> int:
+    if value is None or pd.isna(value) or value == 0:
+        return 2
+    return 2 if abs(value) >= 1 else max(2, 1 - int(math.floor(math.log10(abs(value)))) + 2)
+
+
+def _cell(value, ci, scale: float, digits: int, bold: bool, fmt: str) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    text = f"{value * scale:.{digits}f}"
+    if ci is not None and not pd.isna(ci):
+        text += f" ± {ci * scale:.{digits}f}"
+    if bold:
+        text = f"**{text}**" if fmt == "md" else (rf"\textbf{{{text}}}" if fmt == "latex" else text)
+    return text
+
+
+# ---------------------------------------------------------------------- computation
+def default_columns(selected: pd.DataFrame, split: str, metrics=None) -> list[str]:
+    """Every ``task/metric`` of the multi-task runs on ``split``, in logged order, except losses
+    and weights (or only ``metrics`` when given)."""
+    rows = selected[(selected["split"] == split) & ~selected["is_baseline"]]
+    pairs = list(dict.fromkeys(zip(rows["task"], rows["metric"])))
+    chosen = [p for p in pairs if (p[1] in metrics if metrics else p[1] not in SKIP_METRICS)]
+    if not chosen and not metrics:
+        chosen = [p for p in pairs if p[1] != "weight"]
+    return [f"{t}/{m}" for t, m in chosen]
+
+
+def _run_values(rows: pd.DataFrame, columns: list[str]) -> dict[str, float]:
+    out = {}
+    for column in columns:
+        task, metric = column.split("/", 1)
+        picked = rows[rows["metric"] == metric] if task == "mean" else rows[(rows["task"] == task) & (rows["metric"] == metric)]
+        out[column] = float(picked["value"].mean()) if not picked.empty else math.nan
+    return out
+
+
+def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str = "test", columns=None,
+                metrics=None, delta_average: str = "metric", reference: str = "ew") -> ScoreTable:
+    """The comparison table of annotated selected values on ``split`` (see module docstring).
+
+    Delta_m of each run is taken over the ``task/metric`` columns (a ``mean/metric`` column
+    stands for that metric of every task), against ``baselines`` matched by panel, task and seed; its mean, 95% CI and paired
+    test against ``reference`` are over seeds. MR ranks the non-baseline methods of a panel on
+    the metric columns (mean over seeds).
+    """
+    rows = selected[selected["split"] == split]
+    if rows.empty:
+        raise ValueError(f"no selected values on split {split!r}")
+    columns = list(columns) if columns else default_columns(selected, split, metrics)
+    if not columns:
+        raise ValueError("no metric columns to show")
+    hib = rows.drop_duplicates("metric").set_index("metric")["higher_is_better"].to_dict()
+    directions = {c: bool(hib[c.split("/", 1)[1]]) for c in columns}
+    pairs = {tuple(c.split("/", 1)) for c in columns if not c.startswith("mean/")}
+    means = {c.split("/", 1)[1] for c in columns if c.startswith("mean/")}
+    in_delta = lambda task, metric: (task, metric) in pairs or metric in means
+    notes: list[str] = []
+    per_run = []
+    for run, group in rows.groupby("run", sort=False):
+        info = group.iloc[0]
+        record = {"panel": info["panel"], "method": info["method"], "is_baseline": bool(info["is_baseline"]),
+                  "strategy": info["strategy"], "seed": info["seed"], "run": run,
+                  "seconds_per_epoch": info.get("seconds_per_epoch", math.nan), **_run_values(group, columns)}
+        used = group[[in_delta(t, m) for t, m in zip(group["task"], group["metric"])]]
+        values = {(t, m): v for t, m, v in used[["task", "metric", "value"]].itertuples(index=False)}
+        base = baselines.lookup(info, split, tasks=list(group["task"].unique())) if baselines else {}
+        missing = [f"{t}/{m}" for t, m in values if (t, m) not in base]
+        if values and not missing:
+            dirs = {(t, m): bool(h) for t, m, h in used[["task", "metric", "higher_is_better"]].itertuples(index=False)}
+            record["delta_m"] = delta_m(values, base, dirs, delta_average)
+        else:
+            record["delta_m"] = math.nan
+            if baselines and missing and not info["is_baseline"]:
+                notes.append(f"no baseline for {', '.join(missing)} in {info['panel']}: Delta_m of {info['method']} left out")
+        per_run.append(record)
+    per_run = pd.DataFrame(per_run)
+    out = []
+    for (panel, method), group in per_run.groupby(["panel", "method"], sort=False):
+        row = {"panel": panel, "method": method, "is_baseline": bool(group["is_baseline"].iloc[0]),
+               "strategy": group["strategy"].iloc[0], "n": group["seed"].nunique(),
+               "seeds": ",".join(str(s) for s in sorted(group["seed"].unique()))}
+        for column in columns + ["delta_m"]:
+            stats = seed_stats(group.groupby("seed")[column].mean().tolist())
+            row[column], row[f"{column}:ci"], row[f"{column}:std"] = stats["mean"], stats["ci"], stats["std"]
+        row["seconds_per_epoch"] = pd.to_numeric(group["seconds_per_epoch"], errors="coerce").mean()
+        out.append(row)
+    table = pd.DataFrame(out)
+    table["mr"], table["time"], table["p"] = math.nan, math.nan, math.nan
+    for panel, group in table.groupby("panel", sort=False):
+        ranked = group[~group["is_baseline"]]
+        if len(ranked):
+            table.loc[ranked.index, "mr"] = mean_rank(ranked[columns], directions)
+        ref = group[group["method"] == reference]
+        if len(ref):
+            table.loc[group.index, "time"] = group["seconds_per_epoch"] / ref["seconds_per_epoch"].iloc[0]
+            ref_dm = per_run[(per_run["panel"] == panel) & (per_run["method"] == reference)]
+            ref_dm = ref_dm.groupby("seed")["delta_m"].mean().dropna().to_dict()
+            for idx, row in ranked.iterrows():
+                if row["method"] == reference:
+                    continue
+                mine = per_run[(per_run["panel"] == panel) & (per_run["method"] == row["method"])]
+                mine = mine.groupby("seed")["delta_m"].mean().dropna().to_dict()
+                table.loc[idx, "p"] = paired_test(mine, ref_dm)["pvalue"]
+    table["_order"] = (~table["is_baseline"]).astype(int)  # the single-task row first
+    table = table.sort_values(["panel", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    if baselines is not None:
+        notes = sorted(baselines.notes) + list(dict.fromkeys(notes))
+    seeds = sorted(table["n"].unique())
+    rules = ", ".join(sorted(selected["selection"].dropna().unique())) if "selection" in selected else "config"
+    caption = (f"{split} split, model selection: {rules}; values: mean ± 95% CI (Student t) over "
+               f"{'/'.join(map(str, seeds))} seed(s). Δm% (Maninis et al. 2019) averaged per {delta_average} "
+               f"against {baselines.source if baselines else 'no baseline'}; lower is better. "
+               f"MR: mean rank over the metric columns (1 = best, ties take the lower rank). "
+               f"time/epoch relative to {reference}. p: paired t-test of Δm against {reference} over matching seeds. "
+               f"Bold: best per column (the stl row is not ranked).")
+    return ScoreTable(table, columns, {**directions, "delta_m": False, "mr": False, "time": False}, caption,
+                      notes, reference)

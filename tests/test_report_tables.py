@@ -1,0 +1,126 @@
+"""Comparison tables from real runs: baselines, Delta_m, MR, CIs, paired tests, formats."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from report_runs import ONE_THREAD, synthetic_runs
+
+from conftest import cli
+from mtl_bench.report.pipeline import make_table
+from mtl_bench.report.scores import delta_m, mean_rank, paired_test, seed_stats
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return synthetic_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def built(runs):
+    return make_table([runs], metrics=["mse"])
+
+
+def _test_values(selected, run):
+    rows = selected[(selected["run"] == run) & (selected["split"] == "test") & (selected["metric"] == "mse")]
+    return {(t, "mse"): v for t, v in rows[["task", "value"]].itertuples(index=False)}
+
+
+def test_table_rows_columns_and_baselines(built):
+    table, sel = built
+    frame = table.frame.set_index("method")
+    assert table.columns == ["task0/mse", "task1/mse"]
+    assert set(frame.index) == {"stl", "ew", "uw", "dwa", "static weights=[0.2, 0.8]",
+                                "static weights=[0.5, 0.5]", "static weights=[0.8, 0.2]"}
+    assert frame.loc["ew", "n"] == 2 and frame.loc["stl", "n"] == 1
+    assert frame.loc["stl", "delta_m"] == 0
+    # seed 1 has no single-task run: averaged over the seeds there are, and the table says so
+    assert any("seed 1" in note and "mean over seeds 0" in note for note in table.notes)
+
+
+def test_delta_m_ci_and_paired_test_match_a_recomputation(built):
+    table, sel = built
+    s = sel.selected
+    stl = s[s["is_baseline"] & (s["split"] == "test") & (s["metric"] == "mse")]
+    base = {(t, "mse"): v for t, v in stl[["task", "value"]].itertuples(index=False)}
+    per_seed = {}
+    for method in ("ew", "uw"):
+        per_seed[method] = {}
+        for run, rows in s[(s["method"] == method)].groupby("run"):
+            per_seed[method][int(rows["seed"].iloc[0])] = delta_m(_test_values(s, run), base,
+                                                                  {k: False for k in base})
+    frame = table.frame.set_index("method")
+    for method in ("ew", "uw"):
+        stats = seed_stats(list(per_seed[method].values()))
+        assert frame.loc[method, "delta_m"] == pytest.approx(stats["mean"])
+        assert frame.loc[method, "delta_m:ci"] == pytest.approx(stats["ci"])
+    expected = paired_test(per_seed["uw"], per_seed["ew"])["pvalue"]
+    assert frame.loc["uw", "p"] == pytest.approx(expected, nan_ok=True)
+    assert frame.loc["ew", "time"] == pytest.approx(1.0)
+    ranked = table.frame[~table.frame["is_baseline"]].set_index("method")
+    assert ranked["mr"].to_dict() == pytest.approx(
+        mean_rank(ranked[table.columns], {c: False for c in table.columns}).to_dict())
+
+
+def test_per_task_average_differs_and_is_captioned(runs):
+    columns = ["task0/mse", "task0/normalized_loss", "task1/mse"]   # 2 metrics of task0, 1 of task1
+    by_task, sel = make_table([runs], columns=columns, delta_average="task")
+    by_metric, _ = make_table([runs], columns=columns, delta_average="metric")
+    assert "averaged per task" in by_task.caption and "lower is better" in by_task.caption
+    assert "averaged per metric" in by_metric.caption
+    s = sel.selected
+    stl = s[s["is_baseline"] & (s["split"] == "test")].set_index(["task", "metric"])["value"]
+    run = s[(s["method"] == "uw") & (s["seed"] == 0)]
+    mine = run[run["split"] == "test"].set_index(["task", "metric"])["value"]
+    rel = {c: 100 * (mine[tuple(c.split("/"))] - stl[tuple(c.split("/"))]) / stl[tuple(c.split("/"))]
+           for c in columns}
+    per_metric = sum(rel.values()) / 3
+    per_task = ((rel["task0/mse"] + rel["task0/normalized_loss"]) / 2 + rel["task1/mse"]) / 2
+    t = by_task.frame.set_index("method")
+    m = by_metric.frame.set_index("method")
+    assert per_task != pytest.approx(per_metric)
+    # with two seeds the table shows the mean; recompute seed 1 (its baseline: mean over seed 0 only)
+    run1 = s[(s["method"] == "uw") & (s["seed"] == 1) & (s["split"] == "test")].set_index(["task", "metric"])["value"]
+    rel1 = {c: 100 * (run1[tuple(c.split("/"))] - stl[tuple(c.split("/"))]) / stl[tuple(c.split("/"))]
+            for c in columns}
+    assert m.loc["uw", "delta_m"] == pytest.approx((per_metric + sum(rel1.values()) / 3) / 2)
+    assert t.loc["uw", "delta_m"] == pytest.approx(
+        (per_task + ((rel1["task0/mse"] + rel1["task0/normalized_loss"]) / 2 + rel1["task1/mse"]) / 2) / 2)
+
+
+def test_markdown_marks_the_best_per_column(built):
+    table, _ = built
+    md = table.to_markdown()
+    frame = table.frame[~table.frame["is_baseline"]]
+    best = frame.loc[frame["delta_m"].idxmin()]
+    line = next(l for l in md.splitlines() if l.startswith(f"| {best['method']} |"))
+    assert f"**{best['delta_m']:.2f}" in line
+    assert "task0 mse ↓" in md and "Δm% ↓" in md and "MR ↓" in md and "time/epoch (×ew)" in md
+    stl_line = next(l for l in md.splitlines() if l.startswith("| stl |"))
+    assert "**" not in stl_line
+    assert "Maninis" in md and "95% CI" in md
+
+
+def test_cli_table_formats_and_published_baseline(runs, tmp_path):
+    table, _ = make_table([runs], metrics=["mse"])
+    assert r"\begin{tabular}" in table.render("latex") and r"\textbf{" in table.render("latex")
+    assert "| method |" in table.render("md")
+    out = cli("table", str(runs), "--format", "csv", "--metrics", "mse", cwd=tmp_path, env=ONE_THREAD)
+    assert out.returncode == 0, out.stderr
+    assert "delta_m:ci" in out.stdout
+    assert "diverged" in out.stderr  # the excluded run is reported
+    published = tmp_path / "mine.csv"
+    published.write_text("method,label,task0/mse,task1/mse\nstl,Single task,0.5,50.0\n")
+    out = cli("table", str(runs), "--metrics", "mse", "--baseline", f"published:{published}", "--format", "csv",
+              cwd=tmp_path, env=ONE_THREAD)
+    assert out.returncode == 0, out.stderr
+    import io
+
+    import pandas as pd
+    frame = pd.read_csv(io.StringIO(out.stdout)).set_index("method")
+    ew = frame.loc["ew"]
+    expected = 100 * ((ew["task0/mse"] - 0.5) / 0.5 + (ew["task1/mse"] - 50.0) / 50.0) / 2
+    # per-seed Delta_m is linear in the values, so its mean is the Delta_m of the mean
+    assert ew["delta_m"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="choose stl"):
+        make_table([runs], baseline="nonsense")
