@@ -216,3 +216,18 @@ def test_strategy_state_round_trips_through_a_checkpoint(tmp_path, name):
     for key, value in after1.items():
         if isinstance(value, torch.Tensor):
             torch.testing.assert_close(value, after2[key])
+
+
+def test_strategies_see_a_float32_gramian_under_bf16_autocast():
+    model, tasks, x, targets = setup(n_tasks=2)
+    seen = {}
+
+    class Spy(type(build_strategy("nash", 2))):
+        def weights(self, losses, gramian):
+            seen["dtype"] = gramian.dtype
+            return super().weights(losses=losses, gramian=gramian)
+
+    strategy = Spy(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = GradientBackend("representation", "loop").step(model, strategy, x, targets, tasks)
+    assert seen["dtype"] == torch.float32 and result.weights.dtype == torch.float32

@@ -108,16 +108,19 @@ class GradientBackend:
 
         shared = model.shared_parameters()
         jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
-        if strategy.needs == "gramian":
-            rows = jacobian.float()  # bf16 autocast gives bf16 representation gradients
-            gramian = rows @ rows.T
-            weights = strategy.weights(losses=raw_losses, gramian=gramian)
-            head_weights = strategy.head_weights(weights)
-            update = None
-        else:
-            representation = z.detach() if self.space == "representation" else None
-            update, head_weights = strategy.aggregate(jacobian, raw_losses, representation=representation)
-            weights = head_weights
+        # the strategy works in float32 even under bf16 autocast (a bf16 Gramian would feed the
+        # solvers 3 significant digits)
+        with torch.autocast(jacobian.device.type, enabled=False):
+            if strategy.needs == "gramian":
+                rows = jacobian.float()  # bf16 autocast gives bf16 representation gradients
+                gramian = rows @ rows.T
+                weights = strategy.weights(losses=raw_losses.float(), gramian=gramian)
+                head_weights = strategy.head_weights(weights)
+                update = None
+            else:
+                representation = z.detach() if self.space == "representation" else None
+                update, head_weights = strategy.aggregate(jacobian, raw_losses.float(), representation=representation)
+                weights = head_weights
 
         if self.space == "params":
             shared_update = weights @ jacobian if update is None else update
