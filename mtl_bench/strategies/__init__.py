@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 
 from .aligned import AlignedMTL
-from .base import GradientAggregator, GradientWeighting, LossWeighting, SPACES, Strategy
+from .base import GradientAggregator, GradientWeighting, LossWeighting, SPACES, SolverWeighting, Strategy
 from .cagrad import CAGrad
 from .compose import Composed, parse_loss_weighting
 from .db_mtl import DBMTL

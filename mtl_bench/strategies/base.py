@@ -108,6 +108,23 @@ class GradientWeighting(Strategy):
         return weights if self.scale_heads else torch.ones_like(weights)
 
 
+class SolverWeighting(GradientWeighting):
+    """A Gramian weighting whose weights come from a solver: it counts the solver's calls and
+    failures (reported in summary.json's cost block) and keeps the counts in checkpoints."""
+
+    def __init__(self, n_tasks: int):
+        super().__init__(n_tasks)
+        self.solver_calls = 0
+        self.solver_failures = 0
+
+    def get_extra_state(self) -> dict:
+        return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.solver_calls = state["solver_calls"]
+        self.solver_failures = state["solver_failures"]
+
+
 class GradientAggregator(Strategy):
     """Level 2 from the Jacobian itself (rows = flattened per-task gradients)."""
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from .base import GradientWeighting
+from .base import SolverWeighting
 from .solvers import SolverError
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
     return weights, bool(result.success), str(result.message)
 
 
-class CAGrad(GradientWeighting):
+class CAGrad(SolverWeighting):
     paper = "Liu et al. NeurIPS 2021, arXiv 2110.14048, eq. 3 / Alg. 1"
     scale_heads = False
 
@@ -81,8 +81,6 @@ class CAGrad(GradientWeighting):
         if rescale not in (0, 1, 2):
             raise ValueError(f"strategy.rescale={rescale!r}: choose 0 (none), 1 (1/(1+c^2)) or 2 (1/(1+c))")
         self.c, self.rescale, self.multiply_by_tasks = float(c), int(rescale), bool(multiply_by_tasks)
-        self.solver_calls = 0
-        self.solver_failures = 0
 
     def weights(self, losses, gramian):
         G = gramian.detach().double().cpu().numpy()
@@ -99,10 +97,3 @@ class CAGrad(GradientWeighting):
             log.warning("CAGrad: SLSQP did not converge (%s); using its last iterate (failure %d of %d calls)",
                         message, self.solver_failures, self.solver_calls)
         return torch.as_tensor(w, dtype=gramian.dtype, device=gramian.device)
-
-    def get_extra_state(self):
-        return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures}
-
-    def set_extra_state(self, state):
-        self.solver_calls = state["solver_calls"]
-        self.solver_failures = state["solver_failures"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import GradientWeighting
+from .base import SolverWeighting
 from .solvers import SolverError, min_norm_weights
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
@@ -38,7 +38,7 @@ def normalize_gramian(gramian: torch.Tensor, losses: torch.Tensor, normalization
     return gramian / (scale[:, None] * scale[None, :])
 
 
-class MGDA(GradientWeighting):
+class MGDA(SolverWeighting):
     paper = "Sener & Koltun NeurIPS 2018, arXiv 1810.04650, eq. 3 / Alg. 2"
     default_space = "representation"
 
@@ -53,8 +53,6 @@ class MGDA(GradientWeighting):
         self.weights_sum = weights_sum
         self.max_iter = int(max_iter)
         self.tol = float(tol)
-        self.solver_calls = 0
-        self.solver_failures = 0
 
     def weights(self, losses, gramian):
         G = normalize_gramian(gramian.double(), losses.double(), self.normalization)
@@ -67,10 +65,3 @@ class MGDA(GradientWeighting):
         if self.weights_sum == "n_tasks":
             w = w * self.n_tasks
         return torch.as_tensor(np.ascontiguousarray(w), dtype=gramian.dtype, device=gramian.device)
-
-    def get_extra_state(self):
-        return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures}
-
-    def set_extra_state(self, state):
-        self.solver_calls = state["solver_calls"]
-        self.solver_failures = state["solver_failures"]

@@ -33,7 +33,7 @@ import logging
 import numpy as np
 import torch
 
-from .base import GradientWeighting
+from .base import SolverWeighting
 from .solvers import SolverError
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def solve_nash(G: np.ndarray, start: np.ndarray, max_iter: int = 20, tol: float 
     return a / np.sqrt(scale)
 
 
-class NashMTL(GradientWeighting):
+class NashMTL(SolverWeighting):
     paper = "Navon et al. ICML 2022, arXiv 2202.01017, eq. 4"
 
     def __init__(self, n_tasks: int, max_norm: float | None = 1.0, max_iter: int = 20, tol: float = 1e-6,
@@ -96,8 +96,6 @@ class NashMTL(GradientWeighting):
         self.on_failure = on_failure
         self.register_buffer("alpha", torch.ones(n_tasks, dtype=torch.float64))
         self.steps = 0  # a host counter (reading a device counter would sync every step)
-        self.solver_calls = 0
-        self.solver_failures = 0
         self._alpha_host: np.ndarray | None = None
 
     def weights(self, losses, gramian):
@@ -121,10 +119,9 @@ class NashMTL(GradientWeighting):
         return self.alpha.to(device=gramian.device, dtype=gramian.dtype, copy=True)
 
     def get_extra_state(self):
-        return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures, "steps": self.steps}
+        return {**super().get_extra_state(), "steps": self.steps}
 
     def set_extra_state(self, state):
-        self.solver_calls = state["solver_calls"]
-        self.solver_failures = state["solver_failures"]
+        super().set_extra_state(state)
         self.steps = state["steps"]
         self._alpha_host = None

@@ -19,7 +19,7 @@ import numpy as np
 import quadprog
 import torch
 
-from .base import GradientWeighting
+from .base import SolverWeighting
 from .solvers import SolverError
 
 
@@ -45,15 +45,13 @@ def upgrad_weights(G: np.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4)
     return weights
 
 
-class UPGrad(GradientWeighting):
+class UPGrad(SolverWeighting):
     paper = "Quinton & Rey 2024, arXiv 2406.16232, Prop. 2"
     scale_heads = False
 
     def __init__(self, n_tasks: int, norm_eps: float = 1e-4, reg_eps: float = 1e-4):
         super().__init__(n_tasks)
         self.norm_eps, self.reg_eps = float(norm_eps), float(reg_eps)
-        self.solver_calls = 0
-        self.solver_failures = 0
 
     def weights(self, losses, gramian):
         G = gramian.detach().double().cpu().numpy()
@@ -64,10 +62,3 @@ class UPGrad(GradientWeighting):
             self.solver_failures += 1
             raise
         return torch.as_tensor(w, dtype=gramian.dtype, device=gramian.device)
-
-    def get_extra_state(self):
-        return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures}
-
-    def set_extra_state(self, state):
-        self.solver_calls = state["solver_calls"]
-        self.solver_failures = state["solver_failures"]
