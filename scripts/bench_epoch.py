@@ -31,6 +31,15 @@ from mtl_bench.train.trainer import Trainer, TrainerConfig  # noqa: E402
 CASES = [("ew", None), ("uw", None), ("mgda", "params"), ("mgda", "representation"), ("gradnorm", None)]
 
 
+def write_csv(rows: list[dict], path: Path) -> None:
+    """Rows (dicts with the same keys) as a CSV file, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -99,11 +108,7 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['strategy']} | {r['space']} | {r['steps']} | {r['epoch_s']} | {r['floor_s']} | {r['ratio']} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ per step.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_epoch import make_trainer  # noqa: E402
+from bench_epoch import make_trainer, write_csv  # noqa: E402
 
 from mtl_bench.train.experiment import resolve_device  # noqa: E402
 
@@ -59,10 +58,7 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['strategy']} | {r['host_reads_per_step']:.2f} | {r['syncs_per_step']:.2f} |")
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.out)
 
 
 if __name__ == "__main__":
