@@ -1,22 +1,41 @@
 #!/usr/bin/env bash
-# The GPU measurements of the open issues, in one device call (about 10 minutes on an H100).
+# The GPU measurements of the open issues, in device calls of under 10 minutes each (an H100).
 # From the project root, on this machine:  bash ../shared/gpu/stage.sh
-# Then with the device tool:  run(command="bash scripts/gpu_session.sh", carry=[".gpu"])
-# Results land in $OUT (at most 8 files come back); copy them into results/ with the commands below.
+# Then with the device tool, one call per part:
+#   run(command="bash scripts/gpu_session.sh spine", carry=[".gpu"])    # issues 2 and 6
+#   run(command="bash scripts/gpu_session.sh benches", carry=[".gpu"])  # issues 3 and 5
+#   run(command="bash scripts/gpu_session.sh tables", carry=[".gpu"])   # issue 4 (MultiMNIST tables)
+# Results land in $OUT (at most 8 files come back); commit them under results/ with these commands.
 set -uo pipefail
+part=${1:?usage: gpu_session.sh spine|benches|tables}
 source .gpu/setup.sh || exit 1
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/device.txt"
 
-# issue 2: MultiMNIST EW with the paper's settings (100 epochs) - test accuracy and seconds per epoch
-python3 -m mtl_bench run dataset=multimnist trainer.epochs=100 trainer.progress=never \
-    hydra.run.dir=/tmp/runs/multimnist_ew_100 2>&1 | tail -3
-cp /tmp/runs/multimnist_ew_100/summary.json "$OUT/multimnist_ew_100_summary.json"
-
-# issue 6: MultiMNIST epoch against the resident-batch floor; host syncs per step; a 12-run sweep
-python3 scripts/bench_epoch.py --data "$MTL_BENCH_DATA" --out "$OUT/bench_epoch.csv"
-python3 scripts/profile_step.py --data "$MTL_BENCH_DATA" --out "$OUT/profile_step.csv"
-python3 scripts/bench_sweep.py --data "$MTL_BENCH_DATA" --jobs 6 --epochs 5 --out "$OUT/bench_sweep.csv"
+case "$part" in
+spine)
+    # issue 2: MultiMNIST EW with the paper's settings (100 epochs): test accuracy, seconds per epoch
+    python3 -m mtl_bench run dataset=multimnist trainer.epochs=100 trainer.progress=never \
+        hydra.run.dir=/tmp/runs/multimnist_ew_100 2>&1 | tail -3
+    cp /tmp/runs/multimnist_ew_100/summary.json "$OUT/multimnist_ew_100_summary.json"
+    # issue 6: epoch against the resident-batch floor; host syncs per step; a 12-run sweep
+    python3 scripts/bench_epoch.py --data "$MTL_BENCH_DATA" --out "$OUT/bench_epoch.csv"
+    python3 scripts/profile_step.py --data "$MTL_BENCH_DATA" --out "$OUT/profile_step.csv"
+    python3 scripts/bench_sweep.py --data "$MTL_BENCH_DATA" --jobs 6 --epochs 5 --out "$OUT/bench_sweep.csv"
+    ;;
+benches)
+    # issue 3: every strategy against EW (MultiLeNet, 40-task MLP, dilated ResNet-50 + 3 dense heads)
+    python3 scripts/bench_strategies.py --out "$OUT/bench_strategies.csv"
+    # issue 5: EW and two gradient methods on NYUv2- and CelebA-shaped tensors
+    python3 scripts/bench_dense.py --out "$OUT/bench_dense.csv"
+    ;;
+tables)
+    # issue 4: Sener & Koltun MultiMNIST (3 seeds, full protocol), several runs at once on the GPU
+    python3 -m mtl_bench reproduce sener_koltun_multimnist hydra/launcher=local hydra.launcher.n_jobs=8 \
+        trainer.progress=never hydra.sweep.dir=/tmp/sweeps/sener 2>&1 | tail -30
+    tar czf "$OUT/sener_koltun_multimnist.tgz" -C /tmp/sweeps/sener --exclude=checkpoint.pt .
+    ;;
+esac
 ls -l "$OUT"
