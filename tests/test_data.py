@@ -62,8 +62,8 @@ def test_multimnist_pairs_are_deterministic_for_a_seed(mnist_root, tmp_path):
     b = mm.build_multimnist_arrays(mnist_root, seed=5, cache=False)
     c = mm.build_multimnist_arrays(mnist_root, seed=6, cache=False)
     assert mm.fingerprint(a) == mm.fingerprint(b) != mm.fingerprint(c)
-    images, labels = a["train"]
-    assert images.shape == (300, 28, 28) and labels.shape == (300, 2)
+    images, labels, sources = a["train"]
+    assert images.shape == (300, 28, 28) and labels.shape == (300, 2) and sources.shape == (300, 2)
     mnist = mm.load_mnist(mnist_root)
     np.testing.assert_array_equal(labels[:, 0], mnist["train"][1])  # left digit keeps its label
     # the partner index is reproducible from the seed with numpy's PCG64 alone
@@ -71,12 +71,21 @@ def test_multimnist_pairs_are_deterministic_for_a_seed(mnist_root, tmp_path):
     np.testing.assert_array_equal(labels[:, 1], mnist["train"][1][right])
 
 
+def test_validation_pairs_share_no_digit_image_with_training_pairs(mnist_root):
+    arrays = mm.build_multimnist_arrays(mnist_root, seed=0, val_size=60, cache=False)
+    train_sources, val_sources = arrays["train"][2], arrays["val"][2]
+    assert len(arrays["train"][0]) == 240 and len(arrays["val"][0]) == 60
+    assert not set(train_sources.ravel()) & set(val_sources.ravel())
+    mnist_labels = mm.load_mnist(mnist_root)["train"][1]
+    np.testing.assert_array_equal(arrays["val"][1], mnist_labels[val_sources])  # labels follow the sources
+
+
 def test_multimnist_cache_round_trip(mnist_root, tmp_path):
     root = tmp_path / "data"
     root.mkdir()
     (root / "MNIST").symlink_to(mnist_root / "MNIST")
     first = mm.build_multimnist_arrays(root, seed=1)
-    assert (root / "MultiMNIST" / f"multimnist_seed1_v{mm.CACHE_VERSION}.pt").exists()
+    assert (root / "MultiMNIST" / f"multimnist_seed1_val0_v{mm.CACHE_VERSION}.pt").exists()
     assert mm.fingerprint(mm.build_multimnist_arrays(root, seed=1)) == mm.fingerprint(first)
 
 

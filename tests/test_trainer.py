@@ -103,3 +103,13 @@ def test_a_completed_run_can_be_extended(compose, tmp_path):
     run_experiment(compose(["trainer.epochs=2", *SMALL]), tmp_path / "extended")
     extended = run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path / "extended")
     assert extended["epochs_completed"] == 3 and extended["final"] == whole["final"]
+
+
+def test_best_selection_without_a_validation_split_is_refused_before_training(compose, tmp_path, mnist_root):
+    cfg = compose(["dataset=multimnist", f"dataset.root={mnist_root}", "dataset.val_size=0", "trainer.epochs=1",
+                   "trainer.batch_size=64"])
+    with pytest.raises(ValueError, match="no 'val' split"):
+        run_experiment(cfg, tmp_path)
+    cfg = compose(["trainer.epochs=1", *SMALL, "protocol=best_val_accuracy"])
+    with pytest.raises(ValueError, match="protocol.selection.metric='mean/accuracy'"):
+        run_experiment(cfg, tmp_path)

@@ -8,7 +8,8 @@ byte-scaled by its min/max and resized to 28x28 with nearest-neighbour sampling 
 centres (PIL's NEAREST, source index floor((i + 0.5) * 36 / 28)). Labels are (left, right).
 
 Unlike the original generator, ours is seeded (numpy PCG64, identical on every platform) and its
-output is cached next to the data. A validation split is carved from train, and
+output is cached next to the data. A validation split is set apart from MNIST's training images
+before pairing (so validation pairs share no digit image with training pairs), and
 ``label_fraction`` keeps labels for only a fraction of the training examples of each task, a
 different subset per task (the label-scarcity study of Gong et al. 2019, arXiv 1904.06467).
 """
@@ -33,7 +34,7 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 MEAN, STD = 0.1307, 0.3081
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _mnist_raw_dir(root: Path) -> Path:
@@ -92,17 +93,23 @@ def overlay_pairs(images: np.ndarray, right_index: np.ndarray, chunk: int = 10_0
 
 
 def make_pairs(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
-    """Draw the right-hand partner of every image uniformly with replacement (itself allowed)."""
+    """Draw the right-hand partner of every image uniformly with replacement (itself allowed):
+    ``(composites uint8 [N,28,28], labels int64 [N,2], source indices int64 [N,2])``."""
     right = rng.integers(0, len(images), size=len(images))
-    return overlay_pairs(images, right), np.stack([labels, labels[right]], axis=1).astype(np.int64)
+    sources = np.stack([np.arange(len(images)), right], axis=1)
+    return overlay_pairs(images, right), np.stack([labels, labels[right]], axis=1).astype(np.int64), sources
 
 
-def build_multimnist_arrays(root, seed: int = 0, download: bool = False, cache: bool = True) -> dict:
-    """``{"train": (images uint8 [N,28,28], labels int64 [N,2]), "test": ...}``, cached as
-    ``root/MultiMNIST/multimnist_seed{seed}_v{CACHE_VERSION}.pt`` (or in the user cache dir
-    when ``root`` is read-only)."""
+def build_multimnist_arrays(root, seed: int = 0, val_size: int = 0, download: bool = False,
+                            cache: bool = True) -> dict:
+    """``{split: (images uint8 [N,28,28], labels int64 [N,2], sources int64 [N,2])}`` for the
+    splits train, val and test. The validation images are set apart from MNIST's training images
+    *before* pairing, so no validation pair shares a digit image with a training pair; ``sources``
+    are the MNIST indices (within MNIST's train or test split) of each pair's left and right image.
+    Cached as ``root/MultiMNIST/multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}.pt`` (or in
+    the user cache dir when ``root`` is read-only)."""
     root = Path(root).expanduser()
-    name = f"multimnist_seed{seed}_v{CACHE_VERSION}.pt"
+    name = f"multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}.pt"
     candidates = [root / "MultiMNIST" / name, _user_cache_dir() / "MultiMNIST" / name]
     if cache:
         for path in candidates:
@@ -112,8 +119,14 @@ def build_multimnist_arrays(root, seed: int = 0, download: bool = False, cache: 
                 except Exception as err:  # a truncated cache is rebuilt, never trusted
                     warnings.warn(f"ignoring unreadable MultiMNIST cache {path}: {err}")
     mnist = load_mnist(root, download=download)
+    train_images, train_labels = mnist["train"]
+    train_idx, val_idx = split_validation(len(train_images), val_size, seed)
     rng = np.random.Generator(np.random.PCG64(seed))
-    arrays = {split: make_pairs(*mnist[split], rng) for split in ("train", "test")}
+    arrays = {}
+    for split, (images, labels), index in (("train", mnist["train"], train_idx), ("val", mnist["train"], val_idx),
+                                           ("test", mnist["test"], np.arange(len(mnist["test"][0])))):
+        composites, pair_labels, sources = make_pairs(images[index], labels[index], rng)
+        arrays[split] = (composites, pair_labels, index[sources])
     if cache:
         for path in candidates:
             try:
@@ -162,8 +175,8 @@ def _as_tensor(images: np.ndarray) -> torch.Tensor:
 def fingerprint(arrays: dict) -> str:
     """A short hash of the generated pairs (for checking determinism across machines)."""
     h = hashlib.sha256()
-    for split in ("train", "test"):
-        images, labels = arrays[split]
+    for split in ("train", "val", "test"):
+        images, labels = arrays[split][:2]
         h.update(np.ascontiguousarray(images).tobytes())
         h.update(np.ascontiguousarray(labels).tobytes())
     return h.hexdigest()[:16]
@@ -171,27 +184,28 @@ def fingerprint(arrays: dict) -> str:
 
 def build_multimnist(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark:
     """Benchmark from the ``dataset`` config node (configs/dataset/multimnist.yaml)."""
-    arrays = build_multimnist_arrays(cfg.root, seed=cfg.seed, download=cfg.download, cache=cfg.cache)
-    images, labels = arrays["train"]
+    arrays = build_multimnist_arrays(cfg.root, seed=cfg.seed, val_size=cfg.val_size, download=cfg.download,
+                                     cache=cfg.cache)
     fractions = cfg.label_fraction
     if isinstance(fractions, (int, float)):
         fractions = {t: float(fractions) for t in TASKS}
     else:
         fractions = {t: float(fractions.get(t, 1.0)) for t in TASKS}
-    train_idx, val_idx = split_validation(len(images), cfg.val_size, cfg.seed)
-    train_labels = labels[train_idx].copy()
+    images, labels = arrays["train"][:2]
+    train_labels = labels.copy()
     for i, task in enumerate(TASKS):
         if fractions[task] < 1.0:
-            mask = label_mask(len(train_idx), fractions[task], cfg.seed, i)
+            mask = label_mask(len(train_labels), fractions[task], cfg.seed, i)
             train_labels[~mask, i] = IGNORE
 
     def targets(lab):
         return {t: torch.from_numpy(lab[:, TASKS.index(t)].copy()) for t in tasks}
 
-    test_images, test_labels = arrays["test"]
+    val_images, val_labels = arrays["val"][:2]
+    test_images, test_labels = arrays["test"][:2]
     eval_bs = max(batch_size, 1024)
-    train = TensorBatches(_as_tensor(images[train_idx]), targets(train_labels), batch_size, shuffle=True, seed=seed)
-    val = TensorBatches(_as_tensor(images[val_idx]), targets(labels[val_idx]), eval_bs) if len(val_idx) else None
+    train = TensorBatches(_as_tensor(images), targets(train_labels), batch_size, shuffle=True, seed=seed)
+    val = TensorBatches(_as_tensor(val_images), targets(val_labels), eval_bs) if len(val_images) else None
     test = TensorBatches(_as_tensor(test_images), targets(test_labels), eval_bs)
     return Benchmark(
         name="multimnist",

@@ -109,7 +109,8 @@ class MeanSquaredError(_MeanMetric):
 
     def update(self, pred, target):
         err = (pred - target).pow(2) / self.scale
-        self._accumulate(err, torch.tensor(err.numel(), device=err.device))
+        # a count filled on the device: torch.tensor(n, device=cuda) would copy from the host each batch
+        self._accumulate(err, torch.full((), err.numel(), device=err.device, dtype=torch.float64))
 
 
 def classification_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

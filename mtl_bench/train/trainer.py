@@ -145,6 +145,7 @@ class Trainer:
         if config.compile:
             for module in (self.model.encoder, *self.model.heads.values()):
                 module.compile()
+        self._check_selection()
         self.metrics_log = MetricsLog(self.run_dir)
         self.timer = StepTimer(device)
         self.epoch = 0            # epochs finished
@@ -337,6 +338,35 @@ class Trainer:
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
     # ----------------------------------------------------------------------------- summary
+    def _check_selection(self) -> None:
+        """Reject a selection rule this benchmark cannot satisfy before any epoch is trained."""
+        sel = self.config.selection
+        rule, split, metric = sel.get("rule", "last"), sel.get("split", "val"), sel.get("metric")
+        if rule != "best":
+            return
+        if split not in self.benchmark.splits():
+            raise ValueError(
+                f"protocol.selection.split={split!r}, but this benchmark has no {split!r} split "
+                f"(splits: {', '.join(self.benchmark.splits()) or 'none'}); give the dataset a validation split "
+                f"(e.g. dataset.val_size) or choose protocol=last or protocol=mean_last_10"
+            )
+        task, _, name = (metric or "").partition("/")
+        known = {n for t in self.tasks for n in t.metric_directions}
+        if not name or name not in known or task not in ("mean", *[t.name for t in self.tasks]):
+            raise ValueError(
+                f"protocol.selection.metric={metric!r} must read 'mean/METRIC' or 'TASK/METRIC' with a logged "
+                f"metric ({', '.join(sorted(known))}) and task ({', '.join(t.name for t in self.tasks)})"
+            )
+
+    def _safe_selection(self) -> dict:
+        """The selection for the summary; a selection error is reported there, never lost."""
+        if not self.history:
+            return {}
+        try:
+            return self._selection()
+        except ValueError as err:
+            return {"error": str(err)}
+
     def _selection(self) -> dict:
         sel = dict(self.config.selection)
         metric = sel.get("metric")
@@ -365,7 +395,7 @@ class Trainer:
             "epochs_completed": self.epoch,
             "steps": self.step,
             "final": {s: v for s, v in self.history[self.epoch].items()} if self.epoch in self.history else {},
-            "selected": self._selection() if self.history else {},
+            "selected": self._safe_selection(),
             "cost": {
                 "seconds_per_step_median": self.timer.median(),
                 "seconds_per_epoch_mean": sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else None,
