@@ -189,6 +189,8 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
         published = published_table(meta["published"], settings.get("delta_average", "metric"),
                                     columns=settings.get("columns"))
         text = f"## Published: {meta.get('paper', name)}\n\n{published.to_markdown()}"
+        if meta.get("published_note"):
+            text += f"\n\nNote: {meta['published_note']}\n"
         (sweep_dir / "published.md").write_text(text)
     else:
         text = (f"## Published: none\n\n{meta.get('paper', name)}: "

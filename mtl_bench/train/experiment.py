@@ -62,7 +62,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     model = build_model(cfg.model, benchmark)
     n_tasks = len(benchmark.tasks)
     strategy = build_strategy(cfg.strategy.name, n_tasks, **strategy_hparams(cfg.strategy))
-    space = cfg.grad.space or strategy_class(cfg.strategy.name).default_space
+    # grad.space on the command line, else a strategy variant's own `space`, else the strategy's default
+    space = cfg.grad.space or cfg.strategy.get("space") or strategy_class(cfg.strategy.name).default_space
     backend = GradientBackend(space=space, method=cfg.grad.method, chunk_size=cfg.grad.get("chunk_size"),
                               vmap_max_bytes=cfg.grad.get("vmap_max_bytes", 2**31))
     t = cfg.trainer
