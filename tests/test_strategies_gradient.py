@@ -434,3 +434,25 @@ def test_gradnorm_two_task_weight_update_by_hand():
         w = w * 2 / w.sum()
         assert strategy.task_weights.detach().numpy() == pytest.approx(w, rel=1e-5)
     assert w[1] > w[0]  # task 0 has the larger gradient: its weight goes down
+
+
+def test_imtl_g_counts_a_failure_when_gradients_cancel():
+    from mtl_bench.strategies import SolverError
+
+    strategy = build_strategy("imtl_g", 2)
+    G = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)  # g and -g
+    with pytest.raises(SolverError, match="IMTL-G"):
+        strategy.weights(losses=torch.ones(2), gramian=G)
+    assert strategy.solver_calls == 1 and strategy.solver_failures == 1
+
+
+def test_imtl_g_nash_scales_the_heads():
+    assert build_strategy("imtl_g", 2).scale_heads is False
+    assert build_strategy("imtl_g", 2, scale_heads=True).scale_heads is True
+
+
+def test_gradvac_stays_finite_once_its_target_reaches_one():
+    strategy = build_strategy("gradvac", 2)
+    strategy.phihat.fill_(1.0)
+    G = torch.tensor([[1.0, 0.9], [0.9, 1.0]], dtype=torch.float64)
+    assert torch.isfinite(strategy.weights(losses=torch.ones(2), gramian=G)).all()

@@ -61,8 +61,9 @@ def test_scale_behaviour(name, s):
     w = w_of(name, J @ J.T)
     torch.manual_seed(0)
     w_scaled = w_of(name, (s * J) @ (s * J).T)
-    # MGDA's official solver stops on an absolute step threshold (1e-7): scale-invariant up to it
-    rtol = 5e-3 if name == "mgda" else 2e-4
+    # MGDA's official solver stops on an absolute step threshold (1e-7), CAGrad's official step guard
+    # adds 1e-4 to ||g_w||: both are scale-invariant only up to those constants
+    rtol = 5e-3 if name in ("mgda", "cagrad") else 2e-4
     torch.testing.assert_close(w_scaled, w * s ** SCALE_EXPONENT[name], rtol=rtol, atol=1e-7)
 
 

@@ -155,3 +155,12 @@ def test_mgda_weights_sum_option():
     torch.testing.assert_close(w, torch.tensor([0.8, 0.2]))
     w = build_strategy("mgda", 2, normalization="none", weights_sum="n_tasks").weights(losses=torch.ones(2), gramian=G)
     torch.testing.assert_close(w, torch.tensor([1.6, 0.4]))
+
+
+def test_mgda_solver_takes_the_official_step_length():
+    """The step to the simplex's first face replaces t = 1 even when it is longer (official solver)."""
+    from mtl_bench.strategies.solvers import _next_point
+
+    current = np.array([0.5, 0.5, 0.0])
+    direction = np.array([-0.1, 0.0, 0.1])  # projected: [-0.1, 0, 0.1]; w_0 reaches 0 at t = 5
+    np.testing.assert_allclose(_next_point(current, direction), [0.0, 0.5, 0.5])

@@ -37,7 +37,7 @@ def alignment_matrix(gramian, reference: str = "min") -> torch.Tensor:
     if reference == "min":
         ref = eigenvalues[kept].min()
     elif reference == "median":
-        ref = np.median(eigenvalues[kept])
+        ref = np.sort(eigenvalues[kept])[(int(kept.sum()) - 1) // 2]  # the lower middle, as torch.median
     elif reference == "mean":
         ref = eigenvalues[kept].mean()
     else:

@@ -38,7 +38,7 @@ from .solvers import SolverError
 log = logging.getLogger(__name__)
 
 
-def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks: bool = True,
+def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks: bool = True, lambda_eps: float = 1e-4,
                    ) -> tuple[np.ndarray, bool, str]:
     """``(weights on the raw gradients, solver success, solver message)``."""
     T = G.shape[0]
@@ -60,7 +60,7 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
     w = w / w.sum() if w.sum() > 0 else uniform
     radius = c * np.sqrt(max(G.mean(), 0.0) + 1e-8) + 1e-8
     gw_norm = np.sqrt(max(w @ G @ w, 0.0))
-    weights = uniform + radius / (gw_norm + 1e-8) * w
+    weights = uniform + radius / (gw_norm + lambda_eps) * w
     if rescale == 1:
         weights = weights / (1.0 + c**2)
     elif rescale == 2:
@@ -74,13 +74,15 @@ class CAGrad(SolverWeighting):
     paper = "Liu et al. NeurIPS 2021, arXiv 2110.14048, eq. 3 / Alg. 1"
     scale_heads = False
 
-    def __init__(self, n_tasks: int, c: float = 0.4, rescale: int = 1, multiply_by_tasks: bool = True):
+    def __init__(self, n_tasks: int, c: float = 0.4, rescale: int = 1, multiply_by_tasks: bool = True,
+                 lambda_eps: float = 1e-4):
         super().__init__(n_tasks)
         if c < 0:
             raise ValueError(f"strategy.c must be >= 0, got {c}")
         if rescale not in (0, 1, 2):
             raise ValueError(f"strategy.rescale={rescale!r}: choose 0 (none), 1 (1/(1+c^2)) or 2 (1/(1+c))")
         self.c, self.rescale, self.multiply_by_tasks = float(c), int(rescale), bool(multiply_by_tasks)
+        self.lambda_eps = float(lambda_eps)
 
     def weights(self, losses, gramian):
         G = gramian.detach().double().cpu().numpy()
@@ -88,7 +90,7 @@ class CAGrad(SolverWeighting):
         if not np.all(np.isfinite(G)):
             self.solver_failures += 1
             raise SolverError("CAGrad: the Gramian is not finite")
-        w, success, message = cagrad_weights(G, self.c, self.rescale, self.multiply_by_tasks)
+        w, success, message = cagrad_weights(G, self.c, self.rescale, self.multiply_by_tasks, self.lambda_eps)
         if not np.all(np.isfinite(w)):
             self.solver_failures += 1
             raise SolverError(f"CAGrad: SLSQP returned non-finite weights ({message})")

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import GradientWeighting, LossWeighting
+from .base import LossWeighting, SolverWeighting
 from .compose import Composed
+from .solvers import SolverError
 
 PAPER = "Liu et al. ICLR 2021 (IMTL)"
 
@@ -55,20 +56,35 @@ class IMTLL(LossWeighting):
 
 
 def imtl_g_weights(gramian: torch.Tensor) -> torch.Tensor:
-    """``alpha = G^+ d / sum(G^+ d)``, ``d_i = ||g_i||``: equal projections on the unit gradients."""
+    """``alpha = G^+ d / sum(G^+ d)``, ``d_i = ||g_i||``: equal projections on the unit gradients.
+    Raises SolverError when no such alpha exists (e.g. two opposite gradients: sum(G^+ d) = 0)."""
     G = gramian.detach().to(torch.float64).cpu().numpy()
     d = np.sqrt(np.maximum(np.diag(G), 0.0))
     raw = np.linalg.pinv(G, hermitian=True) @ d
-    return torch.from_numpy(raw / raw.sum()).to(device=gramian.device, dtype=gramian.dtype)
+    total = raw.sum()
+    if not np.all(np.isfinite(raw)) or abs(total) <= 1e-12 * np.abs(raw).sum():
+        raise SolverError("IMTL-G: no weights give equal projections (the task gradients cancel out)")
+    return torch.from_numpy(raw / total).to(device=gramian.device, dtype=gramian.dtype)
 
 
-class IMTLG(GradientWeighting):
+class IMTLG(SolverWeighting):
+    """Heads get their unscaled gradient as in the paper's Algorithm 1 (``scale_heads=False``);
+    ``scale_heads=True`` gives them alpha_i times it, as the Nash-MTL code's weighted loss does."""
+
     paper = f"{PAPER}, eq. 4 / Alg. 1 (IMTL-G)"
     default_space = "representation"
-    scale_heads = False
+
+    def __init__(self, n_tasks: int, scale_heads: bool = False):
+        super().__init__(n_tasks)
+        self.scale_heads = bool(scale_heads)
 
     def weights(self, losses, gramian):
-        return imtl_g_weights(gramian)
+        self.solver_calls += 1
+        try:
+            return imtl_g_weights(gramian)
+        except SolverError:
+            self.solver_failures += 1
+            raise
 
 
 class IMTL(Composed):

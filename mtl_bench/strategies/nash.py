@@ -43,7 +43,7 @@ def nash_objective(G: np.ndarray, a: np.ndarray) -> float:
     return 0.5 * a @ G @ a - np.log(a).sum()
 
 
-def solve_nash(G: np.ndarray, start: np.ndarray, max_iter: int = 20, tol: float = 1e-6,
+def solve_nash(G: np.ndarray, start: np.ndarray | None, max_iter: int = 20, tol: float = 1e-6,
                residual_tol: float = 1e-4) -> np.ndarray:
     """alpha > 0 with ``alpha * (G @ alpha) = 1``, by damped Newton on ``f``; raises SolverError."""
     G = np.asarray(G, dtype=np.float64)
@@ -53,7 +53,7 @@ def solve_nash(G: np.ndarray, start: np.ndarray, max_iter: int = 20, tol: float 
     if not scale > 0:
         raise SolverError("Nash-MTL: all task gradients are zero")
     Gn = G / scale
-    a = np.asarray(start, dtype=np.float64) * np.sqrt(scale)
+    a = np.ones(len(G)) if start is None else np.asarray(start, dtype=np.float64) * np.sqrt(scale)
     if not (np.all(np.isfinite(a)) and np.all(a > 0)):
         a = np.ones(len(G))
     for _ in range(max_iter):
@@ -103,10 +103,12 @@ class NashMTL(SolverWeighting):
         self.steps += 1
         if step % self.update_weights_every == 0:
             previous = self._alpha_host if self._alpha_host is not None else self.alpha.cpu().numpy()
+            # before any successful solve, start from ones in the solver's normalised units
+            start = previous if self.solver_calls > self.solver_failures else None
             G = gramian.detach().double().cpu().numpy()
             self.solver_calls += 1
             try:
-                alpha = solve_nash(G, previous, self.max_iter, self.tol, self.residual_tol)
+                alpha = solve_nash(G, start, self.max_iter, self.tol, self.residual_tol)
             except SolverError as err:
                 self.solver_failures += 1
                 if self.on_failure == "raise":

@@ -39,8 +39,11 @@ def _next_point(current: np.ndarray, direction: np.ndarray) -> np.ndarray:
     neg, pos = proj < 0, proj > 0
     to_zero = -current[neg] / proj[neg]
     to_one = (1.0 - current[pos]) / proj[pos]
-    candidates = np.concatenate([to_zero[to_zero > 1e-7], to_one[to_one > 1e-7]])
-    t = min(1.0, candidates.min()) if len(candidates) else 1.0
+    to_zero, to_one = to_zero[to_zero > 1e-7], to_one[to_one > 1e-7]
+    # as the official solver: the step to the first zero replaces t = 1 (it may exceed 1)
+    t = to_zero.min() if len(to_zero) else 1.0
+    if len(to_one):
+        t = min(t, to_one.min())
     return project_to_simplex(proj * t + current)
 
 

@@ -8,7 +8,7 @@ normalised Gramian ``Gt = G / trace(G)`` (all zeros if trace < 1e-4) plus 1e-4 I
     v^(i) = argmin_v  v^T Gt v    subject to  v >= e_i / T   (element-wise)
 
 and ``weights = sum_i v^(i)``, applied to the raw Jacobian. The update then has a non-negative
-dot product with every task gradient (``G w >= 0``). Each QP is solved by ``quadprog`` (the
+dot product with every task gradient (``G w >= 0``, up to the ``reg_eps`` regularisation). Each QP is solved by ``quadprog`` (the
 Goldfarb-Idnani dual method, float64, on the host from one copy of G); a QP failure is an error
 (:class:`SolverError`), counted in ``solver_failures``. Heads get their unscaled loss gradient,
 as in TorchJD's ``mtl_backward`` (``scale_heads=False``).

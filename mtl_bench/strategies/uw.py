@@ -9,7 +9,8 @@ and Semantics", CVPR 2018 (arXiv 1705.07115), eq. 7 with ``s_i = log sigma_i^2``
 
 Presets of the public code (REFERENCE.md section 1): ``"mtan"`` starts at s_0 = -0.5 and trains s
 with the model's optimiser and learning rate; ``"nash"`` starts at s_0 = 0 and trains s in its own
-parameter group at lr 0.025. ``init``/``lr`` override the preset. Logged weights are the
+parameter group at lr 0.025 (a group of the model's optimiser: Adam as in the Nash-MTL code when
+the trainer's optimiser is Adam, as on NYUv2). ``init``/``lr`` override the preset. Logged weights are the
 effective factors of L_i (exp(-s_i)/2 in the regression form).
 """
 from __future__ import annotations
