@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU measurements of the open issues, in device calls of under 10 minutes each (an H100).
 # From the project root, on this machine:  bash ../shared/gpu/stage.sh
+# plus quadprog (UPGrad's QP solver; the GPU image lacks it), which setup.sh installs with the rest:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 -d .gpu/wheels quadprog==0.1.14
 # Then with the device tool, one call per part:
 #   run(command="bash scripts/gpu_session.sh spine", carry=[".gpu"])    # issues 2 and 6
 #   run(command="bash scripts/gpu_session.sh benches", carry=[".gpu"])  # issues 3 and 5

@@ -16,11 +16,19 @@ as in TorchJD's ``mtl_backward`` (``scale_heads=False``).
 from __future__ import annotations
 
 import numpy as np
-import quadprog
 import torch
 
 from .base import SolverWeighting
 from .solvers import SolverError
+
+
+def _quadprog():
+    """quadprog, imported when UPGrad first solves (so the package imports without it)."""
+    try:
+        import quadprog
+    except ImportError as err:  # pragma: no cover - a dependency of mtl-bench
+        raise ImportError("UPGrad needs quadprog: pip install quadprog") from err
+    return quadprog
 
 
 def upgrad_weights(G: np.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> np.ndarray:
@@ -36,7 +44,7 @@ def upgrad_weights(G: np.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4)
         lower = np.zeros(T)
         lower[i] = 1.0 / T
         try:
-            v = quadprog.solve_qp(Gt, np.zeros(T), np.eye(T), lower, 0)[0]
+            v = _quadprog().solve_qp(Gt, np.zeros(T), np.eye(T), lower, 0)[0]
         except ValueError as err:
             raise SolverError(f"UPGrad: quadprog failed on the QP of task {i}: {err}") from None
         if not np.all(np.isfinite(v)):
