@@ -24,6 +24,7 @@ commands:
   collect DIR... [--out FILE.parquet|.csv]
                          one tidy results table from every run below DIR (failed/incomplete runs listed)
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
+               [--tune trainer.lr]   (choose trainer.lr per method on val)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
   plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR]
                          PNG and PDF figures (headless)
@@ -224,6 +225,10 @@ def _table_args(parser) -> None:
     group.add_argument("--select-split", dest="sel_split", help="split selected on (val; test only when named)")
     group.add_argument("--select-metric", dest="sel_metric", help="'task/metric' or 'mean/metric' for --select best")
     group.add_argument("--select-k", dest="sel_k", type=int, help="epochs averaged by --select mean_last_k")
+    group.add_argument("--tune", action="append", metavar="KEY",
+                       help="config key chosen per method on val, e.g. trainer.lr (repeatable or comma-separated)")
+    group.add_argument("--tune-metric", help="'task/metric' or 'mean/metric' scored on val by --tune "
+                       "(default: each run's protocol.selection.metric)")
 
 
 def _split(text):
@@ -233,7 +238,8 @@ def _split(text):
 def _table_inputs(a) -> dict:
     return dict(split=a.split, columns=_split(a.columns), metrics=_split(a.metrics), delta_average=a.delta_average,
                 reference=a.reference, baseline=a.baseline,
-                selection={"rule": a.sel_rule, "split": a.sel_split, "metric": a.sel_metric, "k": a.sel_k})
+                selection={"rule": a.sel_rule, "split": a.sel_split, "metric": a.sel_metric, "k": a.sel_k},
+                tune=[k for text in a.tune or [] for k in _split(text)], tune_metric=a.tune_metric)
 
 
 def _report_errors(fn):
@@ -299,7 +305,8 @@ def plot_command(argv: list[str]) -> None:
         table, _ = make_table(a.dirs, **inputs)
         data = plots.delta(table, out=a.out) if a.kind == "delta" else plots.cost(table, out=a.out)
     else:
-        sel = select_all(a.dirs, average=a.delta_average, baseline=a.baseline, **inputs["selection"])
+        sel = select_all(a.dirs, average=a.delta_average, baseline=a.baseline, tune=inputs["tune"],
+                         tune_metric=inputs["tune_metric"], **inputs["selection"])
         if a.kind == "weights":
             data = plots.weights(sel.results, out=a.out)
         elif a.kind == "curves":

@@ -11,7 +11,8 @@ from mtl_bench.report.papers import available_presets, grid_commands, load_prese
 def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     out = cli("reproduce", "sener_koltun_multimnist", f"dataset.root={mnist_root}", "dataset.val_size=50",
-              "trainer.batch_size=64", "trainer.epochs=1", "seed=0", f"hydra.sweep.dir={sweep}",
+              "trainer.batch_size=64", "trainer.epochs=1", "seed=0", "trainer.lr=0.01,0.05",
+              f"hydra.sweep.dir={sweep}",
               cwd=tmp_path, env=ONE_THREAD)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
@@ -23,7 +24,7 @@ def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_pa
         assert method in ours and method in text[published:]
     assert "left accuracy % ↑" in ours and "Δm% ↓" in ours
     assert "| mgda | **97.26** | **95.90** |" in text[published:]
-    # the runs behind it: 4 strategies + 2 single-task baselines, all completed, tiny protocol applied
+    # the runs behind it: 4 strategies + 2 single-task baselines, x 2 lrs, tiny protocol applied
     table = pd.read_csv(sweep / "table.csv").set_index("method")
     assert set(table.index) == {"stl", "ew", "uw", "gradnorm", "mgda"}
     assert (table["n"] == 1).all()
@@ -31,8 +32,11 @@ def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_pa
     assert (sweep / "published.md").exists() and (sweep / "table.md").exists()
     commands = (sweep / "commands.txt").read_text().splitlines()
     assert len(commands) == 2 and all("+experiment=sener_koltun_multimnist" in c for c in commands)
-    assert len(list((sweep / "mtl").glob("*/summary.json"))) == 4
-    assert len(list((sweep / "stl").glob("*/summary.json"))) == 2
+    # the command-line lr pair replaces the preset's 6 values; the table keeps one lr per method (table.tune)
+    assert len(list((sweep / "mtl").glob("*/summary.json"))) == 8
+    assert len(list((sweep / "stl").glob("*/summary.json"))) == 4
+    assert set(table.drop(index="stl")["trainer.lr"].astype(str)) <= {"0.01", "0.05"}
+    assert "| method | trainer.lr |" in ours and "trainer.lr chosen per method" in ours
     assert "trainer.epochs=1" in commands[0] and "strategy=ew" in commands[1]
 
 

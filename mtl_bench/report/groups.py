@@ -9,8 +9,13 @@
 - A **method** is a strategy plus the ``strategy.*`` / ``grad.*`` keys that vary between its runs
   in a panel (``static weights=[0.2,0.8]``, ``gradnorm alpha=0.12``); seeds of a method are
   pooled.
+- **Tuned** config keys (``annotate(..., tuned=["trainer.lr"])``) tell neither panels nor methods
+  apart: their runs stay in one (panel, method) so that :func:`.selection.tune` can choose their
+  value on validation (Sener & Koltun 2018: lr "chosen on validation", REFERENCE.md section 2).
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import pandas as pd
 
@@ -22,12 +27,16 @@ def _varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in columns if runs[c].astype(str).nunique(dropna=False) > 1]
 
 
-def annotate(results: pd.DataFrame) -> pd.DataFrame:
-    """Add ``panel``, ``method`` and ``is_baseline`` columns to a results table (tidy or selected)."""
+def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
+    """Add ``panel``, ``method`` and ``is_baseline`` columns to a results table (tidy or selected);
+    the config keys in ``tuned`` (``trainer.lr``) are left out of both."""
     if results.empty:
         return results.assign(panel=[], method=[], is_baseline=[])
     runs = results.drop_duplicates("run").set_index("run")
-    cfg = [c for c in runs.columns if c.startswith("cfg.")]
+    missing = [key for key in tuned if f"cfg.{key}" not in runs.columns]
+    if missing:
+        raise ValueError(f"--tune {','.join(missing)}: no run has this config key (e.g. trainer.lr)")
+    cfg = [c for c in runs.columns if c.startswith("cfg.") and c[4:] not in tuned]
     panel, method, baseline = {}, {}, {}
     for dataset, group in runs.groupby("dataset", dropna=False):
         multi = group["n_tasks"].max() > 1

@@ -5,6 +5,8 @@ whose ``experiment`` node names its paper, its published table, its grids and it
 settings. :func:`reproduce` runs every grid of a preset as one Hydra multirun each (through
 whatever launcher the overrides configure), then prints the regenerated table beside the
 published one and writes both into the sweep directory.
+``experiment.table.tune`` (e.g. ``[trainer.lr]``) lists config keys that the table chooses per
+method on validation, as the papers do (:func:`mtl_bench.report.selection.tune`).
 
 Published CSVs are wide: ``method`` (our strategy name, ``stl`` for single-task), ``label`` (the
 paper's name), one ``task/metric`` column per metric in the paper's units (percent for
@@ -176,7 +178,8 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
     settings = dict(meta["table"])
     table, sel = make_table([sweep_dir], split=settings.get("split", "test"), columns=settings.get("columns"),
                             metrics=settings.get("metrics"), delta_average=settings.get("delta_average", "metric"),
-                            reference=settings.get("reference", "ew"))
+                            reference=settings.get("reference", "ew"), tune=settings.get("tune") or (),
+                            tune_metric=settings.get("tune_metric"))
     excluded = sel.collection.describe_excluded()
     regenerated = f"## Regenerated: {meta.get('paper', name)}\n\n{table.to_markdown()}"
     if excluded:

@@ -1,10 +1,14 @@
-"""From run dirs to scored selections: collect -> annotate -> select (baselines first) -> table.
+"""From run dirs to scored selections: collect -> annotate -> select (baselines first) -> tune -> table.
+
+``tune`` (optional: ``--tune trainer.lr``) keeps, per panel and method, the runs of the config
+values that score best on validation (:func:`mtl_bench.report.selection.tune`); single-task
+baselines are tuned first, per task, so that Delta_m compares tuned runs with tuned baselines.
 
 This is what ``mtl-bench table`` / ``plot`` / ``reproduce`` run; each step is also usable alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import pandas as pd
@@ -12,7 +16,7 @@ import pandas as pd
 from .baselines import Baselines
 from .collect import Collection, collect
 from .groups import annotate
-from .selection import selected_values
+from .selection import TUNE_SPLIT, selected_values, tune as tune_runs
 from .tables import SKIP_METRICS, ScoreTable, score_table
 
 
@@ -22,26 +26,35 @@ class Selection:
     results: pd.DataFrame      # annotated tidy table (completed runs)
     selected: pd.DataFrame     # annotated selected values, one row per (run, split, task, metric)
     baselines: Baselines | None
+    tuned: list[str] = field(default_factory=list)              # config keys chosen on val
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per (panel, method, tasks)
 
 
 def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric=None, k=None,
-               average="metric", baseline: str = "stl") -> Selection:
+               average="metric", baseline: str = "stl", tune: Sequence[str] = (), tune_metric=None) -> Selection:
     """Collect (unless given a :class:`Collection`), annotate and select every run.
 
     ``baseline``: ``stl`` (stored single-task runs), ``published:NAME`` (the ``stl`` row of
     results/published/NAME.csv) or ``none``. Baseline runs are selected first so that the
-    ``delta_m`` rule can select the multi-task runs against them.
+    ``delta_m`` rule can select the multi-task runs against them. ``tune``: config keys chosen
+    on val per panel and method (``tune_metric`` overrides the runs' selection metric); the
+    runs of the other values leave ``results`` and ``selected``.
     """
+    tune = list(tune or [])
     collection = source if isinstance(source, Collection) else collect(source)
     if collection.results.empty:
         raise ValueError("no completed runs found" + (f"\n{collection.describe_excluded()}"
                                                       if not collection.excluded.empty else ""))
-    results = annotate(collection.results)
+    results = annotate(collection.results, tuned=tune)
     args = dict(rule=rule, split=split, metric=metric, k=k, average=average)
     base_rows = results[results["is_baseline"]]
     stl = selected_values(base_rows, **args) if not base_rows.empty else pd.DataFrame()
+    tuning = []
     if not stl.empty:
         stl = annotate_like(stl, results)
+        if tune:
+            stl, choices = tune_runs(stl, tune, tune_metric)
+            tuning.append(choices)
     if baseline == "stl":
         baselines = Baselines.from_runs(stl) if not stl.empty else None
     elif baseline.startswith("published:"):
@@ -54,8 +67,15 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
         raise ValueError(f"--baseline {baseline!r}: choose stl, published:NAME or none")
     lookup = (lambda run, split_: _scored(baselines.lookup(annotated_run(run, results), split_))) if baselines else None
     mtl = selected_values(results[~results["is_baseline"]], baselines=lookup, **args)
-    selected = pd.concat([annotate_like(mtl, results), stl], ignore_index=True)
-    return Selection(collection, results, selected, baselines)
+    mtl = annotate_like(mtl, results)
+    if tune and not mtl.empty:
+        mtl, choices = tune_runs(mtl, tune, tune_metric)
+        tuning.insert(0, choices)
+    selected = pd.concat([mtl, stl], ignore_index=True)
+    if tune:
+        results = results[results["run"].isin(selected["run"])].reset_index(drop=True)
+    tuning = pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame()
+    return Selection(collection, results, selected, baselines, tune, tuning)
 
 
 def _scored(baseline: dict) -> dict:
@@ -81,11 +101,28 @@ def annotated_run(run: pd.Series, results: pd.DataFrame) -> pd.Series:
 
 
 def make_table(source, split: str = "test", columns=None, metrics=None, delta_average: str = "metric",
-               reference: str = "ew", baseline: str = "stl", selection: dict | None = None
-               ) -> tuple[ScoreTable, Selection]:
-    """Collect, select and score: the table of ``mtl-bench table``. ``selection`` holds the
-    overrides of the runs' protocol (rule, split, metric, k); ``split`` is the reported split."""
-    sel = select_all(source, average=delta_average, baseline=baseline, **(selection or {}))
+               reference: str = "ew", baseline: str = "stl", selection: dict | None = None,
+               tune: Sequence[str] = (), tune_metric=None) -> tuple[ScoreTable, Selection]:
+    """Collect, select, tune and score: the table of ``mtl-bench table``. ``selection`` holds the
+    overrides of the runs' protocol (rule, split, metric, k); ``split`` is the reported split;
+    ``tune`` the config keys chosen on val (shown as columns of the table, with a note)."""
+    sel = select_all(source, average=delta_average, baseline=baseline, tune=tune, tune_metric=tune_metric,
+                     **(selection or {}))
     table = score_table(sel.selected, sel.baselines, split=split, columns=columns, metrics=metrics,
-                        delta_average=delta_average, reference=reference)
+                        delta_average=delta_average, reference=reference, tuned=sel.tuned)
+    if sel.tuned and not sel.tuning.empty:
+        metrics_used = ", ".join(sorted(sel.tuning["metric"].unique()))
+        grid = "; ".join(f"{key} in {{{', '.join(_values(sel.collection.results[f'cfg.{key}']))}}}"
+                         for key in sel.tuned)
+        table.notes.append(f"{', '.join(sel.tuned)} chosen per method (per task for stl) by the best mean over "
+                           f"seeds of {TUNE_SPLIT} {metrics_used} ({grid}); test never used.")
     return table, sel
+
+
+def _values(column: pd.Series) -> list[str]:
+    """The distinct values of a config column, numbers in numeric order."""
+    values = column.dropna().astype(str).unique()
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values)

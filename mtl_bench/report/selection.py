@@ -4,10 +4,15 @@ Each run is selected by its own ``protocol.selection`` config (columns ``sel_*``
 given here. Only the evaluation splits (val, test) enter the history; ``best`` and ``delta_m``
 read the selection split, which is val unless test is asked for by name - a run without a val
 split then fails with a message instead of silently selecting on test.
+
+:func:`tune` then chooses hyper-parameters across runs (Sener & Koltun 2018: "lr from {1e-4, ...,
+5e-2} chosen on validation", REFERENCE.md section 2): for each (panel, method) it keeps the runs of
+the config value with the best mean over seeds of their selected val score; test never enters.
 """
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import pandas as pd
 
@@ -96,3 +101,82 @@ def selected_values(results: pd.DataFrame, rule=None, split=None, metric=None, k
                                 "higher_is_better": bool(directions[(task, name)]),
                                 "selected_epochs": ",".join(map(str, epochs)), "selection": protocol["rule"]})
     return pd.DataFrame(out)
+
+
+TUNE_SPLIT = "val"  # tuning reads validation only, whatever split the table reports
+
+
+def _tune_score(rows: pd.DataFrame, metric: str, single_task: bool) -> float:
+    """The val score of one run's selected rows: ``task/metric`` or ``mean/metric`` as in
+    :func:`mtl_bench.protocol.metric_value`; a single-task run scores the metric of its own task."""
+    task, name = metric.split("/", 1)
+    picked = rows[rows["metric"] == name]
+    if task != "mean" and not single_task:
+        picked = picked[picked["task"] == task]
+    if picked.empty:
+        raise ValueError(f"run {rows['run'].iloc[0]} has no {TUNE_SPLIT} value of {metric} to tune on")
+    return float(picked["value"].mean())
+
+
+def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
+         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep, in each (panel, method, tasks) of annotated selected values, the runs whose values of
+    the config ``keys`` have the best mean over seeds of their val score; ``(kept, choices)``.
+
+    The score is ``metric`` (``task/metric`` or ``mean/metric``), else each run's
+    ``protocol.selection.metric``, read on val at the epochs the run's rule selected (the best val
+    epoch for ``best``, the last or last k for ``last`` / ``mean_last_k``), in the metric's
+    direction. Single-task runs are tuned per task. Ties: the first value in sorted order; a value
+    scoring NaN is never chosen over one that scores. ``choices`` has one row per group: panel,
+    method, tasks, the chosen ``key`` values, ``score`` and ``candidates`` (value -> score text).
+    """
+    if selected.empty or not keys:
+        return selected, pd.DataFrame()
+    columns = [f"cfg.{key}" for key in keys]
+    runs = selected.drop_duplicates("run").set_index("run")
+    val = selected[selected["split"] == TUNE_SPLIT]
+    kept, choices = [], []
+    for (panel, method, tasks), group in runs.groupby(["panel", "method", "tasks"], sort=False, dropna=False):
+        metrics = {metric} if metric else set(group["sel_metric"].dropna())
+        if len(metrics) != 1:
+            raise ValueError(f"tuning {','.join(keys)} of {method} in {panel} needs one val metric: "
+                             + ("the runs' protocol.selection.metric is null (rule "
+                                f"{','.join(map(str, group['sel_rule'].unique()))}); " if not metrics else
+                                f"its runs select on {', '.join(sorted(metrics))}; ")
+                             + "pass --tune-metric task/metric or mean/metric")
+        name = next(iter(metrics))
+        if "/" not in name:
+            raise ValueError(f"--tune-metric {name!r} must read 'task/metric' or 'mean/metric'")
+        hib = selected.loc[selected["metric"] == name.split("/", 1)[1], "higher_is_better"]
+        if hib.empty:
+            raise ValueError(f"no run of {method} in {panel} logs {name} to tune on")
+        sign = 1.0 if bool(hib.iloc[0]) else -1.0
+        scores = {}
+        for run, info in group.iterrows():
+            rows = val[val["run"] == run]
+            if rows.empty:
+                raise ValueError(f"run {run} has no {TUNE_SPLIT} values to tune {','.join(keys)} on "
+                                 f"(tuning never reads test)")
+            scores[run] = _tune_score(rows, name, int(info["n_tasks"]) == 1)
+        frame = group[columns].astype(str).assign(score=pd.Series(scores), seed=group["seed"])
+        per_value = (frame.groupby(columns + ["seed"], dropna=False)["score"].mean()          # mean over a seed's runs,
+                     .groupby(level=list(range(len(columns)))).mean())           # then over seeds
+        per_value = per_value.sort_index(key=_value_order)
+        best = (sign * per_value).fillna(-math.inf).idxmax()                     # ties: the first
+        best = best if isinstance(best, tuple) else (best,)
+        chosen = (frame[columns] == pd.Series(best, index=columns)).all(axis=1)
+        kept.extend(group.index[chosen])
+        choices.append({"panel": panel, "method": method, "tasks": tasks, **dict(zip(keys, best)),
+                        "metric": name, "score": float(per_value[best if len(best) > 1 else best[0]]),
+                        "candidates": ", ".join(f"{v}: {x:.4g}" for v, x in per_value.items())})
+    return selected[selected["run"].isin(kept)].reset_index(drop=True), pd.DataFrame(choices)
+
+
+def _value_order(index: pd.Index) -> pd.Index:
+    """Sort config values numerically when they are numbers (1e-4 before 0.001), else as text."""
+    def key(value):
+        try:
+            return (0, float(value), "")
+        except (TypeError, ValueError):
+            return (1, 0.0, str(value))
+    return index.map(key)

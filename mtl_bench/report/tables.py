@@ -3,7 +3,9 @@
 :func:`score_table` turns selected values (:func:`mtl_bench.report.selection.selected_values`,
 annotated by :func:`mtl_bench.report.groups.annotate`) into a :class:`ScoreTable`; its
 ``to_markdown`` / ``to_latex`` / ``to_csv`` render it with the best value of each column in bold
-(the single-task row is shown for reference, never ranked or marked).
+(the single-task row is shown for reference, never ranked or marked). Config keys tuned on val
+(``--tune trainer.lr``, :func:`mtl_bench.report.selection.tune`) get a column after the method with
+the value chosen for the row (per task for the single-task row when the tasks' choices differ).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class ScoreTable:
     caption: str
     notes: list[str] = field(default_factory=list)
     reference: str = "ew"
+    tuned: list[str] = field(default_factory=list)   # config keys chosen on val: text columns of frame
 
     # ------------------------------------------------------------------ rendering
     def _cells(self, fmt: str) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -39,7 +42,8 @@ class ScoreTable:
         panels: dict[str, tuple[list[str], list[list[str]]]] = {}
         for panel, rows in self.frame.groupby("panel", sort=False):
             columns = [c for c in self.columns if rows[c].notna().any()]
-            header = ["method"] + [f"{c.split('/')[0]} {label(c.split('/')[1])} "
+            tuned = [k for k in self.tuned if k in rows]
+            header = ["method"] + tuned + [f"{c.split('/')[0]} {label(c.split('/')[1])} "
                                    f"{arrow(c.split('/')[1], self.directions[c])}" for c in columns]
             header += ["Δm% ↓"] + (["printed Δm%"] if printed else [])
             header += ["MR ↓", f"time/epoch (×{self.reference}) ↓", f"p vs {self.reference}", "seeds"]
@@ -55,7 +59,7 @@ class ScoreTable:
                     # best as shown: values equal to the best at the printed precision tie
                     return (not row["is_baseline"] and c in best and not pd.isna(row[c])
                             and f"{row[c] * scale:.{digits}f}" == f"{best[c] * scale:.{digits}f}")
-                cells = [str(row["method"])]
+                cells = [str(row["method"])] + ["" if pd.isna(row[k]) else str(row[k]) for k in tuned]
                 for c in columns:
                     scale = display_scale(c.split("/")[1])
                     digits = _digits(best.get(c, row[c]) * scale)
@@ -146,13 +150,13 @@ def _run_values(rows: pd.DataFrame, columns: list[str]) -> dict[str, float]:
 
 
 def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str = "test", columns=None,
-                metrics=None, delta_average: str = "metric", reference: str = "ew") -> ScoreTable:
+                metrics=None, delta_average: str = "metric", reference: str = "ew", tuned=()) -> ScoreTable:
     """The comparison table of annotated selected values on ``split`` (see module docstring).
 
     Delta_m of each run is taken over the ``task/metric`` columns (a ``mean/metric`` column
     stands for that metric of every task), against ``baselines`` matched by panel, task and seed; its mean, 95% CI and paired
     test against ``reference`` are over seeds. MR ranks the non-baseline methods of a panel on
-    the metric columns (mean over seeds).
+    the metric columns (mean over seeds). ``tuned``: config keys whose chosen values are shown.
     """
     rows = selected[selected["split"] == split]
     if rows.empty:
@@ -171,7 +175,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         info = group.iloc[0]
         record = {"panel": info["panel"], "method": info["method"], "is_baseline": bool(info["is_baseline"]),
                   "strategy": info["strategy"], "seed": info["seed"], "run": run,
-                  "seconds_per_epoch": info.get("seconds_per_epoch", math.nan), **_run_values(group, columns)}
+                  "seconds_per_epoch": info.get("seconds_per_epoch", math.nan), **_run_values(group, columns),
+                  "tasks": info.get("tasks"), **{key: info.get(f"cfg.{key}") for key in tuned}}
         used = group[[in_delta(t, m) for t, m in zip(group["task"], group["metric"])]]
         values = {(t, m): v for t, m, v in used[["task", "metric", "value"]].itertuples(index=False)}
         base = baselines.lookup(info, split, tasks=list(group["task"].unique())) if baselines else {}
@@ -194,6 +199,7 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
             stats = seed_stats(group.groupby("seed")[column].mean().tolist())
             row[column], row[f"{column}:ci"], row[f"{column}:std"] = stats["mean"], stats["ci"], stats["std"]
         row["seconds_per_epoch"] = pd.to_numeric(group["seconds_per_epoch"], errors="coerce").mean()
+        row.update({key: _chosen(group, key) for key in tuned})
         out.append(row)
     table = pd.DataFrame(out)
     table["mr"], table["time"], table["p"] = math.nan, math.nan, math.nan
@@ -225,4 +231,16 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                f"time/epoch relative to {reference}. p: paired t-test of Δm against {reference} over matching seeds. "
                f"Bold: best per column (the stl row is not ranked).")
     return ScoreTable(table, columns, {**directions, "delta_m": False, "mr": False, "time": False}, caption,
-                      notes, reference)
+                      notes, reference, list(tuned))
+
+
+def _chosen(runs: pd.DataFrame, key: str) -> str:
+    """The value of tuned config ``key`` of a row's runs: one value, else ``task=value`` per task
+    (a count per value beyond 4 tasks, e.g. the 40 single-task CelebA baselines)."""
+    per_task = dict(zip(runs["tasks"].astype(str), runs[key].astype(str)))
+    values = list(dict.fromkeys(per_task.values()))
+    if len(values) == 1:
+        return values[0]
+    if len(per_task) <= 4:
+        return " ".join(f"{t}={v}" for t, v in per_task.items())
+    return ", ".join(f"{v} (×{list(per_task.values()).count(v)})" for v in values)

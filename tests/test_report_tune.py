@@ -1,0 +1,118 @@
+"""`--tune trainer.lr`: hyper-parameters chosen per method on validation (Sener & Koltun 2018, "lr
+chosen on validation", REFERENCE.md section 2), on hand-made tidy tables of the shape collect builds."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mtl_bench.cli import main
+from mtl_bench.report.collect import Collection, write_table
+from mtl_bench.report.papers import load_preset
+from mtl_bench.report.pipeline import make_table
+
+
+def tidy(runs, metric="accuracy", higher_is_better=True, rule="best", sel_metric="mean/accuracy"):
+    """A results table: ``runs`` are ``(strategy, tasks, lr, seed, {split: value or [value per epoch]})``;
+    every task of a run logs the same value."""
+    rows = []
+    for strategy, tasks, lr, seed, values in runs:
+        run = f"{strategy}-{'+'.join(tasks)}-lr{lr}-s{seed}"
+        info = {"run": run, "status": "completed", "dataset": "multimnist", "strategy": strategy, "seed": seed,
+                "tasks": ",".join(tasks), "n_tasks": len(tasks), "seconds_per_epoch": 1.0, "sel_rule": rule,
+                "sel_split": "val", "sel_metric": sel_metric, "sel_k": 10, "sel_average": "metric",
+                "cfg.trainer.lr": str(lr), "cfg.dataset.tasks": str(tasks), "cfg.strategy.name": strategy}
+        for split, value in values.items():
+            for epoch, v in enumerate(value if isinstance(value, list) else [value]):
+                for task in tasks:
+                    rows.append({**info, "epoch": epoch, "step": epoch, "split": split, "task": task,
+                                 "metric": metric, "value": v, "higher_is_better": higher_is_better})
+    results = pd.DataFrame(rows)
+    return Collection(results=results, runs=results.drop_duplicates("run").assign(reason=""))
+
+
+BOTH = ["left", "right"]
+RUNS = [
+    # ew: lr 0.1 has the best single val seed and by far the best test, but 0.01 the best val mean
+    ("ew", BOTH, 0.01, 0, {"val": 0.90, "test": 0.80}), ("ew", BOTH, 0.01, 1, {"val": 0.80, "test": 0.78}),
+    ("ew", BOTH, 0.1, 0, {"val": 0.95, "test": 0.99}), ("ew", BOTH, 0.1, 1, {"val": 0.70, "test": 0.98}),
+    # uw: 0.1 is better on val, worse on test
+    ("uw", BOTH, 0.01, 0, {"val": 0.60, "test": 0.95}), ("uw", BOTH, 0.01, 1, {"val": 0.60, "test": 0.95}),
+    ("uw", BOTH, 0.1, 0, {"val": 0.85, "test": 0.75}), ("uw", BOTH, 0.1, 1, {"val": 0.85, "test": 0.75}),
+    # single-task baselines, tuned per task: left prefers 0.01, right 0.1
+    ("ew", ["left"], 0.01, 0, {"val": 0.9, "test": 0.5}), ("ew", ["left"], 0.1, 0, {"val": 0.5, "test": 0.9}),
+    ("ew", ["right"], 0.01, 0, {"val": 0.5, "test": 0.9}), ("ew", ["right"], 0.1, 0, {"val": 0.9, "test": 0.5}),
+]
+
+
+def test_tune_keeps_the_best_mean_val_lr_per_method_and_never_reads_test():
+    table, sel = make_table(tidy(RUNS), tune=["trainer.lr"])
+    frame = table.frame.set_index("method")
+    assert set(frame.index) == {"stl", "ew", "uw"}       # one panel: lr no longer splits it
+    assert frame["panel"].nunique() == 1
+    assert frame.loc["ew", "trainer.lr"] == "0.01" and frame.loc["uw", "trainer.lr"] == "0.1"
+    assert frame.loc["stl", "trainer.lr"] == "left=0.01 right=0.1"
+    # the reported numbers are the test values of the chosen runs only
+    assert frame.loc["ew", "left/accuracy"] == pytest.approx(0.79)
+    assert frame.loc["uw", "left/accuracy"] == pytest.approx(0.75)
+    assert frame.loc["stl", "left/accuracy"] == pytest.approx(0.5)
+    assert set(sel.selected["cfg.trainer.lr"][sel.selected["method"] == "ew"]) == {"0.01"}
+    assert set(sel.results["run"]) == set(sel.selected["run"])   # plots see the chosen runs only
+    tuning = sel.tuning.set_index(["method", "tasks"])
+    assert tuning.loc[("ew", "left,right"), "score"] == pytest.approx(0.85)
+    # same val numbers, test flipped: the choice does not move
+    flipped = [(s, t, lr, seed, {"val": v["val"], "test": 1 - v["test"]}) for s, t, lr, seed, v in RUNS]
+    _, again = make_table(tidy(flipped), tune=["trainer.lr"])
+    assert again.tuning[["method", "tasks", "trainer.lr"]].equals(sel.tuning[["method", "tasks", "trainer.lr"]])
+
+
+def test_without_tune_each_lr_is_its_own_panel():
+    table, _ = make_table(tidy(RUNS))
+    assert set(table.frame["panel"]) == {"multimnist trainer.lr=0.01", "multimnist trainer.lr=0.1"}
+
+
+def test_tune_respects_a_lower_is_better_metric():
+    runs = [("ew", BOTH, lr, seed, {"val": v, "test": 0.1}) for lr, v in ((0.001, 0.30), (0.01, 0.10), (0.1, 0.20))
+            for seed in (0, 1)]
+    table, sel = make_table(tidy(runs, metric="error", higher_is_better=False, sel_metric="mean/error"),
+                            tune=["trainer.lr"], baseline="none")
+    assert table.frame.set_index("method").loc["ew", "trainer.lr"] == "0.01"
+    assert sel.tuning["candidates"].iloc[0] == "0.001: 0.3, 0.01: 0.1, 0.1: 0.2"   # numeric order
+
+
+def test_tune_scores_the_val_values_of_the_runs_rule():
+    # rule last: the last epoch's val counts, not the best epoch's
+    runs = [("ew", BOTH, 0.01, 0, {"val": [0.9, 0.5], "test": [0.5, 0.5]}),
+            ("ew", BOTH, 0.1, 0, {"val": [0.6, 0.7], "test": [0.5, 0.5]})]
+    _, last = make_table(tidy(runs, rule="last", sel_metric="mean/accuracy"), tune=["trainer.lr"], baseline="none")
+    _, best = make_table(tidy(runs, rule="best"), tune=["trainer.lr"], baseline="none")
+    assert last.tuning["trainer.lr"].iloc[0] == "0.1" and best.tuning["trainer.lr"].iloc[0] == "0.01"
+
+
+def test_tune_without_a_metric_asks_for_one():
+    runs = tidy(RUNS, rule="last", sel_metric=None)
+    with pytest.raises(ValueError, match="--tune-metric"):
+        make_table(runs, tune=["trainer.lr"])
+    table, _ = make_table(runs, tune=["trainer.lr"], tune_metric="mean/accuracy")
+    assert table.frame.set_index("method").loc["uw", "trainer.lr"] == "0.1"
+    with pytest.raises(ValueError, match="no run has this config key"):
+        make_table(runs, tune=["trainer.lrr"], tune_metric="mean/accuracy")
+
+
+def test_rendered_table_and_cli_show_the_chosen_lr(tmp_path, capsys):
+    table, _ = make_table(tidy(RUNS), tune=["trainer.lr"])
+    md = table.to_markdown()
+    assert "| method | trainer.lr | left accuracy % ↑" in md
+    assert "| ew | 0.01 |" in md and "| uw | 0.1 |" in md and "| stl | left=0.01 right=0.1 |" in md
+    assert "trainer.lr chosen per method" in md and "test never used" in md
+    assert r"trainer.lr" in table.to_latex() and "trainer.lr" in table.to_csv()
+    path = write_table(tidy(RUNS).results, tmp_path / "runs.csv")
+    main(["table", str(path), "--tune", "trainer.lr"])
+    out = capsys.readouterr().out
+    assert "| uw | 0.1 |" in out and "multimnist trainer.lr" not in out
+
+
+def test_sener_koltun_presets_sweep_and_tune_the_lr():
+    for name in ("sener_koltun_multimnist", "sener_koltun_celeba"):
+        meta = load_preset(name)
+        assert meta["table"]["tune"] == ["trainer.lr"]
+        assert meta["main_grid"]["trainer.lr"] == "1e-4,5e-4,1e-3,5e-3,1e-2,5e-2"
