@@ -7,10 +7,13 @@
 # Then with the device tool, one call per part:
 #   run(command="bash scripts/gpu_session.sh spine", carry=[".gpu"])    # issues 2 and 6
 #   run(command="bash scripts/gpu_session.sh benches", carry=[".gpu"])  # issues 3 and 5
-#   run(command="bash scripts/gpu_session.sh tables", carry=[".gpu"])   # issue 4 (MultiMNIST tables)
+#   run(command="bash scripts/gpu_session.sh tables 1e-4,5e-4,1e-3", carry=[".gpu"])  # issue 4, half the lr grid
+#   run(command="bash scripts/gpu_session.sh tables 5e-3,1e-2,5e-2", carry=[".gpu"])  # issue 4, the other half
+# then here: untar both archives side by side and
+#   mtl-bench table sweeps/sener_* --tune trainer.lr --baseline stl > results/sener_koltun_multimnist/table.md
 # Results land in $OUT (at most 8 files come back); commit them under results/ with these commands.
 set -uo pipefail
-part=${1:?usage: gpu_session.sh spine|benches|tables}
+part=${1:?usage: gpu_session.sh spine|benches|tables LRS}
 source .gpu/setup.sh || exit 1
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -35,10 +38,12 @@ benches)
     python3 scripts/bench_dense.py --out "$OUT/bench_dense.csv"
     ;;
 tables)
-    # issue 4: Sener & Koltun MultiMNIST (3 seeds, full protocol), several runs at once on the GPU
-    python3 -m mtl_bench reproduce sener_koltun_multimnist hydra/launcher=local hydra.launcher.n_jobs=8 \
-        trainer.progress=never hydra.sweep.dir=/tmp/sweeps/sener 2>&1 | tail -30
-    tar czf "$OUT/sener_koltun_multimnist.tgz" -C /tmp/sweeps/sener --exclude=checkpoint.pt .
+    # issue 4: Sener & Koltun MultiMNIST (3 seeds, full protocol) for part of the lr grid, several
+    # runs at once on the GPU; the lr is chosen on validation when the halves are tabled together
+    lrs=${2:?give the learning rates of this half, e.g. 1e-4,5e-4,1e-3}
+    python3 -m mtl_bench reproduce sener_koltun_multimnist "trainer.lr=$lrs" hydra/launcher=local \
+        hydra.launcher.n_jobs=12 trainer.progress=never hydra.sweep.dir=/tmp/sweeps/sener 2>&1 | tail -30
+    tar czf "$OUT/sener_koltun_multimnist_lr${lrs//,/_}.tgz" -C /tmp/sweeps/sener --exclude=checkpoint.pt .
     ;;
 esac
 ls -l "$OUT"
