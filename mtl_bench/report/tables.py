@@ -129,6 +129,21 @@ def _cell(value, ci, scale: float, digits: int, bold: bool, fmt: str) -> str:
 
 
 # ---------------------------------------------------------------------- computation
+def _only_task_means(values: dict, base: dict) -> bool:
+    """True when the baseline holds ``("mean", metric)`` for every metric of ``values`` and no
+    per-task entry (a published table printing only the mean over tasks)."""
+    metrics = {m for _, m in values}
+    return bool(metrics) and all(("mean", m) in base for m in metrics) and not any(k in base for k in values)
+
+
+def _task_means(values: dict, reduce=lambda v: sum(v) / len(v)) -> dict:
+    """``{(task, metric): v}`` -> ``{("mean", metric): reduce(values of that metric)}``."""
+    grouped: dict = {}
+    for (_, metric), value in values.items():
+        grouped.setdefault(metric, []).append(value)
+    return {("mean", metric): reduce(v) for metric, v in grouped.items()}
+
+
 def default_columns(selected: pd.DataFrame, split: str, metrics=None) -> list[str]:
     """Every ``task/metric`` of the multi-task runs on ``split``, in logged order, except losses
     and weights (or only ``metrics`` when given)."""
@@ -181,8 +196,15 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         values = {(t, m): v for t, m, v in used[["task", "metric", "value"]].itertuples(index=False)}
         base = baselines.lookup(info, split, tasks=list(group["task"].unique())) if baselines else {}
         missing = [f"{t}/{m}" for t, m in values if (t, m) not in base]
+        dirs = {(t, m): bool(h) for t, m, h in used[["task", "metric", "higher_is_better"]].itertuples(index=False)}
+        if missing and _only_task_means(values, base):
+            # a published table that prints only the mean over tasks (e.g. CelebA's mean error)
+            values, dirs = _task_means(values), _task_means(dirs, reduce=lambda v: v[0])
+            missing = []
+            note = "Delta_m against a baseline of task means: the runs' task-averaged metrics are compared"
+            if note not in notes:
+                notes.append(note)
         if values and not missing:
-            dirs = {(t, m): bool(h) for t, m, h in used[["task", "metric", "higher_is_better"]].itertuples(index=False)}
             record["delta_m"] = delta_m(values, base, dirs, delta_average)
         else:
             record["delta_m"] = math.nan
