@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from .tasks import Task
@@ -120,3 +121,11 @@ def select_tasks(all_tasks: Sequence[str], requested: Sequence[str] | None, data
     if len(set(requested)) != len(requested):
         raise ValueError(f"dataset.tasks lists a task twice: {requested}")
     return requested
+
+
+def split_validation(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of range(n) into (train, val) index arrays."""
+    if not 0 <= val_size < n:
+        raise ValueError(f"dataset.val_size={val_size} must be in [0, {n})")
+    perm = np.random.Generator(np.random.PCG64([seed, 1])).permutation(n)
+    return np.sort(perm[val_size:]), np.sort(perm[:val_size])

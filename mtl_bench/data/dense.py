@@ -41,7 +41,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .tasks import IGNORE, LossMetric, Metric, Task
+from .tasks import IGNORE, LossMetric, MeanMetric, Metric, Task
 
 THRESHOLDS = (11.25, 22.5, 30.0)
 
@@ -177,25 +177,11 @@ class PixelAccuracy(ConfusionMatrix):
 
 
 # ------------------------------------------------------------------------------- depth
-class _MaskedSum(Metric):
+class _MaskedSum(MeanMetric):
     """Sum of a per-pixel quantity over valid pixels divided by their count, over the split."""
 
-    def reset(self) -> None:
-        self._total = None
-        self._count = None
-
     def _add(self, values: torch.Tensor, mask: torch.Tensor) -> None:
-        total = (values * mask).sum().double()
-        count = mask.sum().double()
-        if self._total is None:
-            self._total, self._count = total, count
-        else:
-            self._total, self._count = self._total + total, self._count + count
-
-    def compute(self) -> torch.Tensor:
-        if self._total is None:
-            return torch.tensor(float("nan"), dtype=torch.float64)
-        return self._total / self._count if self._count > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+        self._accumulate(values * mask, mask.sum())
 
 
 class DepthAbsError(_MaskedSum):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches
+from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches, split_validation
 from .tasks import IGNORE, classification_task
 
 TASKS = ("left", "right")
@@ -146,14 +146,6 @@ def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def split_validation(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of range(n) into (train, val) index arrays."""
-    if not 0 <= val_size < n:
-        raise ValueError(f"dataset.val_size={val_size} must be in [0, {n})")
-    perm = np.random.Generator(np.random.PCG64([seed, 1])).permutation(n)
-    return np.sort(perm[val_size:]), np.sort(perm[:val_size])
 
 
 def label_mask(n: int, fraction: float, seed: int, task_index: int) -> np.ndarray:

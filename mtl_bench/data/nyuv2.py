@@ -35,10 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches
+from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches, split_validation
 from .dense import depth_task, normal_task, segmentation_task
 from .loaders import StreamingBatches
-from .multimnist import split_validation
 
 TASKS = ("segmentation", "depth", "normal")
 FOLDERS = ("image", "label", "depth", "normal")

@@ -35,7 +35,7 @@ class Metric:
         raise NotImplementedError
 
 
-class _MeanMetric(Metric):
+class MeanMetric(Metric):
     """Mean of a per-example quantity over the labelled examples of the split."""
 
     def reset(self) -> None:
@@ -52,12 +52,14 @@ class _MeanMetric(Metric):
             self._count = self._count + count
 
     def compute(self) -> torch.Tensor:
+        """The mean, or NaN when nothing was counted (no labelled example, no valid pixel)."""
         if self._total is None:
-            return torch.tensor(float("nan"))
-        return self._total / self._count.clamp_min(1)
+            return torch.tensor(float("nan"), dtype=torch.float64)
+        return torch.where(self._count > 0, self._total / self._count.clamp_min(1),
+                           torch.full_like(self._total, float("nan")))
 
 
-class Accuracy(_MeanMetric):
+class Accuracy(MeanMetric):
     """Fraction of labelled examples whose arg-max class equals the target."""
 
     name = "accuracy"
@@ -69,7 +71,7 @@ class Accuracy(_MeanMetric):
         self._accumulate(correct, mask.sum())
 
 
-class ErrorRate(_MeanMetric):
+class ErrorRate(MeanMetric):
     """Percentage of labelled examples misclassified (CelebA's per-attribute error %)."""
 
     name = "error"
@@ -81,7 +83,7 @@ class ErrorRate(_MeanMetric):
         self._accumulate(wrong.double() * 100.0, mask.sum())
 
 
-class LossMetric(_MeanMetric):
+class LossMetric(MeanMetric):
     """The task's own loss, averaged over labelled examples of the split."""
 
     name = "loss"
@@ -96,7 +98,7 @@ class LossMetric(_MeanMetric):
         self._accumulate(values, count)
 
 
-class MeanSquaredError(_MeanMetric):
+class MeanSquaredError(MeanMetric):
     """Mean squared error per output element, optionally divided by ``scale``
     (``scale = sigma_i^2`` gives the scale-normalised loss of the GradNorm toy problem)."""
 
