@@ -203,6 +203,66 @@ def test_cagrad_rescale_and_task_factor_options():
     assert strategy.head_weights(torch.tensor(default)).tolist() == [1.0, 1.0]
 
 
+def official_cagrad_update(J: torch.Tensor, alpha: float, rescale: int = 1) -> torch.Tensor:
+    """A direct transcription of ``cagrad()`` in the official NYUv2 code (Liu et al. 2021,
+    github.com/Cranial-XIX/CAGrad, nyuv2/utils.py): SLSQP with finite differences on the raw
+    Gramian, times the number of tasks as its training loop does ("to match the sum loss")."""
+    grads = J.t()  # [dim, tasks], the official layout
+    n_tasks = grads.size(1)
+    GG = grads.t().mm(grads).cpu()
+    g0_norm = (GG.mean() + 1e-8).sqrt()
+    x_start = np.ones(n_tasks) / n_tasks
+    bnds = tuple((0, 1) for _ in x_start)
+    cons = {"type": "eq", "fun": lambda x: 1 - sum(x)}
+    A = GG.numpy()
+    b = x_start.copy()
+    c = (alpha * g0_norm + 1e-8).item()
+
+    def objfn(x):
+        return (x.reshape(1, n_tasks).dot(A).dot(b.reshape(n_tasks, 1))
+                + c * np.sqrt(x.reshape(1, n_tasks).dot(A).dot(x.reshape(n_tasks, 1)) + 1e-8)).sum()
+
+    res = minimize(objfn, x_start, bounds=bnds, constraints=cons)
+    ww = torch.as_tensor(res.x, dtype=grads.dtype)
+    gw = (grads * ww.view(1, -1)).sum(1)
+    lmbda = c / (gw.norm() + 1e-8)
+    g = grads.mean(1) + lmbda * gw
+    g = g / (1 + alpha**2) if rescale == 1 else g if rescale == 0 else g / (1 + alpha)
+    return g * n_tasks
+
+
+def conflicting_jacobian(norm: float, seed: int = 0) -> torch.Tensor:
+    J = random_jacobian(3, 50, seed)
+    J[1] = -0.6 * J[0] + 0.5 * J[1]
+    J = torch.as_tensor(J)
+    return J * norm / J.norm(dim=1).mean()
+
+
+@pytest.mark.parametrize("norm", [13.0, 0.13, 0.013])
+@pytest.mark.parametrize("seed", range(2))
+def test_cagrad_default_equals_the_official_code_at_every_gradient_scale(norm, seed):
+    J = conflicting_jacobian(norm, seed)
+    official = official_cagrad_update(J, alpha=0.4)
+    w, strategy = weights("cagrad", J.numpy())
+    ours = torch.as_tensor(w) @ J
+    assert ((ours - official).norm() / official.norm()).item() < 1e-6
+    assert (strategy.gramian_scaling, strategy.lambda_eps) == ("none", 1e-8)
+
+
+def test_cagrad_trace_scaling_differs_from_the_official_solve_on_small_gradients():
+    """The option solves the same dual on G / trace(G): scale-free, so it departs from the official
+    update where SLSQP's absolute tolerance stops the official solve early (small gradients)."""
+    J = conflicting_jacobian(0.013)
+    official = official_cagrad_update(J, alpha=0.4)
+    w, _ = weights("cagrad", J.numpy(), gramian_scaling="trace")
+    ours = torch.as_tensor(w) @ J
+    assert (ours - official).norm() / official.norm() > 0.02
+    w_big, _ = weights("cagrad", (J * 1000).numpy(), gramian_scaling="trace")
+    assert w == pytest.approx(w_big, rel=1e-4)  # scale-free
+    with pytest.raises(ValueError, match="gramian_scaling"):
+        build_strategy("cagrad", 2, gramian_scaling="frobenius")
+
+
 # ---------------------------------------------------------------------------------------- IMTL-G
 @pytest.mark.parametrize("seed", range(4))
 def test_imtl_g_equal_projections_and_the_papers_closed_form(seed):

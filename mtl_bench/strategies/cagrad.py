@@ -9,14 +9,20 @@ gradient ``g0 = (1/T) sum_i g_i`` and ``g_w = sum_i w_i g_i``:
 
 All of it is a function of the Gramian: ``g_w.g0 = w^T G 1 / T``, ``||g_w||^2 = w^T G w``,
 ``||g0||^2 = 1^T G 1 / T^2``; so d is returned as weights on the raw gradients,
-``d = sum_i (1/T + sqrt(phi) w*_i / ||g_w*||) g_i``. The dual is solved in float64 on the host
-with scipy's SLSQP from the uniform start, as in the official code (1e-8 inside the square
-roots, as there; we pass the analytic gradient of the objective), on the Gramian divided by its trace: the minimiser is unchanged (the objective
-is homogeneous in G) but SLSQP's absolute stopping tolerance then no longer depends on the scale
-of the gradients (on the raw Gramian of tiny gradients it stops at the uniform start). Then ``rescale``: 0 none, 1 ``d / (1 + c^2)`` (default), 2 ``d / (1 + c)``;
-``multiply_by_tasks=True`` (default, the official code's "match the sum loss") multiplies by T
-(LibMTL does not). c = 0.4, the value of the official NYUv2 scripts and of Nash-MTL's
-re-runs (the CAGrad argparse default and LibMTL use 0.5). c = 0 gives the mean gradient.
+``d = sum_i (1/T + sqrt(phi) w*_i / (||g_w*|| + lambda_eps)) g_i``.
+
+The dual is solved as the official code solves it (``cagrad()`` of its NYUv2 and Cityscapes
+scripts): scipy's SLSQP from the uniform start with finite-difference gradients, on the raw
+Gramian, 1e-8 inside the square roots, step guard ``lambda_eps = 1e-8``. SLSQP's stopping
+tolerance is absolute, so on the raw Gramian of small gradients it stops at (or near) the uniform
+start: the official update depends on the gradients' scale. ``gramian_scaling="trace"`` solves
+on ``G / trace(G)`` instead (with the analytic gradient): the same minimiser in exact
+arithmetic, scale-free in practice; an option of ours, not the paper's (docs/strategies.md).
+``lambda_eps = 1e-4`` is the official toy and MTRL code's guard. Then ``rescale``: 0 none,
+1 ``d / (1 + c^2)`` (default), 2 ``d / (1 + c)``; ``multiply_by_tasks=True`` (default, the
+official code's "match the sum loss") multiplies by T (LibMTL does not). c = 0.4, the value of
+the official NYUv2 scripts and of Nash-MTL's re-runs (the CAGrad argparse default and LibMTL
+use 0.5). c = 0 gives the mean gradient.
 
 Solver calls and failures are counted (``solver_calls`` / ``solver_failures`` in summary.json).
 A failed SLSQP run (``success`` false) is counted and logged with its message and its last
@@ -38,24 +44,32 @@ from .solvers import SolverError
 log = logging.getLogger(__name__)
 
 
-def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks: bool = True, lambda_eps: float = 1e-4,
-                   ) -> tuple[np.ndarray, bool, str]:
-    """``(weights on the raw gradients, solver success, solver message)``."""
+GRAMIAN_SCALINGS = ("none", "trace")
+
+
+def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks: bool = True,
+                   lambda_eps: float = 1e-8, gramian_scaling: str = "none") -> tuple[np.ndarray, bool, str]:
+    """``(weights on the raw gradients, solver success, solver message)`` for the Gramian ``G``."""
     T = G.shape[0]
     uniform = np.full(T, 1.0 / T)
     trace = np.trace(G)
-    Gs = G / trace if trace > 0 else G
-    mean_dots = Gs @ uniform
-    radius_s = c * np.sqrt(max(Gs.mean(), 0.0) + 1e-8) + 1e-8
+    A = G / trace if gramian_scaling == "trace" and trace > 0 else G  # the matrix the dual is solved on
+    mean_dots = A @ uniform
+    radius_A = c * np.sqrt(max(A.mean(), 0.0) + 1e-8) + 1e-8
 
     def objective(w):
-        return w @ mean_dots + radius_s * np.sqrt(max(w @ Gs @ w, 0.0) + 1e-8)
+        return w @ mean_dots + radius_A * np.sqrt(max(w @ A @ w, 0.0) + 1e-8)
 
-    def gradient(w):  # analytic, instead of SLSQP's T + 1 evaluations per finite-difference gradient
-        return mean_dots + radius_s * (Gs @ w) / np.sqrt(max(w @ Gs @ w, 0.0) + 1e-8)
+    def gradient(w):
+        return mean_dots + radius_A * (A @ w) / np.sqrt(max(w @ A @ w, 0.0) + 1e-8)
 
+    sums_to_one = {"type": "eq", "fun": lambda w: 1.0 - w.sum()}
+    if gramian_scaling == "trace":  # ours: analytic gradients
+        sums_to_one["jac"] = lambda w: -np.ones(T)
+    else:                           # official: SLSQP's finite differences
+        gradient = None
     result = minimize(objective, uniform, jac=gradient, method="SLSQP", bounds=[(0.0, 1.0)] * T,
-                      constraints=({"type": "eq", "fun": lambda w: 1.0 - w.sum(), "jac": lambda w: -np.ones(T)},))
+                      constraints=(sums_to_one,))
     w = np.clip(result.x, 0.0, 1.0)
     w = w / w.sum() if w.sum() > 0 else uniform
     radius = c * np.sqrt(max(G.mean(), 0.0) + 1e-8) + 1e-8
@@ -75,14 +89,19 @@ class CAGrad(SolverWeighting):
     scale_heads = False
 
     def __init__(self, n_tasks: int, c: float = 0.4, rescale: int = 1, multiply_by_tasks: bool = True,
-                 lambda_eps: float = 1e-4):
+                 lambda_eps: float = 1e-8, gramian_scaling: str = "none"):
         super().__init__(n_tasks)
         if c < 0:
             raise ValueError(f"strategy.c must be >= 0, got {c}")
         if rescale not in (0, 1, 2):
             raise ValueError(f"strategy.rescale={rescale!r}: choose 0 (none), 1 (1/(1+c^2)) or 2 (1/(1+c))")
         self.c, self.rescale, self.multiply_by_tasks = float(c), int(rescale), bool(multiply_by_tasks)
-        self.lambda_eps = float(lambda_eps)
+        if gramian_scaling not in GRAMIAN_SCALINGS:
+            raise ValueError(f"strategy.gramian_scaling={gramian_scaling!r}: choose 'none' (the official code: the "
+                             "raw Gramian) or 'trace' (the Gramian divided by its trace)")
+        if lambda_eps < 0:
+            raise ValueError(f"strategy.lambda_eps must be >= 0, got {lambda_eps}")
+        self.lambda_eps, self.gramian_scaling = float(lambda_eps), gramian_scaling
 
     def weights(self, losses, gramian):
         G = gramian.detach().double().cpu().numpy()
@@ -90,7 +109,8 @@ class CAGrad(SolverWeighting):
         if not np.all(np.isfinite(G)):
             self.solver_failures += 1
             raise SolverError("CAGrad: the Gramian is not finite")
-        w, success, message = cagrad_weights(G, self.c, self.rescale, self.multiply_by_tasks, self.lambda_eps)
+        w, success, message = cagrad_weights(G, self.c, self.rescale, self.multiply_by_tasks, self.lambda_eps,
+                                              self.gramian_scaling)
         if not np.all(np.isfinite(w)):
             self.solver_failures += 1
             raise SolverError(f"CAGrad: SLSQP returned non-finite weights ({message})")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The CPU studies of results/ (see results/README.md), as idempotent Hydra sweeps into fixed folders
+# under results/<study>/runs/. Re-running a stage skips completed runs and resumes unfinished ones
+# from their checkpoints, on any machine.
+#
+#   bash scripts/studies.sh STAGE [STAGE ...]     stages: sener_lr001 zoo_synthetic zoo_multimnist gong sener_grid
+#   bash scripts/studies.sh all                   every stage, in that order
+#
+# Two runs at once with one intra-op thread each (measured faster than one run with two threads on a
+# 2-core machine: results/README.md). Environment: MTL_BENCH (the command, default mtl-bench),
+# MTL_BENCH_DATA (holds MNIST/raw), JOBS (runs at once, default 2), RESULTS (default results/ of the clone).
+set -uo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+RESULTS="${RESULTS:-$here/results}"
+JOBS="${JOBS:-2}"
+read -r -a MTL <<< "${MTL_BENCH:-mtl-bench}"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+LAUNCH=(hydra/launcher=local "hydra.launcher.n_jobs=$JOBS" trainer.progress=never)
+
+sweep() {  # sweep DIR OVERRIDES...: one Hydra multirun into DIR (a failed run does not stop the stage)
+    local dir="$1"; shift
+    echo "== $(date -u +%FT%TZ) $dir: ${MTL[*]} run -m $*"
+    "${MTL[@]}" run -m "${LAUNCH[@]}" "hydra.sweep.dir=$dir" "$@" || echo "!! sweep $dir exited with $?"
+}
+
+sener_lr001() {  # Sener & Koltun 2018 Table 3 at the one lr 0.01 (21 runs); also part of sener_grid
+    local out="$RESULTS/sener_koltun_multimnist/runs" exp=+experiment=sener_koltun_multimnist
+    sweep "$out/mtl" "$exp" strategy=uniform,uw,gradnorm,mgda seed=0,1,2 trainer.lr=1e-2
+    sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' seed=0,1,2 trainer.lr=1e-2
+    sweep "$out/ew_lr0.01" "$exp" strategy=ew seed=0,1,2 trainer.lr=1e-2
+}
+
+sener_grid() {  # the paper's six learning rates, lr chosen per method on validation (108 runs)
+    local out="$RESULTS/sener_koltun_multimnist/runs" exp=+experiment=sener_koltun_multimnist
+    local lrs=1e-2,5e-3,5e-2,1e-3,5e-4,1e-4
+    sweep "$out/mtl" "$exp" strategy=uniform,uw,gradnorm,mgda seed=0,1,2 "trainer.lr=$lrs"
+    sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' seed=0,1,2 "trainer.lr=$lrs"
+}
+
+all() { sener_lr001; sener_grid; }
+
+[ $# -gt 0 ] || { sed -n 2,12p "$0"; exit 2; }
+for stage in "$@"; do
+    declare -F "$stage" >/dev/null || { echo "unknown stage $stage"; exit 2; }
+    "$stage"
+done
