@@ -3,7 +3,7 @@
 # under results/<study>/runs/. Re-running a stage skips completed runs and resumes unfinished ones
 # from their checkpoints, on any machine.
 #
-#   bash scripts/studies.sh STAGE [STAGE ...]     stages: sener_lr001 zoo_synthetic zoo_multimnist gong sener_grid
+#   bash scripts/studies.sh STAGE [STAGE ...]     stages: sener_lr001 zoo_multimnist zoo_synthetic gong sener_grid
 #   bash scripts/studies.sh all                   every stage, in that order
 #
 # Two runs at once with one intra-op thread each (measured faster than one run with two threads on a
@@ -37,7 +37,30 @@ sener_grid() {  # the paper's six learning rates, lr chosen per method on valida
     sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' seed=0,1,2 "trainer.lr=$lrs"
 }
 
-all() { sener_lr001; sener_grid; }
+zoo_multimnist() {  # every strategy at its defaults, 20 epochs (75 runs)
+    local out="$RESULTS/zoo_multimnist/runs" exp=+experiment=zoo_multimnist
+    sweep "$out/mtl" "$exp" seed=0,1,2
+    sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' seed=0,1,2
+}
+
+zoo_synthetic() {  # every strategy at its defaults on T = 10 and T = 2 tasks of spread scales (69 + 30, 69 + 6 runs)
+    local t
+    for t in 10 2; do
+        local out="$RESULTS/zoo_synthetic/runs/t$t" exp="+experiment=zoo_synthetic_t$t"
+        local stl; stl=$(seq -s, 0 $((t - 1)) | sed 's/\([0-9]*\)/[task\1]/g')
+        sweep "$out/mtl" "$exp" seed=0,1,2
+        sweep "$out/stl" "$exp" strategy=ew "dataset.tasks=$stl" seed=0,1,2
+    done
+}
+
+gong() {  # Gong et al. 2019: ew, dwa, uw and single-task baselines at five label fractions (75 runs)
+    local out="$RESULTS/gong_multimnist_label_fraction/runs" exp=+experiment=gong_multimnist_label_fraction
+    local fractions='0.01,0.1,1.0,{left:0.1,right:1.0},{left:1.0,right:0.1}'
+    sweep "$out/mtl" "$exp" seed=0,1,2
+    sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' "dataset.label_fraction=$fractions" seed=0,1,2
+}
+
+all() { sener_lr001; zoo_multimnist; zoo_synthetic; gong; sener_grid; }
 
 [ $# -gt 0 ] || { sed -n 2,12p "$0"; exit 2; }
 for stage in "$@"; do

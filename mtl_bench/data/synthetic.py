@@ -5,10 +5,11 @@ Chen et al., "GradNorm", ICML 2018 (arXiv 1711.02257), section 4: task i regress
 ``eps_i`` entries ~ N(0, 3.5^2), constant for a dataset seed. The sigmas set the loss scales, so
 an unweighted sum is dominated by the task with the largest sigma.
 
-Two presets (REFERENCE.md section 2): ``slaw`` (Crawshaw & Kosecka's re-implementation: 10,000
-samples, x ~ N(0, 0.01^2), sigma = (1, 10) for T = 2, sigma_i = i otherwise) and ``paper``
+Presets (docs/protocols.md): ``slaw`` (Crawshaw & Kosecka's re-implementation: 10,000
+samples, x ~ N(0, 0.01^2), sigma = (1, 10) for T = 2, sigma_i = i otherwise), ``paper``
 (sigma = (1, 100) for T = 2; the sample count and input law are not in the paper, the same as
-``slaw`` are used). Data is generated with ``torch.Generator`` on the CPU: deterministic for a seed.
+``slaw`` are used) and ``spread`` (sigma_i log-spaced from 1 to 100 for any T: loss scales four
+orders of magnitude apart; T = 2 is ``paper``'s pair). Data is generated with ``torch.Generator`` on the CPU: deterministic for a seed.
 The model is fed the standardised input x / input_std (``standardize=true``, the default): the
 targets are unchanged, but a default-initialised MLP barely learns from inputs of std 0.01.
 """
@@ -21,12 +22,16 @@ from .benchmark import Benchmark, TensorBatches
 from .tasks import regression_task
 
 PRESET_SIGMAS = {"slaw": (1.0, 10.0), "paper": (1.0, 100.0)}
+PRESETS = (*PRESET_SIGMAS, "spread")
 
 
 def default_sigmas(num_tasks: int, preset: str) -> list[float]:
-    """The sigmas of a preset: the T = 2 pair, or ``sigma_i = i`` (i = 1..T) for other T."""
-    if preset not in PRESET_SIGMAS:
-        raise ValueError(f"dataset.preset={preset!r} is unknown; choose one of {sorted(PRESET_SIGMAS)}")
+    """The sigmas of a preset: the T = 2 pair, or ``sigma_i = i`` (i = 1..T) for other T;
+    ``spread``: ``100^((i-1)/(T-1))``, i = 1..T."""
+    if preset not in PRESETS:
+        raise ValueError(f"dataset.preset={preset!r} is unknown; choose one of {sorted(PRESETS)}")
+    if preset == "spread":
+        return [100.0 ** (i / max(num_tasks - 1, 1)) for i in range(num_tasks)]
     if num_tasks == 2:
         return list(PRESET_SIGMAS[preset])
     return [float(i) for i in range(1, num_tasks + 1)]
