@@ -3,7 +3,7 @@
 # under results/<study>/runs/. Re-running a stage skips completed runs and resumes unfinished ones
 # from their checkpoints, on any machine.
 #
-#   bash scripts/studies.sh STAGE [STAGE ...]     stages: sener_lr001 zoo_multimnist zoo_synthetic gong sener_grid
+#   bash scripts/studies.sh STAGE [STAGE ...]     stages: sener_lr001 zoo_multimnist zoo_synthetic gong sener_grid gradnorm_toy
 #   bash scripts/studies.sh all                   every stage, in that order
 #
 # Two runs at once with one intra-op thread each (measured faster than one run with two threads on a
@@ -60,7 +60,11 @@ gong() {  # Gong et al. 2019: ew, dwa, uw and single-task baselines at five labe
     sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' "dataset.label_fraction=$fractions" seed=0,1,2
 }
 
-all() { sener_lr001; zoo_multimnist; zoo_synthetic; gong; sener_grid; }
+gradnorm_toy() {  # Chen et al. 2018 Figure 2: ew against GradNorm (alpha 0.12) on sigma = (1, 100) (6 runs)
+    sweep "$RESULTS/gradnorm_toy/runs/mtl" +experiment=gradnorm_toy seed=0,1,2
+}
+
+all() { sener_lr001; zoo_multimnist; zoo_synthetic; gong; sener_grid; gradnorm_toy; }
 
 [ $# -gt 0 ] || { sed -n 2,12p "$0"; exit 2; }
 for stage in "$@"; do

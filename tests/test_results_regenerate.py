@@ -1,0 +1,63 @@
+"""Every committed study under results/ regenerates its tables byte for byte from its committed runs.
+
+A study folder ``results/<study>/`` keeps its run folders in ``runs/`` and, in ``tables.sh``, the
+``mtl-bench table ... --out FILE`` commands (run from the repository root) that wrote its tables.
+This test runs each command again into a temporary file and compares: no training, only the
+report layer reading the committed runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import shlex
+from pathlib import Path
+
+import pytest
+
+from mtl_bench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def table_commands() -> list[tuple[str, list[str]]]:
+    """``(id, argv after 'mtl-bench')`` of every table command in results/*/tables.sh."""
+    found = []
+    for script in sorted((ROOT / "results").glob("*/tables.sh")):
+        for number, line in enumerate(script.read_text().splitlines(), 1):
+            words = shlex.split(line, comments=True)
+            if words[:2] == ["mtl-bench", "table"]:
+                found.append((f"{script.parent.name}:{number}", words[1:]))
+    return found
+
+
+def expand(argv: list[str]) -> list[str]:
+    """The shell's glob expansion, from the repository root (sorted, as bash does)."""
+    out = []
+    for word in argv:
+        matches = sorted(glob.glob(str(ROOT / word))) if "*" in word else []
+        out.extend(str(Path(m).relative_to(ROOT)) for m in matches) if matches else out.append(word)
+    return out
+
+
+def test_every_study_with_runs_has_a_tables_script():
+    studies = {p.parent.parent.name for p in (ROOT / "results").glob("*/runs")}
+    scripts = {p.parent.name for p in (ROOT / "results").glob("*/tables.sh")}
+    assert studies <= scripts, f"studies without results/<study>/tables.sh: {sorted(studies - scripts)}"
+
+
+@pytest.mark.parametrize("argv", [argv for _, argv in table_commands()], ids=[i for i, _ in table_commands()])
+def test_committed_table_regenerates_byte_for_byte(argv, tmp_path, monkeypatch):
+    assert "--out" in argv, "each table command writes its file with --out FILE"
+    at = argv.index("--out")
+    committed = ROOT / argv[at + 1]
+    assert committed.exists(), f"{committed} is named in tables.sh but not committed"
+    argv = expand(argv)
+    at = argv.index("--out")
+    argv[at + 1] = str(tmp_path / committed.name)
+    monkeypatch.chdir(ROOT)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        main(argv)
+    assert (tmp_path / committed.name).read_bytes() == committed.read_bytes(), (
+        f"{committed.relative_to(ROOT)} differs from what its command writes today: regenerate it with "
+        f"`bash {committed.parent.relative_to(ROOT)}/tables.sh` and commit the result")
