@@ -59,6 +59,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, DatasetNotFoundError, CheckpointError, SolverError, PermissionError)
 
 
+_USER_ERRORS: list[str] = []  # the messages of single runs' user errors, for the Python API (mtl_bench.run)
+
+
 def _task(cfg) -> dict | None:
     """The Hydra task: one run into Hydra's output directory.
 
@@ -79,6 +82,7 @@ def _task(cfg) -> dict | None:
         summary = run_experiment(cfg, run_dir)
     except _user_errors() as err:
         if hydra_cfg.mode != RunMode.MULTIRUN:
+            _USER_ERRORS.append(str(err))
             print(f"mtl-bench: error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         log.error("error: %s", err)
@@ -104,8 +108,10 @@ def _check_types(cfg, hydra_cfg) -> None:
     choices = [f"+{group}={choice}" if f"+{group}={choice}" in task else f"{group}={choice}"
                for group, choice in hydra_cfg.runtime.choices.items()
                if choice is not None and not group.startswith("hydra")]
+    # a user's config folder (hydra.searchpath=[file://conf]) holds groups the reference needs too
+    searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath=")]
     reference = GlobalHydra.instance().config_loader().load_configuration(
-        config_name=hydra_cfg.job.config_name, overrides=choices, run_mode=RunMode.RUN)
+        config_name=hydra_cfg.job.config_name, overrides=choices + searchpath, run_mode=RunMode.RUN)
     keys = [o.split("=", 1)[0] for o in hydra_cfg.overrides.task]
     check_override_types(cfg, reference, keys)
 

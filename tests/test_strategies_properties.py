@@ -89,6 +89,7 @@ def test_every_strategy_has_paper_config_and_valid_level(name):
     assert level_of(name) in ("loss-only", "gradient", "hook")
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "strategy" / f"{name}.yaml").read_text())
     assert config.pop("name") == name
+    assert strategy_class(config.pop("_target_")) is cls  # built from the config node by its _target_
     defaults = hyperparameters(name)
     for key, value in config.items():  # the config file states the paper's defaults of the code
         assert key in defaults, f"{name}.yaml has {key} which the strategy does not take"

@@ -1,7 +1,10 @@
 """Benchmarks: one module per dataset plus the Task/Benchmark types.
 
 ``build_benchmark(dataset_cfg, batch_size, seed)`` turns the ``dataset`` config node into a
-:class:`Benchmark`; ``available_datasets()`` lists the names it accepts.
+:class:`Benchmark`; ``available_datasets()`` lists the built-in names. A user's data:
+``_target_: my_mtl.load_data`` in a dataset config names a function called as
+``load_data(batch_size=..., seed=..., **other keys but tasks)`` that returns a Benchmark;
+``dataset.tasks`` then keeps a subset of its tasks as for the built-in datasets.
 """
 from __future__ import annotations
 
@@ -28,14 +31,30 @@ def dataset_tasks(cfg) -> list[str]:
 
 
 def build_benchmark(cfg, batch_size: int, seed: int) -> Benchmark:
+    if cfg.get("_target_"):
+        return _user_benchmark(cfg, batch_size, seed)
     all_tasks, builder = _lookup(cfg.name)
     tasks = select_tasks(list(all_tasks(cfg)), cfg.get("tasks"), cfg.name)
     return builder(cfg, tasks, batch_size, seed)
 
 
+def _user_benchmark(cfg, batch_size: int, seed: int) -> Benchmark:
+    from ..plugins import locate, node_params
+
+    load = locate(cfg._target_, "dataset._target_")
+    benchmark = load(batch_size=batch_size, seed=seed, **node_params(cfg, drop=("tasks",)))
+    if not isinstance(benchmark, Benchmark):
+        raise ValueError(f"dataset._target_={cfg._target_} returned {type(benchmark).__name__}; it must return a "
+                         "mtl_bench.data.Benchmark(name, tasks, train, val, test)")
+    keep = select_tasks(benchmark.task_names, cfg.get("tasks"), cfg.get("name") or cfg._target_)
+    benchmark.tasks = [t for name in keep for t in benchmark.tasks if t.name == name]
+    return benchmark
+
+
 def _lookup(name: str):
     if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {available_datasets()}")
+        raise ValueError(f"unknown dataset {name!r}; available: {available_datasets()}, or a loader of your own "
+                         "(dataset._target_=my_mtl.load_data)")
     return _DATASETS[name]
 
 

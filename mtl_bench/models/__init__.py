@@ -1,7 +1,9 @@
 """Models: encoders, heads and :class:`MultiTaskModel`.
 
 ``build_model(model_cfg, benchmark)`` builds the configured architecture for a benchmark's tasks;
-``available_models()`` lists the names it accepts.
+``available_models()`` lists the built-in names. A user's model: ``_target_: my_mtl.build_model``
+in a model config names a function called as ``build_model(benchmark=..., **other keys)`` that
+returns a :class:`MultiTaskModel` (encoder + one head per task of ``benchmark.task_names``).
 """
 from __future__ import annotations
 
@@ -22,8 +24,21 @@ def available_models() -> list[str]:
 
 
 def build_model(cfg, benchmark) -> MultiTaskModel:
+    if cfg.get("_target_"):
+        from ..plugins import call_builder
+
+        model = call_builder(cfg, "model", benchmark=benchmark)
+        if not isinstance(model, MultiTaskModel):
+            raise ValueError(f"model._target_={cfg._target_} returned {type(model).__name__}; it must return a "
+                             "mtl_bench.models.MultiTaskModel(encoder, heads={task: head, ...})")
+        missing = sorted(set(benchmark.task_names) - set(model.task_names))
+        if missing:
+            raise ValueError(f"model._target_={cfg._target_} has no head for task(s) {missing}; build one head per "
+                             "name in benchmark.task_names")
+        return model
     if cfg.name not in _MODELS:
-        raise ValueError(f"unknown model {cfg.name!r}; available: {available_models()}")
+        raise ValueError(f"unknown model {cfg.name!r}; available: {available_models()}, or a builder of your own "
+                         "(model._target_=my_mtl.build_model)")
     return _MODELS[cfg.name](cfg, benchmark)
 
 

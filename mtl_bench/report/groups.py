@@ -24,7 +24,9 @@ NOT_PANEL = ("cfg.dataset.tasks", "cfg.strategy", "cfg.grad", "cfg.seed")
 
 
 def _varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
-    return [c for c in columns if runs[c].astype(str).nunique(dropna=False) > 1]
+    """Config columns with more than one value among the runs that have the key: a key that older
+    runs lack (an option added since, such as a config's ``_target_``) splits nothing."""
+    return [c for c in columns if runs[c].dropna().astype(str).nunique() > 1]
 
 
 def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:

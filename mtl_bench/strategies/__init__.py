@@ -1,7 +1,11 @@
 """Strategies: how T task losses or gradients become one update (see :mod:`.base`).
 
 ``build_strategy(name, n_tasks, **hparams)`` builds one by name with its paper's defaults for
-whatever ``hparams`` leaves out; ``available_strategies()`` lists the names. Every gradient
+whatever ``hparams`` leaves out; ``available_strategies()`` lists the built-in names. A user's
+strategy is a subclass of :class:`LossWeighting`, :class:`GradientWeighting` or
+:class:`GradientAggregator` in the user's own module, named by its dotted path
+(``build_strategy("my_mtl.Mine", T)``, or ``_target_: my_mtl.Mine`` in a strategy config:
+:func:`strategy_from_config`). Every gradient
 method also takes ``loss_weighting`` (a loss weighting's name, or a mapping ``{name: ..., **its
 hyper-parameters}``): the weighting scales each task loss, then the method combines the gradients
 of the weighted losses (:mod:`.compose`).
@@ -71,13 +75,23 @@ def available_strategies() -> list[str]:
     return sorted(STRATEGIES)
 
 
-def strategy_class(name: str) -> type[Strategy]:
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(available_strategies())}")
-    return STRATEGIES[name]
+def strategy_class(name) -> type[Strategy]:
+    """A built-in name (``mgda``), a dotted path to a user's class (``my_mtl.Mine``) or a class."""
+    if isinstance(name, str) and name in STRATEGIES:
+        return STRATEGIES[name]
+    if isinstance(name, str) and "." not in name:
+        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(available_strategies())}, "
+                         "or a dotted path to your own class (strategy._target_=my_mtl.Mine)")
+    from ..plugins import locate
+
+    cls = locate(name, "strategy._target_") if isinstance(name, str) else name
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ValueError(f"strategy {name!r} is not a strategy class: subclass mtl_bench.strategies.LossWeighting, "
+                         "GradientWeighting or GradientAggregator")
+    return cls
 
 
-def hyperparameters(name: str) -> dict[str, object]:
+def hyperparameters(name) -> dict[str, object]:
     """The strategy's hyper-parameters and their defaults (from its constructor)."""
     cls = strategy_class(name)
     signature = inspect.signature(cls.__init__)
@@ -91,7 +105,17 @@ def hyperparameters(name: str) -> dict[str, object]:
     return params
 
 
-def build_strategy(name: str, n_tasks: int, **hparams) -> Strategy:
+def strategy_from_config(node, n_tasks: int) -> Strategy:
+    """The strategy of a config node: its ``_target_`` class (a user's or a built-in one) or,
+    without ``_target_``, the built-in of its ``name``; the other keys except ``space`` are its
+    hyper-parameters."""
+    from ..plugins import node_params
+
+    return build_strategy(node.get("_target_") or node["name"], n_tasks, **node_params(node, drop=("space",)))
+
+
+def build_strategy(name, n_tasks: int, **hparams) -> Strategy:
+    """``name``: a built-in name, a dotted path to a strategy class, or the class itself."""
     cls = strategy_class(name)
     hparams = dict(hparams)
     weighting = parse_loss_weighting(hparams.pop("loss_weighting", None)) if composable(cls) else None
@@ -114,7 +138,7 @@ def build_strategy(name: str, n_tasks: int, **hparams) -> Strategy:
     return Composed(strategy, build_strategy(weighting_name, n_tasks, **weighting_hparams))
 
 
-def level_of(name: str) -> str:
+def level_of(name) -> str:
     """"loss-only", "gradient" (Gramian or Jacobian) or "hook": a loss weighting that needs the
     training loop itself (after_step: FAMO; on_epoch_end: DWA; KPI feed: DTP)."""
     cls = strategy_class(name)
@@ -128,4 +152,5 @@ def level_of(name: str) -> str:
 __all__ = [
     "Composed", "GradientAggregator", "GradientWeighting", "LossWeighting", "SPACES", "STRATEGIES", "SolverError",
     "Strategy", "available_strategies", "build_strategy", "hyperparameters", "level_of", "strategy_class",
+    "strategy_from_config", "LossWeighting", "GradientWeighting", "SolverWeighting",
 ]

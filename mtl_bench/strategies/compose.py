@@ -113,15 +113,20 @@ class Composed(Strategy):
 
 
 def parse_loss_weighting(spec) -> tuple[str, dict] | None:
-    """``None``, ``"uw"`` or ``{"name": "uw", **hparams}`` -> ``(name, hparams)`` or None."""
+    """``None``, ``"uw"``, ``{"name": "uw", **hparams}`` or ``{"_target_": "my_mtl.Mine", **hparams}``
+    -> ``(name or dotted path, hparams)`` or None."""
     if spec is None or spec == "" or spec == "none":
         return None
     if isinstance(spec, str):
         return spec, {}
     if isinstance(spec, Mapping):
         spec = dict(spec)
+        if "_target_" in spec:
+            spec.pop("name", None)
+            return str(spec.pop("_target_")), spec
         if "name" not in spec:
-            raise ValueError("strategy.loss_weighting as a mapping needs a `name`, e.g. {name: uw, preset: nash}")
+            raise ValueError("strategy.loss_weighting as a mapping needs a `name` (or a `_target_`), "
+                             "e.g. {name: uw, preset: nash}")
         return str(spec.pop("name")), spec
     raise ValueError(f"strategy.loss_weighting={spec!r}: give a loss weighting's name (e.g. uw) "
                      "or a mapping {name: uw, ...hyper-parameters}")

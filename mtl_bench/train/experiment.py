@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from .. import __version__
 from ..data import build_benchmark
 from ..models import build_model
-from ..strategies import build_strategy, strategy_class
+from ..strategies import strategy_from_config
 from .gradients import GradientBackend
 from .trainer import Trainer, TrainerConfig
 
@@ -40,11 +40,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def strategy_hparams(strategy_cfg: DictConfig) -> dict:
-    """The strategy node minus its identity keys."""
-    params = OmegaConf.to_container(strategy_cfg, resolve=True)
-    for key in ("name", "space"):
-        params.pop(key, None)
-    return params
+    """The strategy node minus its identity keys (``name``, ``_target_``, ``space``)."""
+    from ..plugins import node_params
+
+    return node_params(strategy_cfg, drop=("space",))
 
 
 def versions() -> dict:
@@ -61,9 +60,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
     n_tasks = len(benchmark.tasks)
-    strategy = build_strategy(cfg.strategy.name, n_tasks, **strategy_hparams(cfg.strategy))
+    strategy = strategy_from_config(cfg.strategy, n_tasks)
     # grad.space on the command line, else a strategy variant's own `space`, else the strategy's default
-    space = cfg.grad.space or cfg.strategy.get("space") or strategy_class(cfg.strategy.name).default_space
+    space = cfg.grad.space or cfg.strategy.get("space") or strategy.default_space
     backend = GradientBackend(space=space, method=cfg.grad.method, chunk_size=cfg.grad.get("chunk_size"),
                               vmap_max_bytes=cfg.grad.get("vmap_max_bytes", 2**31))
     t = cfg.trainer
@@ -74,9 +73,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
         selection=OmegaConf.to_container(cfg.protocol.selection, resolve=True),
     )
     identity = {
-        "dataset": cfg.dataset.name,
-        "model": cfg.model.name,
-        "strategy": cfg.strategy.name,
+        "dataset": cfg.dataset.get("name") or benchmark.name,
+        "model": cfg.model.get("name") or cfg.model.get("_target_"),
+        "strategy": cfg.strategy.get("name") or cfg.strategy.get("_target_"),
         "loss_weighting": strategy_hparams(cfg.strategy).get("loss_weighting"),
         "seed": int(cfg.seed),
         "tasks": benchmark.task_names,
