@@ -1,4 +1,4 @@
-"""Scores (REFERENCE.md section 3) on published and hand-made numbers."""
+"""Scores (docs/protocols.md#scores-delta_m-and-mean-rank) on published and hand-made numbers."""
 from __future__ import annotations
 
 import math

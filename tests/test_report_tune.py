@@ -1,5 +1,5 @@
 """`--tune trainer.lr`: hyper-parameters chosen per method on validation (Sener & Koltun 2018, "lr
-chosen on validation", REFERENCE.md section 2), on hand-made tidy tables of the shape collect builds."""
+chosen on validation", docs/protocols.md#multimnist), on hand-made tidy tables of the shape collect builds."""
 from __future__ import annotations
 
 import pandas as pd

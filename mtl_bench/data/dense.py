@@ -1,7 +1,7 @@
 """Losses and metrics of dense prediction: semantic segmentation, depth and surface normals.
 
 Definitions follow the NYUv2 protocol of MTAN (Liu et al., CVPR 2019, arXiv 1803.10704) as used
-by CAGrad, Nash-MTL and FAMO (REFERENCE.md section 2):
+by CAGrad, Nash-MTL and FAMO (docs/protocols.md#nyuv2):
 
 - segmentation: cross-entropy over the pixels whose label is not :data:`IGNORE` (-1);
   metrics mIoU and pixel accuracy, both from ONE confusion matrix accumulated over the split;

@@ -11,7 +11,7 @@ for regression, our choice since the paper only treats classification/detection 
 ``k <- ema k + (1 - ema) kpi``, initialised with the first batch's KPI; it is updated before the
 step's weights are computed, clamped to [eps, 1 - eps] and detached.
 
-Defaults (the paper does not state all of them; REFERENCE.md marks them unverified): gamma = 1,
+Defaults (the paper does not state all of them; docs/strategies.md#dtp says which are ours): gamma = 1,
 ema = 0.9 (weight of the history), eps = 1e-4.
 """
 from __future__ import annotations

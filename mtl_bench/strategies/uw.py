@@ -7,7 +7,7 @@ and Semantics", CVPR 2018 (arXiv 1705.07115), eq. 7 with ``s_i = log sigma_i^2``
     L = sum_i   exp(-s_i) L_i + s_i / 2                        (form="classification", eq. 10;
                                                                 unverified option)
 
-Presets of the public code (REFERENCE.md section 1): ``"mtan"`` starts at s_0 = -0.5 and trains s
+Presets of the public code (docs/strategies.md#uw): ``"mtan"`` starts at s_0 = -0.5 and trains s
 with the model's optimiser and learning rate; ``"nash"`` starts at s_0 = 0 and trains s in its own
 parameter group at lr 0.025 (a group of the model's optimiser: Adam as in the Nash-MTL code when
 the trainer's optimiser is Adam, as on NYUv2). ``init``/``lr`` override the preset. Logged weights are the
