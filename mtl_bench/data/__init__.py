@@ -59,12 +59,13 @@ def _lookup(name: str):
 
 
 def _register_builtin() -> None:
-    from . import celeba, multimnist, nyuv2, synthetic
+    from . import arrays, celeba, multimnist, nyuv2, synthetic
 
     register_dataset("synthetic", lambda cfg: synthetic.task_names(cfg.num_tasks), synthetic.build_synthetic)
     register_dataset("multimnist", lambda cfg: multimnist.TASKS, multimnist.build_multimnist)
     register_dataset("nyuv2", lambda cfg: nyuv2.TASKS, nyuv2.build_nyuv2)
     register_dataset("celeba", lambda cfg: celeba.ATTRIBUTES, celeba.build_celeba)
+    register_dataset("arrays", arrays.task_names, arrays.build_arrays)
 
 
 _register_builtin()

@@ -47,7 +47,8 @@ def _register_builtin() -> None:
     from .mlp import build_mlp
 
     register_model("mlp", lambda cfg, b: build_mlp(
-        b.task_names, b.info["input_dim"], b.info["output_dim"], cfg.hidden, cfg.layers, cfg.activation))
+        b.task_names, b.info["input_dim"], b.info.get("outputs") or b.info["output_dim"], cfg.hidden, cfg.layers,
+        cfg.activation))
     register_model("multilenet", lambda cfg, b: build_multilenet(b.task_names, cfg.dropout, cfg.p))
 
     from .dense import build_dense_model

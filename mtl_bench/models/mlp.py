@@ -20,9 +20,11 @@ def mlp_trunk(input_dim: int, hidden: int = 100, layers: int = 4, activation: st
     return nn.Sequential(*modules)
 
 
-def build_mlp(tasks: list[str], input_dim: int, output_dim: int, hidden: int = 100, layers: int = 4,
+def build_mlp(tasks: list[str], input_dim: int, output_dim: int | dict[str, int], hidden: int = 100, layers: int = 4,
               activation: str = "relu") -> MultiTaskModel:
+    """``output_dim``: one size for every head, or ``{task: size}``."""
     trunk = mlp_trunk(input_dim, hidden, layers, activation)
     last_linear = [m for m in trunk if isinstance(m, nn.Linear)][-1]
-    heads = {t: nn.Linear(hidden, output_dim) for t in tasks}
+    sizes = output_dim if isinstance(output_dim, dict) else {t: output_dim for t in tasks}
+    heads = {t: nn.Linear(hidden, sizes[t]) for t in tasks}
     return MultiTaskModel(trunk, heads, last_shared_layer=last_linear)
