@@ -20,7 +20,8 @@ Benchmark harness for multi-task learning strategies.
 commands:
   run [OVERRIDES]        train one run (Hydra overrides, e.g. dataset=multimnist strategy=mgda seed=1)
   run -m [OVERRIDES]     sweep with Hydra multirun (e.g. -m strategy=ew,uw,mgda seed=0,1,2)
-  list [WHAT]            list strategies, datasets and models (WHAT: strategies | datasets | models)
+  list [WHAT]            every config of every group, variants included (WHAT: strategies | datasets |
+                         models | trainers | protocols | experiments | launchers)
   collect DIR... [--out FILE.parquet|.csv]
                          one tidy results table from every run below DIR (failed/incomplete runs listed)
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
@@ -183,31 +184,13 @@ def run(argv: list[str]) -> None:
 
 
 def list_command(argv: list[str]) -> None:
-    what = argv[0] if argv else "all"
-    if what not in ("all", "strategies", "datasets", "models"):
-        raise SystemExit(f"mtl-bench list: unknown {what!r}; choose strategies, datasets or models")
-    if what in ("all", "strategies"):
-        from .strategies import available_strategies, hyperparameters, level_of, strategy_class
+    """Every config of every group (``mtl-bench list``) or of one (``mtl-bench list strategies``)."""
+    from .catalog import listing
 
-        print("strategies (strategy=NAME):")
-        for name in available_strategies():
-            cls = strategy_class(name)
-            hp = ", ".join(f"{k}={v!r}" for k, v in hyperparameters(name).items()) or "-"
-            space = f" space={cls.default_space}" if cls.level == "gradient" else ""
-            print(f"  {name:<10} {level_of(name):<10}{space}  {cls.paper}")
-            print(f"  {'':<10} hyper-parameters: {hp}")
-    if what in ("all", "datasets"):
-        from .data import available_datasets
-
-        print("datasets (dataset=NAME):")
-        for name in available_datasets():
-            print(f"  {name}")
-    if what in ("all", "models"):
-        from .models import available_models
-
-        print("models (model=NAME):")
-        for name in available_models():
-            print(f"  {name}")
+    try:
+        print(listing(config_dir(), argv[0] if argv else "all"))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def _parse(prog: str, argv: list[str], build):
