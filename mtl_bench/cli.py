@@ -102,7 +102,7 @@ def _check_types(cfg, hydra_cfg) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from .config_check import check_override_types
+    from .config_check import check_new_keys, check_override_types, check_values
 
     task = set(hydra_cfg.overrides.task)
     # groups appended on the command line (+experiment=NAME) must be appended again
@@ -114,7 +114,19 @@ def _check_types(cfg, hydra_cfg) -> None:
     reference = GlobalHydra.instance().config_loader().load_configuration(
         config_name=hydra_cfg.job.config_name, overrides=choices + searchpath, run_mode=RunMode.RUN)
     keys = [o.split("=", 1)[0] for o in hydra_cfg.overrides.task]
+    check_new_keys(reference, hydra_cfg.overrides.task)
     check_override_types(cfg, reference, keys)
+    check_values(cfg, _task_names(cfg))
+
+
+def _task_names(cfg) -> list[str] | None:
+    """The configured dataset's task names, when they can be known without loading data."""
+    from .data import dataset_tasks
+
+    try:
+        return dataset_tasks(cfg.dataset) if not cfg.dataset.get("_target_") else None
+    except Exception:  # an unknown dataset or a bad key: its own check says so
+        return None
 
 
 try:

@@ -25,7 +25,8 @@ def project(tmp_path) -> Path:
 
 
 def project_env(root: Path) -> dict:
-    return {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    repo = str(Path(__file__).resolve().parents[1])
+    return {"PYTHONPATH": os.pathsep.join([str(root), repo, os.environ.get("PYTHONPATH", "")])}
 
 
 def test_user_strategies_model_and_data_run_in_a_sweep_beside_built_ins_and_reach_the_table(project):

@@ -111,7 +111,13 @@ def strategy_from_config(node, n_tasks: int) -> Strategy:
     hyper-parameters."""
     from ..plugins import node_params
 
-    return build_strategy(node.get("_target_") or node["name"], n_tasks, **node_params(node, drop=("space",)))
+    name, target = node.get("name"), node.get("_target_")
+    cls = strategy_class(target or name)
+    builtin = {c: n for n, c in STRATEGIES.items()}
+    if target and name and cls in builtin and STRATEGIES.get(name) is not cls:
+        raise ValueError(f"unknown strategy {name!r} for {target} (built in as {builtin[cls]!r}): strategy.name only "
+                         f"labels a run; choose a strategy with strategy=NAME: {', '.join(available_strategies())}")
+    return build_strategy(cls, n_tasks, **node_params(node, drop=("space",)))
 
 
 def build_strategy(name, n_tasks: int, **hparams) -> Strategy:
