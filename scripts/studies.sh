@@ -8,7 +8,8 @@
 #
 # Two runs at once with one intra-op thread each (measured faster than one run with two threads on a
 # 2-core machine: results/README.md). Environment: MTL_BENCH (the command, default mtl-bench),
-# MTL_BENCH_DATA (holds MNIST/raw), JOBS (runs at once, default 2), RESULTS (default results/ of the clone).
+# MTL_BENCH_DATA (holds MNIST/raw), JOBS (runs at once, default 2), RESULTS (default results/ of the clone),
+# LRS (sener_grid: the learning rates to run, default the paper's six).
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 RESULTS="${RESULTS:-$here/results}"
@@ -32,7 +33,7 @@ sener_lr001() {  # Sener & Koltun 2018 Table 3 at the one lr 0.01 (21 runs); als
 
 sener_grid() {  # the paper's six learning rates, lr chosen per method on validation (108 runs)
     local out="$RESULTS/sener_koltun_multimnist/runs" exp=+experiment=sener_koltun_multimnist
-    local lrs=1e-2,5e-3,5e-2,1e-3,5e-4,1e-4
+    local lrs="${LRS:-1e-2,5e-3,5e-2,1e-3,5e-4,1e-4}"   # LRS=...: a part of the grid (e.g. on a GPU with a time limit)
     sweep "$out/mtl" "$exp" strategy=uniform,uw,gradnorm,mgda seed=0,1,2 "trainer.lr=$lrs"
     sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' seed=0,1,2 "trainer.lr=$lrs"
 }
