@@ -73,3 +73,56 @@ def listing(config_dir: Path, what: str = "all") -> str:
     groups = list(GROUPS) if what == "all" else [plural_to_group[what]]
     blocks = [strategy_lines(config_dir) if g == "strategy" else group_lines(config_dir, g) for g in groups]
     return "\n".join("\n".join(b) for b in blocks)
+
+
+def key_comments(path: Path, prefix: str) -> list[tuple[str, str, str]]:
+    """``(key, default, meaning)`` of each ``key: value  # meaning`` line of a config file (nested
+    keys joined with dots under ``prefix``)."""
+    out, stack = [], []
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].rstrip()
+        if not line.strip() or line.lstrip().startswith(("#", "-")) or ":" not in line:
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":")
+        if key == "defaults" or key.startswith("_"):
+            continue
+        stack = [(i, k) for i, k in stack if i < indent]
+        meaning = raw.split(" #", 1)[1].strip() if " #" in raw else ""
+        if value.strip() == "" and not meaning:
+            stack.append((indent, key))
+            continue
+        full = ".".join([prefix, *[k for _, k in stack], key]) if prefix else ".".join([*[k for _, k in stack], key])
+        out.append((full, value.strip(), meaning))
+    return out
+
+
+def group_meanings(folder: Path, prefix: str) -> dict[str, str]:
+    """Each key's meaning as any config of the group states it (a variant inherits its base's)."""
+    meanings: dict[str, str] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        for key, _, meaning in key_comments(path, prefix):
+            if meaning:
+                meanings.setdefault(key, meaning)
+    return meanings
+
+
+def key_help(config_dir: Path, choices: dict[str, str]) -> str:
+    """What each key of the composed groups means (``mtl-bench run --help``), from the comments of
+    the config files: the top-level config, then each group's chosen config (``choices``)."""
+    sections = [("config", config_dir / "config.yaml", "")]
+    for group in ("dataset", "model", "strategy", "trainer", "protocol"):
+        path = config_dir / group / f"{choices[group]}.yaml"
+        if path.exists():
+            sections.append((f"{group}={choices[group]}", path, group))
+    lines = ["== What each key means (from the config files' comments) =="]
+    for title, path, prefix in sections:
+        meanings = group_meanings(path.parent, prefix) if prefix else {}
+        entries = [(k, v, m or meanings.get(k, "")) for k, v, m in key_comments(path, prefix)
+                   if not k.startswith("hydra.")]
+        if not entries:
+            continue
+        lines.append(f"\n{title}:")
+        width = max(len(k) for k, _, _ in entries)
+        lines += [f"  {k:<{width}}  {v:<12} {m}".rstrip() for k, v, m in entries]
+    return "\n".join(lines)

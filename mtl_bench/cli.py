@@ -189,10 +189,36 @@ def run(argv: list[str]) -> None:
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)
     saved = sys.argv
     sys.argv = ["mtl-bench run", *argv]
+    wants_help = "--help" in argv or "-h" in argv
     try:
         app()
+    except SystemExit:
+        if wants_help:  # Hydra ends its help with an exit
+            _print_key_help(argv)
+        raise
     finally:
         sys.argv = saved
+    if wants_help:
+        _print_key_help(argv)
+
+
+def _print_key_help(argv: list[str]) -> None:
+    """After Hydra's help: what each key of the chosen groups means (their config files' comments)."""
+    from .catalog import key_help
+
+    choices = {"dataset": "synthetic", "model": "mlp", "strategy": "ew", "trainer": "default", "protocol": "last"}
+    dataset_defaults = {"multimnist": ("multilenet", "multimnist", "best_val_accuracy"),
+                        "celeba": ("resnet18_celeba", "celeba", "best_val_accuracy"),
+                        "nyuv2": ("segnet", "nyuv2", "mean_last_10")}
+    for arg in argv:
+        group, _, value = arg.partition("=")
+        if group in choices and value:
+            choices[group] = value
+    model, trainer, protocol = dataset_defaults.get(choices["dataset"], (None, None, None))
+    for group, value in (("model", model), ("trainer", trainer), ("protocol", protocol)):
+        if value and not any(a.startswith(f"{group}=") for a in argv):
+            choices[group] = value
+    print("\n" + key_help(config_dir(), choices))
 
 
 def list_command(argv: list[str]) -> None:

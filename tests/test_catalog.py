@@ -31,3 +31,25 @@ def test_variants_say_what_they_set():
 def test_an_unknown_group_is_refused():
     with pytest.raises(ValueError, match="choose all, strategies"):
         listing(CONFIGS, "optimisers")
+
+
+def test_run_help_says_what_every_key_of_every_config_means():
+    from mtl_bench.catalog import group_meanings, key_comments
+
+    undocumented = []
+    for group in ("dataset", "model", "strategy", "trainer", "protocol"):
+        meanings = group_meanings(CONFIGS / group, group)
+        for path in (CONFIGS / group).glob("*.yaml"):
+            undocumented += [f"{group}/{path.stem}: {k}" for k, _, m in key_comments(path, group)
+                             if not (m or meanings.get(k)) and not k.endswith(".name")]
+    undocumented += [f"config: {k}" for k, _, m in key_comments(CONFIGS / "config.yaml", "")
+                     if not m and not k.startswith("hydra.")]
+    assert not undocumented, "keys without a comment saying what they mean:\n" + "\n".join(undocumented)
+
+
+def test_run_help_prints_the_chosen_groups_keys(run_cli, tmp_path):
+    proc = run_cli("run", "dataset=multimnist", "strategy=cagrad", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    text = proc.stdout[proc.stdout.index("What each key means"):]
+    assert "strategy.gramian_scaling" in text and "official" in text
+    assert "dataset.label_fraction" in text and "trainer.momentum" in text and "protocol.selection.metric" in text
