@@ -1,4 +1,4 @@
-"""The ``mtl-bench`` command line: run | list | collect | table | plot | reproduce.
+"""The ``mtl-bench`` command line: run | list | status | collect | table | plot | reproduce.
 
 ``mtl-bench run [overrides]`` and ``mtl-bench run -m [sweep overrides]`` hand everything after
 ``run`` to Hydra unchanged, so every Hydra flag works (``--cfg job``, ``--help``,
@@ -21,6 +21,8 @@ commands:
   run [OVERRIDES]        train one run (Hydra overrides, e.g. dataset=multimnist strategy=mgda seed=1)
   run -m [OVERRIDES]     sweep with Hydra multirun (e.g. -m strategy=ew,uw,mgda seed=0,1,2)
   list [WHAT]            list strategies, datasets and models (WHAT: strategies | datasets | models)
+  status DIR...          every run below DIR at a glance: completed / running / interrupted / failed /
+                         diverged / damaged / not started, epochs reached, ETA from the step times
   collect DIR... [--out FILE.parquet|.csv]
                          one tidy results table from every run below DIR (failed/incomplete runs listed)
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
@@ -120,12 +122,14 @@ class SweepReport(_HydraCallback):
     """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from .report.integrity import load_summary
         from .train.run_dir import SUMMARY_FILE
 
         sweep_dir = Path(config.hydra.sweep.dir)
         statuses: dict[str, list[str]] = {}
         for path in sorted(sweep_dir.rglob(SUMMARY_FILE)):
-            status = json.loads(path.read_text()).get("status", "unknown")
+            summary, problem = load_summary(path.parent)
+            status = (summary or {}).get("status", "damaged")
             statuses.setdefault(status, []).append(str(path.parent))
         counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(statuses.items())) or "no runs"
         log.info("sweep %s: %s", sweep_dir, counts)
@@ -270,6 +274,16 @@ def collect_command(argv: list[str]) -> None:
 
 
 @_report_errors
+def status_command(argv: list[str]) -> None:
+    from .report.status import describe_status, sweep_status
+
+    def build(p):
+        p.add_argument("dirs", nargs="+", metavar="DIR", help="a run, a sweep or a tree of sweeps")
+    a = _parse("status", argv, build)
+    print(describe_status(sweep_status(a.dirs)))
+
+
+@_report_errors
 def table_command(argv: list[str]) -> None:
     from .report.pipeline import make_table
 
@@ -335,7 +349,7 @@ def reproduce_command(argv: list[str]) -> None:
         raise SystemExit(1)
 
 
-COMMANDS = {"run": run, "list": list_command, "collect": collect_command, "table": table_command,
+COMMANDS = {"run": run, "list": list_command, "status": status_command, "collect": collect_command, "table": table_command,
             "plot": plot_command, "reproduce": reproduce_command}
 
 
