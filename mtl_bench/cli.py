@@ -64,34 +64,110 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _task(cfg) -> dict | None:
     """The Hydra task: one run into Hydra's output directory.
 
-    A user error (bad value, missing data ...) ends a single run with its message and exit code 2;
-    inside a sweep it marks that run failed in its summary.json and the sweep goes on
-    (:class:`SweepReport` tells at the end).
+    The run's ``.hydra/`` files are written once the run is accepted (``hydra.output_subdir`` is
+    null in configs/config.yaml), so a resume refused for other settings changes nothing on disk.
+    A user error (bad value, missing data ...) ends a single run with its message and exit code 2
+    (a new run folder is removed again); inside a sweep it marks that run failed in its
+    summary.json and the sweep goes on (:class:`SweepReport` tells at the end). SIGTERM or Ctrl-C
+    marks the run ``interrupted``, prints how to resume and exits with the signal's code.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from .train import run_experiment
-    from .train.run_dir import read_summary, write_summary
+    from .train.checkpoint import SettingsMismatch
+    from .train.signals import Interrupted
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    fresh = not _holds_a_run(run_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    save_config = lambda: _save_hydra_files(cfg, run_dir)  # noqa: E731
     try:
         _check_types(cfg, hydra_cfg)
-        summary = run_experiment(cfg, run_dir)
+        summary = run_experiment(cfg, run_dir, on_resumable=save_config)
+    except Interrupted as err:
+        print(f"mtl-bench: {err} after epoch {_epochs_done(run_dir)}; the run is marked interrupted. "
+              f"Resume it with: {_resume_command(hydra_cfg, run_dir, multirun)}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
     except _user_errors() as err:
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if not multirun:
             print(f"mtl-bench: error: {err}", file=sys.stderr)
+            if fresh:
+                _remove_run_dir(run_dir, hydra_cfg.job.name)
             raise SystemExit(2) from None
         log.error("error: %s", err)
-        summary = read_summary(run_dir) or {"identity": {"dataset": cfg.dataset.get("name"),
-                                                           "strategy": cfg.strategy.get("name"),
-                                                           "seed": cfg.get("seed")}}
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-        write_summary(run_dir, summary)
-        return summary
+        if isinstance(err, SettingsMismatch):
+            return {"status": "refused", "error": str(err)}  # the folder holds another run: leave it as it is
+        if fresh:
+            save_config()
+        return _mark_failed(cfg, run_dir, err)
     log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
     return summary
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    from .train.run_dir import CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE
+
+    return any((run_dir / name).exists() for name in (SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE))
+
+
+def _save_hydra_files(cfg, run_dir: Path) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``, as Hydra writes them."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    full = HydraConfig.instance().cfg
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", full), ("overrides.yaml", full.hydra.overrides.task)):
+        (hydra_dir / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+
+def _remove_run_dir(run_dir: Path, job_name: str) -> None:
+    """Remove a run folder made for a run rejected before training (and its empty parents below
+    the working directory); anything else found in it is left in place."""
+    (run_dir / f"{job_name}.log").unlink(missing_ok=True)
+    cwd = Path.cwd().resolve()
+    for folder in (run_dir.resolve(), *run_dir.resolve().parents):
+        if folder == cwd or cwd not in folder.parents:
+            break
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _mark_failed(cfg, run_dir: Path, err: BaseException) -> dict:
+    from .train.run_dir import read_summary, write_summary
+
+    try:
+        summary = read_summary(run_dir)
+    except ValueError:
+        summary = None
+    summary = summary or {"identity": {"dataset": cfg.dataset.get("name"), "strategy": cfg.strategy.get("name"),
+                                       "seed": cfg.get("seed")}}
+    summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+    write_summary(run_dir, summary)
+    return summary
+
+
+def _epochs_done(run_dir: Path) -> str:
+    from .report.integrity import load_summary
+
+    summary = load_summary(run_dir)[0] or {}
+    return f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')}"
+
+
+def _resume_command(hydra_cfg, run_dir: Path, multirun: bool) -> str:
+    """The command that continues this run (or its sweep) from its last finished epoch."""
+    import shlex
+
+    overrides = " ".join(shlex.quote(o) for o in hydra_cfg.overrides.task)
+    if multirun:
+        return (f"the same sweep command with hydra.sweep.dir={shlex.quote(str(hydra_cfg.sweep.dir))} "
+                f"(completed runs are skipped)")
+    return f"mtl-bench run {overrides} hydra.run.dir={shlex.quote(str(run_dir))}".replace("  ", " ")
 
 
 def _check_types(cfg, hydra_cfg) -> None:
@@ -369,7 +445,11 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"mtl-bench: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
-    COMMANDS[command](rest)
+    try:
+        COMMANDS[command](rest)
+    except KeyboardInterrupt:  # Ctrl-C outside training (which reports and exits by itself)
+        print(f"mtl-bench {command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

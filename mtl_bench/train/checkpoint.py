@@ -13,6 +13,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be used; the message says what to do."""
 
 
+class SettingsMismatch(CheckpointError):
+    """The run folder holds a run of other settings: it is refused and left as it is."""
+
+
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
