@@ -120,6 +120,24 @@ def test_missing_mnist_names_the_files_and_the_fix(tmp_path):
     assert "dataset.download=true" in message and "MTL_BENCH_DATA" in message
 
 
+@pytest.mark.parametrize("name, damage, message", [
+    ("train-images-idx3-ubyte", "truncate", r"train-images-idx3-ubyte is 2[0-9,]+ bytes but its header announces 300 "
+                                            r"images, which take 235,216 bytes"),
+    ("t10k-labels-idx1-ubyte", "magic", r"t10k-labels-idx1-ubyte does not start with the idx labels magic number 2049"),
+    ("train-labels-idx1-ubyte", "empty", r"train-labels-idx1-ubyte is 0 bytes, shorter than its 8-byte header"),
+])
+def test_damaged_mnist_names_the_file_its_size_and_the_fix(mnist_root, tmp_path, name, damage, message):
+    import shutil
+
+    shutil.copytree(mnist_root, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "MNIST" / "raw" / name
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) - 20_000], "magic": b"\0\0\0\0" + data[4:], "empty": b""}[damage])
+    with pytest.raises(DatasetNotFoundError, match=message) as err:
+        build_benchmark(_cfg(tmp_path, cache=False), batch_size=32, seed=0)
+    assert "dataset.download=true" in str(err.value) and "47,040,016" in str(err.value)
+
+
 def test_unlabelled_batches_give_zero_loss_not_nan():
     from mtl_bench.data.tasks import classification_loss
 

@@ -33,6 +33,10 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# idx header: magic number, item count, then the image size (images only); sizes of the real files
+IDX_MAGIC = {"images": 2051, "labels": 2049}
+MNIST_BYTES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
+               "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
 MEAN, STD = 0.1307, 0.3081
 CACHE_VERSION = 2
 
@@ -54,11 +58,44 @@ def load_mnist(root: str | os.PathLike, download: bool = False) -> dict[str, tup
             f"Point dataset.root (or the MTL_BENCH_DATA environment variable) at the folder holding MNIST/raw, "
             f"or add dataset.download=true on a machine with internet access to fetch it with torchvision."
         )
+    check_mnist_files(raw)
     out = {}
     for split, train in (("train", True), ("test", False)):
         ds = MNIST(str(root), train=train, download=download)
         out[split] = (ds.data.numpy(), ds.targets.numpy())
     return out
+
+
+def idx_problem(path: Path) -> str:
+    """Why an uncompressed MNIST idx file cannot be right ("" when its header and size agree)."""
+    kind = "images" if "images" in path.name else "labels"
+    size = path.stat().st_size
+    header = 16 if kind == "images" else 8
+    with open(path, "rb") as f:
+        head = f.read(header)
+    if len(head) < header:
+        return f"{path} is {size} bytes, shorter than its {header}-byte header"
+    magic, count, *dims = np.frombuffer(head, dtype=">i4").tolist()
+    if magic != IDX_MAGIC[kind]:
+        return f"{path} does not start with the idx {kind} magic number {IDX_MAGIC[kind]} (found {magic})"
+    if kind == "images" and dims != [28, 28]:
+        return f"{path} holds images of {dims[0]}x{dims[1]}, expected 28x28"
+    expected = header + count * (784 if kind == "images" else 1)
+    if size != expected:
+        return f"{path} is {size:,} bytes but its header announces {count:,} {kind}, which take {expected:,} bytes"
+    return ""
+
+
+def check_mnist_files(raw: Path) -> None:
+    """Check the header and size of every uncompressed MNIST file before reading any."""
+    problems = [p for p in (idx_problem(raw / name) for name in MNIST_FILES if (raw / name).exists()) if p]
+    if problems:
+        sizes = ", ".join(f"{name} {size:,}" for name, size in MNIST_BYTES.items())
+        raise DatasetNotFoundError(
+            f"MNIST is damaged: {'; '.join(problems)}. Delete the damaged file(s) and fetch a good copy with "
+            f"dataset.download=true (torchvision), or copy MNIST/raw from a machine that has it "
+            f"(the real files are {sizes} bytes)."
+        )
 
 
 def bytescale(images: np.ndarray) -> np.ndarray:
