@@ -8,7 +8,7 @@ byte-scaled by its min/max and resized to 28x28 with nearest-neighbour sampling 
 centres (PIL's NEAREST, source index floor((i + 0.5) * 36 / 28)). Labels are (left, right).
 
 Unlike the original generator, ours is seeded (numpy PCG64, identical on every platform) and its
-output is cached next to the data. A validation split is set apart from MNIST's training images
+output is cached in the user's cache folder, keyed by the source files and the construction. A validation split is set apart from MNIST's training images
 before pairing (so validation pairs share no digit image with training pairs), and
 ``label_fraction`` keeps labels for only a fraction of the training examples of each task, a
 different subset per task (the label-scarcity study of Gong et al. 2019, arXiv 1904.06467).
@@ -51,7 +51,7 @@ def load_mnist(root: str | os.PathLike, download: bool = False) -> dict[str, tup
 
     root = Path(root).expanduser()
     raw = _mnist_raw_dir(root)
-    missing = [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / f"{f}.gz").exists()]
+    missing = _missing_mnist(root)
     if missing and not download:
         raise DatasetNotFoundError(
             f"MNIST not found: expected {', '.join(MNIST_FILES)} in {raw} (missing: {', '.join(missing)}). "
@@ -138,24 +138,22 @@ def make_pairs(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
 
 
 def build_multimnist_arrays(root, seed: int = 0, val_size: int = 0, download: bool = False,
-                            cache: bool = True) -> dict:
+                            cache: bool = True, cache_dir=None) -> dict:
     """``{split: (images uint8 [N,28,28], labels int64 [N,2], sources int64 [N,2])}`` for the
     splits train, val and test. The validation images are set apart from MNIST's training images
     *before* pairing, so no validation pair shares a digit image with a training pair; ``sources``
     are the MNIST indices (within MNIST's train or test split) of each pair's left and right image.
-    Cached as ``root/MultiMNIST/multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}.pt`` (or in
-    the user cache dir when ``root`` is read-only)."""
+    Cached in ``cache_dir`` (default :func:`user_cache_dir`, never ``root``) under a name keyed by
+    the construction (:func:`cache_path`)."""
     root = Path(root).expanduser()
-    name = f"multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}.pt"
-    candidates = [root / "MultiMNIST" / name, _user_cache_dir() / "MultiMNIST" / name]
-    if cache:
-        for path in candidates:
-            if path.exists():
-                try:
-                    return torch.load(path, weights_only=False)
-                except Exception as err:  # a truncated cache is rebuilt, never trusted
-                    warnings.warn(f"ignoring unreadable MultiMNIST cache {path}: {err}")
-    mnist = load_mnist(root, download=download)
+    mnist = load_mnist(root, download=True) if download and _missing_mnist(root) else None
+    path = cache_path(root, seed, val_size, cache_dir) if cache else None
+    if path is not None and path.exists():
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception as err:  # a truncated cache is rebuilt, never trusted
+            warnings.warn(f"ignoring unreadable MultiMNIST cache {path}: {err}")
+    mnist = mnist or load_mnist(root, download=download)
     train_images, train_labels = mnist["train"]
     train_idx, val_idx = split_validation(len(train_images), val_size, seed)
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -164,18 +162,44 @@ def build_multimnist_arrays(root, seed: int = 0, val_size: int = 0, download: bo
                                            ("test", mnist["test"], np.arange(len(mnist["test"][0])))):
         composites, pair_labels, sources = make_pairs(images[index], labels[index], rng)
         arrays[split] = (composites, pair_labels, index[sources])
-    if cache:
-        for path in candidates:
-            try:
-                _atomic_save(arrays, path)
-                break
-            except OSError:
-                continue
+    if path is not None:
+        try:
+            _atomic_save(arrays, path)
+        except OSError as err:
+            warnings.warn(f"MultiMNIST cache not written to {path} ({err}); set dataset.cache_dir to a writable "
+                          f"folder, or dataset.cache=false")
     return arrays
 
 
-def _user_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mtl-bench"
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/mtl-bench``, else ``~/.cache/mtl-bench``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtl-bench"
+
+
+def _missing_mnist(root: Path) -> list[str]:
+    raw = _mnist_raw_dir(root)
+    return [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / f"{f}.gz").exists()]
+
+
+def mnist_digest(root: Path) -> str:
+    """A short hash of the MNIST files the pairs are built from (the extracted file, else its .gz)."""
+    raw = _mnist_raw_dir(root)
+    h = hashlib.sha256()
+    for name in MNIST_FILES:
+        path = raw / name if (raw / name).exists() else raw / f"{name}.gz"
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_path(root: Path, seed: int, val_size: int, cache_dir=None) -> Path:
+    """The cache file of one construction: the source MNIST (its digest), the data seed, the
+    validation size and the construction version :data:`CACHE_VERSION`."""
+    missing = _missing_mnist(root)
+    if missing:
+        load_mnist(root)  # raises the error that names the missing files and the fix
+    folder = Path(cache_dir).expanduser() if cache_dir else user_cache_dir()
+    name = f"multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}_mnist{mnist_digest(root)}.pt"
+    return folder / "MultiMNIST" / name
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -214,7 +238,7 @@ def fingerprint(arrays: dict) -> str:
 def build_multimnist(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark:
     """Benchmark from the ``dataset`` config node (configs/dataset/multimnist.yaml)."""
     arrays = build_multimnist_arrays(cfg.root, seed=cfg.seed, val_size=cfg.val_size, download=cfg.download,
-                                     cache=cfg.cache)
+                                     cache=cfg.cache, cache_dir=cfg.get("cache_dir"))
     fractions = cfg.label_fraction
     if isinstance(fractions, (int, float)):
         fractions = {t: float(fractions) for t in TASKS}
