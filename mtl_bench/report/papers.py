@@ -25,7 +25,7 @@ import pandas as pd
 
 from .baselines import Baselines
 from .directions import display_scale, higher_is_better
-from .tables import ScoreTable, score_table
+from .tables import FEW_SEEDS_NOTE, ScoreTable, score_table
 
 TOLERANCE = 0.01  # printed Delta_m agrees with the recomputed one within this (two printed decimals)
 
@@ -119,6 +119,7 @@ def published_table(name: str, delta_average: str = "metric", columns=None) -> S
             table.notes.append(f"{row['method']}: printed Δm {row['printed_delta_m']:.2f} but the row's own "
                                f"numbers give {row['delta_m']:.2f} (flagged (!))")
     frame["n"] = math.nan
+    table.notes = [note for note in table.notes if note != FEW_SEEDS_NOTE]  # published rows have no seeds
     table.caption = (f"Published numbers ({name}); Δm% recomputed from the rows against the paper's "
                      f"single-task row, averaged per {delta_average}; lower is better. MR among the rows shown.")
     return table
