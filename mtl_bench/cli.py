@@ -28,8 +28,8 @@ commands:
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
                [--tune trainer.lr]   (choose trainer.lr per method on val)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
-  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR]
-                         PNG and PDF figures (headless)
+  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR] [--verbose] [--csv FILE]
+                         PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
   reproduce NAME [OVERRIDES]
                          run a paper preset (configs/experiment/NAME.yaml) and print its table beside
                          the published one; NAME: sener_koltun_multimnist, sener_koltun_celeba,
@@ -389,6 +389,8 @@ def plot_command(argv: list[str]) -> None:
         p.add_argument("--metric", help="metric of curves/pareto (default: the first non-loss metric)")
         p.add_argument("--curve-split", default="val", help="split of --kind curves (default val)")
         p.add_argument("--tasks", help="the two tasks of --kind pareto, e.g. left,right")
+        p.add_argument("--verbose", "-v", action="store_true", help="also print the plotted data")
+        p.add_argument("--csv", metavar="FILE", help="also write the plotted data to FILE (CSV)")
     a = _parse("plot", argv, build)
     inputs = _table_inputs(a)
     if a.kind in ("delta", "cost"):
@@ -403,8 +405,12 @@ def plot_command(argv: list[str]) -> None:
             data = plots.curves(sel.results, metric=a.metric, split=a.curve_split, out=a.out)
         else:
             data = plots.pareto(sel.selected, split=a.split, metric=a.metric, tasks=_split(a.tasks), out=a.out)
-    print(data.to_string(index=False))
-    print("written: " + ", ".join(data.attrs["files"]))
+    if a.verbose:
+        print(data.to_string(index=False))
+    if a.csv:
+        data.to_csv(a.csv, index=False)
+        print(f"data written to {a.csv}")
+    print(f"{data.attrs['note']}\nwritten: " + ", ".join(data.attrs["files"]))
 
 
 def reproduce_command(argv: list[str]) -> None:
