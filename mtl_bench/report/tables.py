@@ -38,6 +38,7 @@ class ScoreTable:
     notes: list[str] = field(default_factory=list)
     reference: str = "ew"
     tuned: list[str] = field(default_factory=list)   # config keys chosen on val: text columns of frame
+    label_column: str | None = None  # a text column of frame shown after the method (the paper's row name)
 
     # ------------------------------------------------------------------ rendering
     def _cells(self, fmt: str) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -46,7 +47,7 @@ class ScoreTable:
         panels: dict[str, tuple[list[str], list[list[str]]]] = {}
         for panel, rows in self.frame.groupby("panel", sort=False):
             columns = [c for c in self.columns if rows[c].notna().any()]
-            tuned = [k for k in self.tuned if k in rows]
+            tuned = [k for k in ([self.label_column] if self.label_column else []) + self.tuned if k in rows]
             header = ["method"] + tuned + [f"{c.split('/')[0]} {label(c.split('/')[1])} "
                                    f"{arrow(c.split('/')[1], self.directions[c])}" for c in columns]
             header += ["Δm% ↓"] + (["printed Δm%"] if printed else [])
