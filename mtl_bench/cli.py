@@ -195,7 +195,19 @@ except ImportError:  # pragma: no cover - hydra is a dependency
 
 
 class SweepReport(_HydraCallback):
-    """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed."""
+    """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed or were
+    refused (a folder holding a run of other settings; seen by launchers that run jobs in this
+    process, the others log it in the job's log)."""
+
+    def __init__(self):
+        self.refused: list[str] = []
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+
+        if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
+            if job_return.return_value.get("status") == "refused":
+                self.refused.append(job_return.return_value.get("error", ""))
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from .report.integrity import load_summary
@@ -213,6 +225,10 @@ class SweepReport(_HydraCallback):
         if failed:
             print(f"mtl-bench: {len(failed)} run(s) of the sweep failed (see their summary.json and log):\n  "
                   + "\n  ".join(failed), file=sys.stderr)
+        if self.refused:
+            print(f"mtl-bench: {len(self.refused)} run(s) of the sweep refused, their folders left as they were:\n  "
+                  + "\n  ".join(self.refused), file=sys.stderr)
+        if failed or self.refused:
             raise SystemExit(1)
 
 

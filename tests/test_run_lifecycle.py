@@ -78,11 +78,16 @@ def test_a_refused_resume_changes_nothing_on_disk(run_cli, tmp_path):
     assert refused.returncode == 2
     assert "holds a run with other settings" in refused.stderr and "strategy.name: 'ew' -> 'uw'" in refused.stderr
     assert files(tmp_path / "run") == before
+    # a completed run is not passed off as the one asked for either
+    same_epochs = run_cli("run", "strategy=uw", "trainer.epochs=1", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
+    assert same_epochs.returncode == 2 and "holds a run with other settings" in same_epochs.stderr
+    assert files(tmp_path / "run") == before
     # in a sweep too: the refused run is logged, its folder left as it was
     sweep = ["run", "-m", "trainer.epochs=1", *SMALL, "hydra.sweep.dir=sweep", "hydra.sweep.subdir=one"]
     assert run_cli(*sweep, "strategy=ew", cwd=tmp_path).returncode == 0
     before = files(tmp_path / "sweep" / "one")
-    run_cli(*sweep, "strategy=uw", cwd=tmp_path)
+    again = run_cli(*sweep, "strategy=uw", cwd=tmp_path)
+    assert again.returncode == 1 and "1 run(s) of the sweep refused" in again.stderr
     assert files(tmp_path / "sweep" / "one") == before
 
 

@@ -172,6 +172,8 @@ class Trainer:
         finished = status == "completed" and (previous.get("epochs_completed", 0) >= self.config.epochs
                                               or not (self.run_dir / CHECKPOINT_FILE).exists())
         if status == "diverged" or finished:
+            if (self.run_dir / CHECKPOINT_FILE).exists():  # the run there must be this one
+                self._check_settings(load_checkpoint(self.run_dir / CHECKPOINT_FILE, map_location="cpu"))
             log.info("run in %s already %s; nothing to do", self.run_dir, status)
             return previous
         self._resume()
@@ -340,12 +342,7 @@ class Trainer:
             self.metrics_log.truncate_after(0)
             return
         state = load_checkpoint(path, map_location=self.device)
-        changed = settings_mismatch(state.get("settings"), self.settings)
-        if changed:
-            raise SettingsMismatch(
-                f"{self.run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
-                f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
-            )
+        self._check_settings(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -360,6 +357,15 @@ class Trainer:
         self.encoder_passes = state["cost"]["encoder_passes"]
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
+
+    def _check_settings(self, state: dict) -> None:
+        """Refuse a run folder whose checkpoint was made with other settings."""
+        changed = settings_mismatch(state.get("settings"), self.settings)
+        if changed:
+            raise SettingsMismatch(
+                f"{self.run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
+                f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
+            )
 
     # ----------------------------------------------------------------------------- summary
     def _check_selection(self) -> None:
