@@ -93,14 +93,14 @@ def _task(cfg) -> dict | None:
     except _user_errors() as err:
         if not multirun:
             print(f"mtl-bench: error: {err}", file=sys.stderr)
-            if fresh:
+            if fresh and not _holds_a_run(run_dir):  # rejected before training wrote anything
                 _remove_run_dir(run_dir, hydra_cfg.job.name)
             raise SystemExit(2) from None
         log.error("error: %s", err)
         if isinstance(err, SettingsMismatch):
             return {"status": "refused", "error": str(err)}  # the folder holds another run: leave it as it is
-        if fresh:
-            save_config()
+        if not (run_dir / ".hydra" / "config.yaml").exists():
+            save_config()  # the failed run's settings, for its summary's reader
         return _mark_failed(cfg, run_dir, err)
     log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
     return summary

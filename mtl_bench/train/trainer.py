@@ -262,8 +262,8 @@ class Trainer:
             return
         losses, weights = nonfinite_values
         tasks = [t.name for t, loss in zip(self.tasks, losses.tolist()) if not math.isfinite(loss)]
-        records = sorted([*step_records, (step, losses, weights)], key=lambda item: item[0])
-        records = list({s: (s, l, w) for s, l, w in records}.values())
+        logged = [item for item in step_records if item[0] != step]
+        records = sorted([*logged, (step, losses, weights)], key=lambda item: item[0])
         self.metrics_log.append(self._step_records(self.epoch + 1, records))
         raise Diverged(step, self.epoch + 1, tasks)
 
