@@ -51,3 +51,14 @@ def test_eta_falls_back_to_epoch_time_and_is_unknown_without_costs():
     assert remaining_seconds({"epochs": 5, "epochs_completed": 0, "cost": {"seconds_per_epoch_mean": None}}) is None
     assert remaining_seconds({"epochs": 5, "epochs_completed": 1, "steps": 0,
                               "cost": {"seconds_per_epoch_mean": 3.0}}) == 12.0
+
+
+def test_jobs_a_sweep_plans_without_a_folder_yet_count_as_not_started(runs, tmp_path):
+    sweep = tmp_path / "mtl"
+    shutil.copytree(runs / "mtl", sweep)
+    for run in sorted(p for p in sweep.iterdir() if p.is_dir() and "strategy=dwa" in p.name):
+        shutil.rmtree(run)  # the sweep has not reached them yet
+    frame = sweep_status([sweep])
+    assert len(frame) == 4 and frame.attrs["unlaunched"] == 2
+    out = cli("status", str(sweep), cwd=tmp_path, env=ONE_THREAD)
+    assert out.stdout.splitlines()[0] == "6 run(s) (2 planned by a sweep, no folder yet): 4 completed, 2 not started"

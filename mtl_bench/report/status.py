@@ -3,7 +3,9 @@
 One line per run: its status (completed, running, interrupted, failed, diverged, damaged, not
 started: a folder holding only its config), the epochs reached, and for unfinished runs an ETA from
 the run's own median step time (steps per epoch as far as counted), so a sweep left overnight can
-be judged in one look. Reads summary.json and the config only, never the history.
+be judged in one look. A Hydra sweep folder's ``multirun.yaml`` tells how many jobs the sweep
+plans: those without a folder yet are counted as not started too. Reads summary.json, the config
+and multirun.yaml only, never the history.
 """
 from __future__ import annotations
 
@@ -47,14 +49,40 @@ def run_status(run_dir: Path, root: Path, now: float) -> dict:
             "eta_seconds": remaining_seconds(summary) if status in UNFINISHED else None, "note": reason}
 
 
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the Hydra sweep in ``sweep_dir`` plans (its multirun.yaml: sweeper params and
+    command-line overrides, expanded as Hydra's basic sweeper does); None when it cannot be told."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from omegaconf import OmegaConf
+
+        hydra = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra
+        params = hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params, resolve=False) if params else {}
+        overrides = [f"{key}={value}" for key, value in params.items()] + list(hydra.overrides.task)
+        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+    except Exception:  # an unreadable or unusual multirun.yaml: the runs found are all we know
+        return None
+    return sum(len(batch) for batch in batches)
+
+
 def sweep_status(paths: Sequence[str | Path], now: float | None = None) -> pd.DataFrame:
-    """One row per run below ``paths``: run, status, epochs (done/total), eta_seconds, note."""
+    """One row per run below ``paths``: run, status, epochs (done/total), eta_seconds, note;
+    ``attrs["unlaunched"]``: jobs that sweeps below ``paths`` plan but have no folder yet."""
     now = time.time() if now is None else now
-    rows = []
+    rows, unlaunched = [], 0
     for path in paths:
         root = Path(path)
-        rows += [run_status(run_dir, root, now) for run_dir in find_run_dirs([root])]
-    return pd.DataFrame(rows, columns=["run", "status", "epochs", "eta_seconds", "note"])
+        found = find_run_dirs([root])
+        rows += [run_status(run_dir, root, now) for run_dir in found]
+        for plan in sorted(root.rglob("multirun.yaml")):
+            planned = planned_jobs(plan.parent)
+            inside = sum(1 for run_dir in found if plan.parent in run_dir.parents)
+            unlaunched += max(0, (planned or 0) - inside)
+    frame = pd.DataFrame(rows, columns=["run", "status", "epochs", "eta_seconds", "note"])
+    frame.attrs["unlaunched"] = unlaunched
+    return frame
 
 
 def _duration(seconds: float | None) -> str:
@@ -66,13 +94,17 @@ def _duration(seconds: float | None) -> str:
 
 def describe_status(frame: pd.DataFrame) -> str:
     """The text ``mtl-bench status`` prints."""
-    if frame.empty:
+    unlaunched = frame.attrs.get("unlaunched", 0)
+    if frame.empty and not unlaunched:
         return "no runs found"
-    counts = frame["status"].value_counts()
+    counts = frame["status"].value_counts().to_dict()
+    counts["not started"] = counts.get("not started", 0) + unlaunched
+    counts = {status: n for status, n in counts.items() if n}
     order = ["completed", "running", "interrupted", "failed", "diverged", "damaged", "not started"]
-    head = ", ".join(f"{counts[s]} {s}" for s in order + sorted(set(counts.index) - set(order)) if s in counts)
-    width = max(len(r) for r in frame["run"])
-    lines = [f"{len(frame)} run(s): {head}", f"{'status':<12} {'epochs':>7} {'ETA':>9}  {'run':<{width}}  note"]
+    head = ", ".join(f"{counts[s]} {s}" for s in order + sorted(set(counts) - set(order)) if s in counts)
+    total = f"{len(frame) + unlaunched} run(s)" + (f" ({unlaunched} planned by a sweep, no folder yet)" if unlaunched else "")
+    width = max([len(r) for r in frame["run"]] + [3])
+    lines = [f"{total}: {head}", f"{'status':<12} {'epochs':>7} {'ETA':>9}  {'run':<{width}}  note"]
     for row in frame.itertuples(index=False):
         lines.append(f"{row.status:<12} {row.epochs:>7} {_duration(row.eta_seconds):>9}  {row.run:<{width}}  {row.note}")
     left = frame["eta_seconds"].dropna()
