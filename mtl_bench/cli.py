@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -128,10 +127,8 @@ def _remove_run_dir(run_dir: Path, job_name: str) -> None:
     """Remove a run folder made for a run rejected before training (and its empty parents below
     the working directory); anything else found in it is left in place."""
     (run_dir / f"{job_name}.log").unlink(missing_ok=True)
-    cwd = Path.cwd().resolve()
-    for folder in (run_dir.resolve(), *run_dir.resolve().parents):
-        if folder == cwd or cwd not in folder.parents:
-            break
+    run_dir, cwd = run_dir.resolve(), Path.cwd().resolve()
+    for folder in [run_dir] + [p for p in run_dir.parents if cwd in p.parents]:
         try:
             folder.rmdir()
         except OSError:
@@ -163,11 +160,11 @@ def _resume_command(hydra_cfg, run_dir: Path, multirun: bool) -> str:
     """The command that continues this run (or its sweep) from its last finished epoch."""
     import shlex
 
-    overrides = " ".join(shlex.quote(o) for o in hydra_cfg.overrides.task)
     if multirun:
         return (f"the same sweep command with hydra.sweep.dir={shlex.quote(str(hydra_cfg.sweep.dir))} "
                 f"(completed runs are skipped)")
-    return f"mtl-bench run {overrides} hydra.run.dir={shlex.quote(str(run_dir))}".replace("  ", " ")
+    words = ["mtl-bench", "run", *hydra_cfg.overrides.task, f"hydra.run.dir={run_dir}"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _check_types(cfg, hydra_cfg) -> None:

@@ -91,11 +91,15 @@ def test_a_refused_resume_changes_nothing_on_disk(run_cli, tmp_path):
     assert files(tmp_path / "sweep" / "one") == before
 
 
-@pytest.mark.parametrize("args", [["trainer.epochs=ten", "hydra.run.dir=new/run"], ["strategy.name=nosuch"]])
+@pytest.mark.parametrize("args", [["trainer.epochs=ten", "hydra.run.dir=new/run"], ["strategy.name=nosuch"],
+                                  ["strategy.name=nosuch", "hydra.run.dir=ELSEWHERE"]])
 def test_a_run_rejected_before_training_leaves_no_folder(run_cli, tmp_path, args):
-    out = run_cli("run", *SMALL, *args, cwd=tmp_path)
+    (tmp_path / "cwd").mkdir()
+    elsewhere = tmp_path / "elsewhere"  # outside the working directory
+    args = [a.replace("ELSEWHERE", str(elsewhere)) for a in args]
+    out = run_cli("run", *SMALL, *args, cwd=tmp_path / "cwd")
     assert out.returncode == 2 and "error" in out.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert list((tmp_path / "cwd").iterdir()) == [] and not elsewhere.exists()
 
 
 def test_summary_records_provenance(run_cli, tmp_path):
