@@ -1,4 +1,4 @@
-"""The ``mtl-bench`` command line: run | list | collect | table | plot | reproduce.
+"""The ``mtl-bench`` command line: run | list | status | collect | table | plot | reproduce.
 
 ``mtl-bench run [overrides]`` and ``mtl-bench run -m [sweep overrides]`` hand everything after
 ``run`` to Hydra unchanged, so every Hydra flag works (``--cfg job``, ``--help``,
@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -22,13 +21,15 @@ commands:
   run -m [OVERRIDES]     sweep with Hydra multirun (e.g. -m strategy=ew,uw,mgda seed=0,1,2)
   list [WHAT]            every config of every group, variants included (WHAT: strategies | datasets |
                          models | trainers | protocols | experiments | launchers)
+  status DIR...          every run below DIR at a glance: completed / running / interrupted / failed /
+                         diverged / damaged / not started, epochs reached, ETA from the step times
   collect DIR... [--out FILE.parquet|.csv]
                          one tidy results table from every run below DIR (failed/incomplete runs listed)
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
                [--tune trainer.lr]   (choose trainer.lr per method on val)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
-  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR]
-                         PNG and PDF figures (headless)
+  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR] [--verbose] [--csv FILE]
+                         PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
   reproduce NAME [OVERRIDES]
                          run a paper preset (configs/experiment/NAME.yaml) and print its table beside
                          the published one; NAME: sener_koltun_multimnist, sener_koltun_celeba,
@@ -66,35 +67,109 @@ _USER_ERRORS: list[str] = []  # the messages of single runs' user errors, for th
 def _task(cfg) -> dict | None:
     """The Hydra task: one run into Hydra's output directory.
 
-    A user error (bad value, missing data ...) ends a single run with its message and exit code 2;
-    inside a sweep it marks that run failed in its summary.json and the sweep goes on
-    (:class:`SweepReport` tells at the end).
+    The run's ``.hydra/`` files are written once the run is accepted (``hydra.output_subdir`` is
+    null in configs/config.yaml), so a resume refused for other settings changes nothing on disk.
+    A user error (bad value, missing data ...) ends a single run with its message and exit code 2
+    (a new run folder is removed again); inside a sweep it marks that run failed in its
+    summary.json and the sweep goes on (:class:`SweepReport` tells at the end). SIGTERM or Ctrl-C
+    marks the run ``interrupted``, prints how to resume and exits with the signal's code.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from .train import run_experiment
-    from .train.run_dir import read_summary, write_summary
+    from .train.checkpoint import SettingsMismatch
+    from .train.signals import Interrupted
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    fresh = not _holds_a_run(run_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    save_config = lambda: _save_hydra_files(cfg, run_dir)  # noqa: E731
     try:
         _check_types(cfg, hydra_cfg)
-        summary = run_experiment(cfg, run_dir)
+        summary = run_experiment(cfg, run_dir, on_resumable=save_config)
+    except Interrupted as err:
+        print(f"mtl-bench: {err} after epoch {_epochs_done(run_dir)}; the run is marked interrupted. "
+              f"Resume it with: {_resume_command(hydra_cfg, run_dir, multirun)}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
     except _user_errors() as err:
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if not multirun:
             _USER_ERRORS.append(str(err))
             print(f"mtl-bench: error: {err}", file=sys.stderr)
+            if fresh and not _holds_a_run(run_dir):  # rejected before training wrote anything
+                _remove_run_dir(run_dir, hydra_cfg.job.name)
             raise SystemExit(2) from None
         log.error("error: %s", err)
-        summary = read_summary(run_dir) or {"identity": {"dataset": cfg.dataset.get("name"),
-                                                           "strategy": cfg.strategy.get("name"),
-                                                           "seed": cfg.get("seed")}}
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-        write_summary(run_dir, summary)
-        return summary
+        if isinstance(err, SettingsMismatch):
+            return {"status": "refused", "error": str(err)}  # the folder holds another run: leave it as it is
+        if not (run_dir / ".hydra" / "config.yaml").exists():
+            save_config()  # the failed run's settings, for its summary's reader
+        return _mark_failed(cfg, run_dir, err)
     log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
     return summary
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    from .train.run_dir import CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE
+
+    return any((run_dir / name).exists() for name in (SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE))
+
+
+def _save_hydra_files(cfg, run_dir: Path) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``, as Hydra writes them."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    full = HydraConfig.instance().cfg
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", full), ("overrides.yaml", full.hydra.overrides.task)):
+        (hydra_dir / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+
+def _remove_run_dir(run_dir: Path, job_name: str) -> None:
+    """Remove a run folder made for a run rejected before training (and its empty parents below
+    the working directory); anything else found in it is left in place."""
+    (run_dir / f"{job_name}.log").unlink(missing_ok=True)
+    run_dir, cwd = run_dir.resolve(), Path.cwd().resolve()
+    for folder in [run_dir] + [p for p in run_dir.parents if cwd in p.parents]:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _mark_failed(cfg, run_dir: Path, err: BaseException) -> dict:
+    from .train.run_dir import read_summary, write_summary
+
+    try:
+        summary = read_summary(run_dir)
+    except ValueError:
+        summary = None
+    summary = summary or {"identity": {"dataset": cfg.dataset.get("name"), "strategy": cfg.strategy.get("name"),
+                                       "seed": cfg.get("seed")}}
+    summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+    write_summary(run_dir, summary)
+    return summary
+
+
+def _epochs_done(run_dir: Path) -> str:
+    from .report.integrity import load_summary
+
+    summary = load_summary(run_dir)[0] or {}
+    return f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')}"
+
+
+def _resume_command(hydra_cfg, run_dir: Path, multirun: bool) -> str:
+    """The command that continues this run (or its sweep) from its last finished epoch."""
+    import shlex
+
+    if multirun:
+        return (f"the same sweep command with hydra.sweep.dir={shlex.quote(str(hydra_cfg.sweep.dir))} "
+                f"(completed runs are skipped)")
+    words = ["mtl-bench", "run", *hydra_cfg.overrides.task, f"hydra.run.dir={run_dir}"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _check_types(cfg, hydra_cfg) -> None:
@@ -136,15 +211,29 @@ except ImportError:  # pragma: no cover - hydra is a dependency
 
 
 class SweepReport(_HydraCallback):
-    """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed."""
+    """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed or were
+    refused (a folder holding a run of other settings; seen by launchers that run jobs in this
+    process, the others log it in the job's log)."""
+
+    def __init__(self):
+        self.refused: list[str] = []
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+
+        if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
+            if job_return.return_value.get("status") == "refused":
+                self.refused.append(job_return.return_value.get("error", ""))
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from .report.integrity import load_summary
         from .train.run_dir import SUMMARY_FILE
 
         sweep_dir = Path(config.hydra.sweep.dir)
         statuses: dict[str, list[str]] = {}
         for path in sorted(sweep_dir.rglob(SUMMARY_FILE)):
-            status = json.loads(path.read_text()).get("status", "unknown")
+            summary, problem = load_summary(path.parent)
+            status = (summary or {}).get("status", "damaged")
             statuses.setdefault(status, []).append(str(path.parent))
         counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(statuses.items())) or "no runs"
         log.info("sweep %s: %s", sweep_dir, counts)
@@ -152,6 +241,10 @@ class SweepReport(_HydraCallback):
         if failed:
             print(f"mtl-bench: {len(failed)} run(s) of the sweep failed (see their summary.json and log):\n  "
                   + "\n  ".join(failed), file=sys.stderr)
+        if self.refused:
+            print(f"mtl-bench: {len(self.refused)} run(s) of the sweep refused, their folders left as they were:\n  "
+                  + "\n  ".join(self.refused), file=sys.stderr)
+        if failed or self.refused:
             raise SystemExit(1)
 
 
@@ -297,6 +390,16 @@ def collect_command(argv: list[str]) -> None:
 
 
 @_report_errors
+def status_command(argv: list[str]) -> None:
+    from .report.status import describe_status, sweep_status
+
+    def build(p):
+        p.add_argument("dirs", nargs="+", metavar="DIR", help="a run, a sweep or a tree of sweeps")
+    a = _parse("status", argv, build)
+    print(describe_status(sweep_status(a.dirs)))
+
+
+@_report_errors
 def table_command(argv: list[str]) -> None:
     from .report.pipeline import make_table
 
@@ -326,6 +429,8 @@ def plot_command(argv: list[str]) -> None:
         p.add_argument("--metric", help="metric of curves/pareto (default: the first non-loss metric)")
         p.add_argument("--curve-split", default="val", help="split of --kind curves (default val)")
         p.add_argument("--tasks", help="the two tasks of --kind pareto, e.g. left,right")
+        p.add_argument("--verbose", "-v", action="store_true", help="also print the plotted data")
+        p.add_argument("--csv", metavar="FILE", help="also write the plotted data to FILE (CSV)")
     a = _parse("plot", argv, build)
     inputs = _table_inputs(a)
     if a.kind in ("delta", "cost"):
@@ -340,8 +445,12 @@ def plot_command(argv: list[str]) -> None:
             data = plots.curves(sel.results, metric=a.metric, split=a.curve_split, out=a.out)
         else:
             data = plots.pareto(sel.selected, split=a.split, metric=a.metric, tasks=_split(a.tasks), out=a.out)
-    print(data.to_string(index=False))
-    print("written: " + ", ".join(data.attrs["files"]))
+    if a.verbose:
+        print(data.to_string(index=False))
+    if a.csv:
+        data.to_csv(a.csv, index=False)
+        print(f"data written to {a.csv}")
+    print(f"{data.attrs['note']}\nwritten: " + ", ".join(data.attrs["files"]))
 
 
 def reproduce_command(argv: list[str]) -> None:
@@ -362,7 +471,7 @@ def reproduce_command(argv: list[str]) -> None:
         raise SystemExit(1)
 
 
-COMMANDS = {"run": run, "list": list_command, "collect": collect_command, "table": table_command,
+COMMANDS = {"run": run, "list": list_command, "status": status_command, "collect": collect_command, "table": table_command,
             "plot": plot_command, "reproduce": reproduce_command}
 
 
@@ -382,7 +491,11 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"mtl-bench: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
-    COMMANDS[command](rest)
+    try:
+        COMMANDS[command](rest)
+    except KeyboardInterrupt:  # Ctrl-C outside training (which reports and exits by itself)
+        print(f"mtl-bench {command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

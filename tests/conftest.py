@@ -6,12 +6,15 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Tiny models gain nothing from intra-op threads, and on a 2-core machine running test workers in
 # parallel, spinning OpenMP threads of several processes slow everything down many times over.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# dataset caches (MultiMNIST pairs) of the tests go to a fresh folder, never the user's ~/.cache
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mtl-bench-test-cache-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

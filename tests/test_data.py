@@ -9,6 +9,8 @@ from mtl_bench.data import DatasetNotFoundError, build_benchmark
 from mtl_bench.data import multimnist as mm
 from mtl_bench.data.synthetic import make_synthetic
 
+from conftest import make_mnist
+
 
 def test_synthetic_is_deterministic_per_seed_and_scaled_by_sigma():
     a = make_synthetic(num_tasks=2, num_samples=200, num_val=50, num_test=50, seed=3)
@@ -80,13 +82,34 @@ def test_validation_pairs_share_no_digit_image_with_training_pairs(mnist_root):
     np.testing.assert_array_equal(arrays["val"][1], mnist_labels[val_sources])  # labels follow the sources
 
 
-def test_multimnist_cache_round_trip(mnist_root, tmp_path):
+def test_multimnist_cache_goes_to_the_user_cache_keyed_by_the_construction(mnist_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     root = tmp_path / "data"
     root.mkdir()
     (root / "MNIST").symlink_to(mnist_root / "MNIST")
-    first = mm.build_multimnist_arrays(root, seed=1)
-    assert (root / "MultiMNIST" / f"multimnist_seed1_val0_v{mm.CACHE_VERSION}.pt").exists()
-    assert mm.fingerprint(mm.build_multimnist_arrays(root, seed=1)) == mm.fingerprint(first)
+    first = mm.build_multimnist_arrays(root, seed=1, val_size=20)
+    assert not (root / "MultiMNIST").exists()  # the data folder is never written
+    (path,) = (tmp_path / "xdg" / "mtl-bench" / "MultiMNIST").iterdir()
+    assert path.name == f"multimnist_seed1_val20_v{mm.CACHE_VERSION}_mnist{mm.mnist_digest(root)}.pt"
+    # the cached file holds exactly the arrays built without a cache
+    fresh = mm.build_multimnist_arrays(root, seed=1, val_size=20, cache=False)
+    stored = torch.load(path, weights_only=False)
+    assert set(stored) == {"train", "val", "test"}
+    for split in stored:
+        for a, b in zip(stored[split], fresh[split]):
+            np.testing.assert_array_equal(a, b)
+    # read back without touching MNIST; other parameters or another MNIST get their own file
+    monkeypatch.setattr(mm, "load_mnist", lambda *a, **k: pytest.fail("MNIST read despite the cache"))
+    assert mm.fingerprint(mm.build_multimnist_arrays(root, seed=1, val_size=20)) == mm.fingerprint(first)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    mm.build_multimnist_arrays(root, seed=2, val_size=20)
+    other = make_mnist(tmp_path / "other", seed=3)
+    mm.build_multimnist_arrays(other, seed=1, val_size=20)
+    assert len(list((tmp_path / "xdg" / "mtl-bench" / "MultiMNIST").iterdir())) == 3
+    # dataset.cache_dir names another folder
+    mm.build_multimnist_arrays(root, seed=1, val_size=20, cache_dir=tmp_path / "mine")
+    assert (tmp_path / "mine" / "MultiMNIST" / path.name).exists()
 
 
 def _cfg(root, **kw):
@@ -118,6 +141,24 @@ def test_missing_mnist_names_the_files_and_the_fix(tmp_path):
     message = str(err.value)
     assert "train-images-idx3-ubyte" in message and str(tmp_path / "MNIST" / "raw") in message
     assert "dataset.download=true" in message and "MTL_BENCH_DATA" in message
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("train-images-idx3-ubyte", "truncate", r"train-images-idx3-ubyte is 2[0-9,]+ bytes but its header announces 300 "
+                                            r"images, which take 235,216 bytes"),
+    ("t10k-labels-idx1-ubyte", "magic", r"t10k-labels-idx1-ubyte does not start with the idx labels magic number 2049"),
+    ("train-labels-idx1-ubyte", "empty", r"train-labels-idx1-ubyte is 0 bytes, shorter than its 8-byte header"),
+])
+def test_damaged_mnist_names_the_file_its_size_and_the_fix(mnist_root, tmp_path, name, damage, message):
+    import shutil
+
+    shutil.copytree(mnist_root, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "MNIST" / "raw" / name
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) - 20_000], "magic": b"\0\0\0\0" + data[4:], "empty": b""}[damage])
+    with pytest.raises(DatasetNotFoundError, match=message) as err:
+        build_benchmark(_cfg(tmp_path, cache=False), batch_size=32, seed=0)
+    assert "dataset.download=true" in str(err.value) and "47,040,016" in str(err.value)
 
 
 def test_unlabelled_batches_give_zero_loss_not_nan():

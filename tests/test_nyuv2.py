@@ -153,6 +153,8 @@ def test_missing_dataset_names_the_expected_layout(tmp_path):
     ("wrong_shape", r"depth: shape \(32, 64\), expected \(32, 64, 1\)"),
     ("count_mismatch", r"mismatched counts .*label=3"),
     ("gap", r"not numbered 0\.\.3 .*missing e\.g\. 2\.npy"),
+    ("truncated", r"1 damaged file\(s\) in .*train/depth: 3\.npy: [0-9,]+ bytes, but its header \(float32 \(32, 64, 1\)\) needs"),
+    ("not_npy", r"damaged file\(s\) in .*val/image: 1\.npy: not a readable \.npy file"),
 ])
 def test_malformed_dataset_is_reported(tmp_path, damage, message):
     root = write_nyuv2(tmp_path, n_train=4, n_val=2, size=tuple(SIZE))
@@ -164,6 +166,11 @@ def test_malformed_dataset_is_reported(tmp_path, damage, message):
         np.save(root / "train" / "depth" / "0.npy", np.ones(SIZE, dtype=np.float32))
     elif damage == "count_mismatch":
         (root / "train" / "label" / "3.npy").unlink()
+    elif damage == "truncated":  # a copy cut short: only the last sample is wrong
+        path = root / "train" / "depth" / "3.npy"
+        path.write_bytes(path.read_bytes()[:-100])
+    elif damage == "not_npy":
+        (root / "val" / "image" / "1.npy").write_text("<html>error page</html>")
     elif damage == "gap":
         for sub in ("image", "label", "depth", "normal"):
             (root / "train" / sub / "2.npy").rename(root / "train" / sub / "7.npy")

@@ -48,10 +48,12 @@ def test_curves_plot_data_are_the_val_means(sel, tmp_path):
     _files_ok(data, "curves")
     r = sel.results
     rows = r[(r["method"] == "dwa") & (r["split"] == "val") & (r["metric"] == "mse") & (r["task"] == "task1")]
-    expected = rows.groupby("epoch")["value"].agg(["mean", "min", "max"])
+    from mtl_bench.report.scores import seed_stats
+
+    expected = rows.groupby("epoch")["value"].agg(["mean", lambda v: seed_stats(v.tolist())["ci"]])
     got = data[(data["method"] == "dwa") & (data["task"] == "task1")].set_index("epoch")
     assert got["value"].to_numpy() == pytest.approx(expected["mean"].to_numpy())
-    assert got["low"].to_numpy() == pytest.approx(expected["min"].to_numpy())
+    assert (got["value"] - got["low"]).to_numpy() == pytest.approx(expected.iloc[:, 1].to_numpy())  # 95% CI
     assert list(got.index) == [1, 2, 3]
 
 
@@ -98,3 +100,55 @@ def test_cli_plot_writes_png_and_pdf(runs, tmp_path):
 def test_pareto_needs_two_tasks(sel):
     with pytest.raises(ValueError, match="two tasks"):
         plots.pareto(sel.selected, tasks=["task0"])
+
+
+def test_cli_plot_prints_its_data_only_when_asked(runs, tmp_path):
+    quiet = cli("plot", str(runs), "--kind", "curves", "--metric", "mse", "--out", str(tmp_path / "a"), cwd=tmp_path,
+                env=ONE_THREAD)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "epoch" not in quiet.stdout and quiet.stdout.splitlines()[-1].startswith("written: ")
+    assert "95% CI over seeds" in quiet.stdout
+    loud = cli("plot", str(runs), "--kind", "curves", "--metric", "mse", "--out", str(tmp_path / "b"), "--verbose",
+               "--csv", str(tmp_path / "curves.csv"), cwd=tmp_path, env=ONE_THREAD)
+    assert loud.returncode == 0, loud.stderr
+    assert "epoch" in loud.stdout.splitlines()[0]
+    assert (tmp_path / "curves.csv").read_text().startswith("panel,method,task,epoch")
+
+
+def test_weights_share_one_axis_with_seed_bands_and_say_so(sel):
+    import math
+
+    from mtl_bench.report.scores import seed_stats
+
+    data = plots.weights(sel.results)
+    fig = data.attrs["figure"]
+    assert len({ax.get_ylim() for ax in fig.axes}) == 1
+    r = sel.results
+    uw = r[(r["method"] == "uw") & (r["split"] == "train_step") & (r["metric"] == "weight") & (r["task"] == "task0")]
+    at3 = seed_stats(uw[uw["step"] == 3]["value"].tolist())
+    row = data[(data["method"] == "uw") & (data["task"] == "task0") & (data["step"] == 3)].iloc[0]
+    assert row["high"] - row["weight"] == pytest.approx(at3["ci"]) and not math.isnan(row["low"])
+    assert data.attrs["note"] == "lines: mean task weight over 1-2 seeds; bands: 95% CI over seeds (Student t)"
+    assert any("95% CI" in t.get_text() for t in fig.texts)
+
+
+def test_curves_use_integer_epoch_ticks(sel):
+    fig = plots.curves(sel.results, metric="mse").attrs["figure"]
+    for ax in fig.axes:
+        fig.canvas.draw() if hasattr(fig.canvas, "draw") else None
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_pareto_without_static_runs_shows_the_stl_point_and_the_front(sel):
+    selected = sel.selected[sel.selected["strategy"] != "static"]
+    data = plots.pareto(selected, split="test", metric="mse")
+    (ax,) = data.attrs["figure"].axes
+    labels = ax.get_legend_handles_labels()[1]
+    assert "static weights" not in labels and "static front" not in labels
+    assert "stl (single-task)" in labels and "Pareto front" in labels
+    stl = selected[selected["is_baseline"] & (selected["split"] == "test") & (selected["metric"] == "mse")]
+    x, y = next(iter(data.attrs["stl"].values()))
+    assert x == pytest.approx(stl[stl["task"] == "task0"]["value"].mean())
+    assert y == pytest.approx(stl[stl["task"] == "task1"]["value"].mean())
+    assert data["on_pareto"].any()

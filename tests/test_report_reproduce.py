@@ -5,7 +5,7 @@ import pandas as pd
 from report_runs import ONE_THREAD
 
 from conftest import cli
-from mtl_bench.report.papers import available_presets, grid_commands, load_preset
+from mtl_bench.report.papers import available_presets, grid_commands, load_preset, protocol_departures
 
 
 def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_path):
@@ -20,10 +20,21 @@ def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_pa
     published = text.index("## Published: Sener & Koltun 2018, Table 3")
     assert regenerated < published
     ours = text[regenerated:published]
-    for method in ("| stl |", "| ew |", "| uw |", "| gradnorm |", "| mgda |"):
-        assert method in ours and method in text[published:]
+    # both tables list the published rows in the published order, under the same names
+    order = lambda part: [line.split(" | ")[0:2] for line in part.splitlines()
+                          if line.startswith("| ") and not line.startswith("| method")]
+    assert order(ours) == order(text[published:]) == [
+        ["| stl", "Single task"], ["| ew", "Uniform scaling"], ["| uw", "Kendall et al. 2018"],
+        ["| gradnorm", "GradNorm"], ["| mgda", "MGDA-UB"]]
     assert "left accuracy % ↑" in ours and "Δm% ↓" in ours
-    assert "| mgda | **97.26** | **95.90** |" in text[published:]
+    assert "| mgda | MGDA-UB | **97.26** | **95.90** |" in text[published:]
+    # a banner names every override that departs from the paper's protocol, and only those
+    (banner,) = {line for line in text.splitlines() if line.startswith("!! NOT the paper's protocol")}
+    for departure in ("dataset.val_size=50", "trainer.batch_size=64", "trainer.epochs=1", "seed=0",
+                      "trainer.lr=0.01,0.05"):
+        assert departure in banner
+    assert "dataset.root" not in banner and "hydra.sweep.dir" not in banner
+    assert text.index(banner) < text.index("== sener_koltun_multimnist") and banner in ours
     # the runs behind it: 4 strategies + 2 single-task baselines, x 2 lrs, tiny protocol applied
     table = pd.read_csv(sweep / "table.csv").set_index("method")
     assert set(table.index) == {"stl", "ew", "uw", "gradnorm", "mgda"}
@@ -36,7 +47,7 @@ def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_pa
     assert len(list((sweep / "mtl").glob("*/summary.json"))) == 8
     assert len(list((sweep / "stl").glob("*/summary.json"))) == 4
     assert set(table.drop(index="stl")["trainer.lr"].astype(str)) <= {"0.01", "0.05"}
-    assert "| method | trainer.lr |" in ours and "trainer.lr chosen per method" in ours
+    assert "| method | paper | trainer.lr |" in ours and "trainer.lr chosen per method" in ours
     assert "trainer.epochs=1" in commands[0] and "strategy=ew" in commands[1]
 
 
@@ -62,3 +73,9 @@ def test_presets_compose_with_hydra(compose):
     assert cfg.strategy.name == "gradnorm" and cfg.strategy.alpha == 0.12 and cfg.dataset.preset == "paper"
     cfg = compose(["+experiment=sener_koltun_multimnist"])
     assert cfg.trainer.optimizer == "sgd" and cfg.protocol.selection.split == "val"
+
+
+def test_protocol_departures_leave_out_where_and_how_fast_runs_go():
+    overrides = ["trainer.epochs=1", "hydra/launcher=local", "dataset.root=/data", "+seed=0", "trainer.device=cuda",
+                 "dataset.label_fraction=0.1", "grad.method=loop"]
+    assert protocol_departures(overrides) == ["trainer.epochs=1", "+seed=0", "dataset.label_fraction=0.1"]

@@ -124,3 +124,35 @@ def test_cli_table_formats_and_published_baseline(runs, tmp_path):
     assert ew["delta_m"] == pytest.approx(expected)
     with pytest.raises(ValueError, match="choose stl"):
         make_table([runs], baseline="nonsense")
+
+
+def test_rows_of_few_seeds_are_marked_and_the_caption_names_selection_and_time(runs):
+    from mtl_bench.report import collect
+
+    found = collect([runs])
+    # uw made solver calls (two failed) in this copy of the results; the others none
+    uw = found.results["strategy"] == "uw"
+    found.results.loc[uw, "solver_calls"], found.results.loc[uw, "solver_failures"] = 100, 1
+    table, _ = make_table(found, metrics=["mse"], selection={"rule": "best", "metric": "mean/mse"})
+    text = table.to_markdown()
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert header.endswith("| enc. backward/step | solver fails/calls | seeds |")
+    row = lambda method: next(l for l in text.splitlines() if l.startswith(f"| {method} |")).split(" | ")
+    assert row("ew")[-1] == "2† |" and row("stl")[-1] == "1† |"
+    assert row("uw")[-2] == "2/200" and row("ew")[-2] == "–" and row("ew")[-3] == "1.00"
+    assert "fewer than 3 seeds; the 95% CI over seeds is not informative" in text
+    assert "model selection: best: val mean/mse" in text
+    assert "comparable only between runs made together on one machine" in text
+    # CIs are not clipped: ew's CI half-width is the t-interval of its two seeds
+    frame = table.frame.set_index("method")
+    assert frame.loc["ew", "task0/mse:ci"] == pytest.approx(12.706 * frame.loc["ew", "task0/mse:std"] / math.sqrt(2),
+                                                           rel=1e-3)
+
+
+def test_cost_columns_are_left_out_when_no_run_has_them(runs):
+    from mtl_bench.report import collect
+
+    found = collect([runs])
+    found.results["backward_passes_per_step"] = float("nan")
+    text = make_table(found, metrics=["mse"])[0].to_markdown()
+    assert "enc. backward/step" not in text and "solver fails/calls" not in text

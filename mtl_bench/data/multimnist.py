@@ -8,7 +8,7 @@ byte-scaled by its min/max and resized to 28x28 with nearest-neighbour sampling 
 centres (PIL's NEAREST, source index floor((i + 0.5) * 36 / 28)). Labels are (left, right).
 
 Unlike the original generator, ours is seeded (numpy PCG64, identical on every platform) and its
-output is cached next to the data. A validation split is set apart from MNIST's training images
+output is cached in the user's cache folder, keyed by the source files and the construction. A validation split is set apart from MNIST's training images
 before pairing (so validation pairs share no digit image with training pairs), and
 ``label_fraction`` keeps labels for only a fraction of the training examples of each task, a
 different subset per task (the label-scarcity study of Gong et al. 2019, arXiv 1904.06467).
@@ -33,6 +33,10 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# idx header: magic number, item count, then the image size (images only); sizes of the real files
+IDX_MAGIC = {"images": 2051, "labels": 2049}
+MNIST_BYTES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
+               "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
 MEAN, STD = 0.1307, 0.3081
 CACHE_VERSION = 2
 
@@ -47,18 +51,51 @@ def load_mnist(root: str | os.PathLike, download: bool = False) -> dict[str, tup
 
     root = Path(root).expanduser()
     raw = _mnist_raw_dir(root)
-    missing = [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / f"{f}.gz").exists()]
+    missing = _missing_mnist(root)
     if missing and not download:
         raise DatasetNotFoundError(
             f"MNIST not found: expected {', '.join(MNIST_FILES)} in {raw} (missing: {', '.join(missing)}). "
             f"Point dataset.root (or the MTL_BENCH_DATA environment variable) at the folder holding MNIST/raw, "
             f"or add dataset.download=true on a machine with internet access to fetch it with torchvision."
         )
+    check_mnist_files(raw)
     out = {}
     for split, train in (("train", True), ("test", False)):
         ds = MNIST(str(root), train=train, download=download)
         out[split] = (ds.data.numpy(), ds.targets.numpy())
     return out
+
+
+def idx_problem(path: Path) -> str:
+    """Why an uncompressed MNIST idx file cannot be right ("" when its header and size agree)."""
+    kind = "images" if "images" in path.name else "labels"
+    size = path.stat().st_size
+    header = 16 if kind == "images" else 8
+    with open(path, "rb") as f:
+        head = f.read(header)
+    if len(head) < header:
+        return f"{path} is {size} bytes, shorter than its {header}-byte header"
+    magic, count, *dims = np.frombuffer(head, dtype=">i4").tolist()
+    if magic != IDX_MAGIC[kind]:
+        return f"{path} does not start with the idx {kind} magic number {IDX_MAGIC[kind]} (found {magic})"
+    if kind == "images" and dims != [28, 28]:
+        return f"{path} holds images of {dims[0]}x{dims[1]}, expected 28x28"
+    expected = header + count * (784 if kind == "images" else 1)
+    if size != expected:
+        return f"{path} is {size:,} bytes but its header announces {count:,} {kind}, which take {expected:,} bytes"
+    return ""
+
+
+def check_mnist_files(raw: Path) -> None:
+    """Check the header and size of every uncompressed MNIST file before reading any."""
+    problems = [p for p in (idx_problem(raw / name) for name in MNIST_FILES if (raw / name).exists()) if p]
+    if problems:
+        sizes = ", ".join(f"{name} {size:,}" for name, size in MNIST_BYTES.items())
+        raise DatasetNotFoundError(
+            f"MNIST is damaged: {'; '.join(problems)}. Delete the damaged file(s) and fetch a good copy with "
+            f"dataset.download=true (torchvision), or copy MNIST/raw from a machine that has it "
+            f"(the real files are {sizes} bytes)."
+        )
 
 
 def bytescale(images: np.ndarray) -> np.ndarray:
@@ -101,24 +138,22 @@ def make_pairs(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
 
 
 def build_multimnist_arrays(root, seed: int = 0, val_size: int = 0, download: bool = False,
-                            cache: bool = True) -> dict:
+                            cache: bool = True, cache_dir=None) -> dict:
     """``{split: (images uint8 [N,28,28], labels int64 [N,2], sources int64 [N,2])}`` for the
     splits train, val and test. The validation images are set apart from MNIST's training images
     *before* pairing, so no validation pair shares a digit image with a training pair; ``sources``
     are the MNIST indices (within MNIST's train or test split) of each pair's left and right image.
-    Cached as ``root/MultiMNIST/multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}.pt`` (or in
-    the user cache dir when ``root`` is read-only)."""
+    Cached in ``cache_dir`` (default :func:`user_cache_dir`, never ``root``) under a name keyed by
+    the construction (:func:`cache_path`)."""
     root = Path(root).expanduser()
-    name = f"multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}.pt"
-    candidates = [root / "MultiMNIST" / name, _user_cache_dir() / "MultiMNIST" / name]
-    if cache:
-        for path in candidates:
-            if path.exists():
-                try:
-                    return torch.load(path, weights_only=False)
-                except Exception as err:  # a truncated cache is rebuilt, never trusted
-                    warnings.warn(f"ignoring unreadable MultiMNIST cache {path}: {err}")
-    mnist = load_mnist(root, download=download)
+    mnist = load_mnist(root, download=True) if download and _missing_mnist(root) else None
+    path = cache_path(root, seed, val_size, cache_dir) if cache else None
+    if path is not None and path.exists():
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception as err:  # a truncated cache is rebuilt, never trusted
+            warnings.warn(f"ignoring unreadable MultiMNIST cache {path}: {err}")
+    mnist = mnist or load_mnist(root, download=download)
     train_images, train_labels = mnist["train"]
     train_idx, val_idx = split_validation(len(train_images), val_size, seed)
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -127,18 +162,44 @@ def build_multimnist_arrays(root, seed: int = 0, val_size: int = 0, download: bo
                                            ("test", mnist["test"], np.arange(len(mnist["test"][0])))):
         composites, pair_labels, sources = make_pairs(images[index], labels[index], rng)
         arrays[split] = (composites, pair_labels, index[sources])
-    if cache:
-        for path in candidates:
-            try:
-                _atomic_save(arrays, path)
-                break
-            except OSError:
-                continue
+    if path is not None:
+        try:
+            _atomic_save(arrays, path)
+        except OSError as err:
+            warnings.warn(f"MultiMNIST cache not written to {path} ({err}); set dataset.cache_dir to a writable "
+                          f"folder, or dataset.cache=false")
     return arrays
 
 
-def _user_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mtl-bench"
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/mtl-bench``, else ``~/.cache/mtl-bench``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtl-bench"
+
+
+def _missing_mnist(root: Path) -> list[str]:
+    raw = _mnist_raw_dir(root)
+    return [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / f"{f}.gz").exists()]
+
+
+def mnist_digest(root: Path) -> str:
+    """A short hash of the MNIST files the pairs are built from (the extracted file, else its .gz)."""
+    raw = _mnist_raw_dir(root)
+    h = hashlib.sha256()
+    for name in MNIST_FILES:
+        path = raw / name if (raw / name).exists() else raw / f"{name}.gz"
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_path(root: Path, seed: int, val_size: int, cache_dir=None) -> Path:
+    """The cache file of one construction: the source MNIST (its digest), the data seed, the
+    validation size and the construction version :data:`CACHE_VERSION`."""
+    missing = _missing_mnist(root)
+    if missing:
+        load_mnist(root)  # raises the error that names the missing files and the fix
+    folder = Path(cache_dir).expanduser() if cache_dir else user_cache_dir()
+    name = f"multimnist_seed{seed}_val{val_size}_v{CACHE_VERSION}_mnist{mnist_digest(root)}.pt"
+    return folder / "MultiMNIST" / name
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -177,7 +238,7 @@ def fingerprint(arrays: dict) -> str:
 def build_multimnist(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark:
     """Benchmark from the ``dataset`` config node (configs/dataset/multimnist.yaml)."""
     arrays = build_multimnist_arrays(cfg.root, seed=cfg.seed, val_size=cfg.val_size, download=cfg.download,
-                                     cache=cfg.cache)
+                                     cache=cfg.cache, cache_dir=cfg.get("cache_dir"))
     fractions = cfg.label_fraction
     if isinstance(fractions, (int, float)):
         fractions = {t: float(fractions) for t in TASKS}

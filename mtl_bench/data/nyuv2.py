@@ -100,9 +100,31 @@ def scan_split(root: Path, folder: str) -> tuple[int, list[str]]:
             problems.append(f"{path} holds {len(indices)} files not numbered 0..{len(indices) - 1} "
                             f"(missing e.g. {', '.join(f'{i}.npy' for i in missing)})")
         counts[sub] = len(indices)
+        damaged = [p for p in (npy_problem(path / f"{i}.npy") for i in indices) if p]
+        if damaged:
+            problems.append(f"{len(damaged)} damaged file(s) in {path}: " + "; ".join(damaged[:3]))
     if len(set(counts.values())) > 1:
         problems.append(f"mismatched counts in {base}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return (min(counts.values()) if counts else 0), problems
+
+
+def npy_problem(path: Path) -> str:
+    """Why a .npy file cannot be whole ("" when its header parses and its size matches it)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            data_start = f.tell()
+    except (OSError, ValueError) as err:
+        return f"{path.name}: not a readable .npy file ({err})"
+    if dtype.hasobject:
+        return f"{path.name}: holds Python objects, expected a numeric array"
+    expected = data_start + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        return f"{path.name}: {size:,} bytes, but its header ({dtype} {shape}) needs {expected:,}"
+    return ""
 
 
 def check_arrays(image: np.ndarray, label: np.ndarray, depth: np.ndarray, normal: np.ndarray,

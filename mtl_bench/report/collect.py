@@ -4,8 +4,9 @@ One row per (run, epoch, step, split, task, metric) with the run's identity, sta
 cost and flattened config (``cfg.*`` columns, values as text) repeated on every row, so scores,
 tables and plots are pure functions of this one frame. Runs are found anywhere below the given
 directories (a single run, a Hydra multirun sweep, a tree of sweeps) by their ``summary.json``
-(or a ``metrics.jsonl`` without one). Only ``completed`` runs enter the table; the others are
-listed in :attr:`Collection.excluded` with their status and reason, never mixed in.
+(or a ``metrics.jsonl`` without one). Only ``completed`` runs whose files agree enter the table
+(:mod:`mtl_bench.report.integrity`); the others (running, failed, diverged, interrupted, damaged
+files) are listed in :attr:`Collection.excluded` with their status and reason, never mixed in.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from ..train.run_dir import METRICS_FILE, SUMMARY_FILE, read_metrics, read_summary
+from ..train.run_dir import METRICS_FILE, SUMMARY_FILE
 from .directions import higher_is_better
+from .integrity import DAMAGED, RunFiles, read_run
 
 RECORD_COLUMNS = ["epoch", "step", "split", "task", "metric", "value"]
 RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "seed", "tasks", "n_tasks", "grad_space",
@@ -46,7 +48,7 @@ class Collection:
     def describe_excluded(self) -> str:
         if self.excluded.empty:
             return ""
-        lines = [f"{len(self.excluded)} run(s) left out of the table (not completed):"]
+        lines = [f"{len(self.excluded)} run(s) left out of the table (not completed, or damaged files):"]
         for _, row in self.excluded.iterrows():
             reason = f": {row['reason']}" if isinstance(row.get("reason"), str) and row["reason"] else ""
             lines.append(f"  {row['status']:<10} {row['run']}{reason}")
@@ -82,29 +84,36 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def read_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / ".hydra" / "config.yaml"
-    if not path.exists():
-        return {}
-    from omegaconf import OmegaConf
+def status_and_reason(run: RunFiles) -> tuple[str, str]:
+    """A run's status for the report (``damaged`` when its files disagree) and why it is left out."""
+    summary = run.summary or {}
+    if run.problem:
+        return DAMAGED, run.problem
+    status = summary.get("status", "no summary") if run.summary is not None else "no summary"
+    if not isinstance(status, str):
+        return DAMAGED, f"{Path(run.run_dir) / SUMMARY_FILE} has no valid status ({status!r})"
+    epochs = f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')} epochs"
+    if status == "running":
+        return status, f"{epochs} (killed or still running)"
+    if status == "interrupted":
+        return status, f"{epochs}, stopped by {summary.get('signal', 'a signal')}; start it again to resume"
+    if status == "diverged":
+        tasks = ", ".join(summary.get("diverged_tasks") or []) or "a task"
+        return status, f"{tasks} diverged at step {summary.get('diverged_at_step', '?')}"
+    if status == "no summary":
+        return status, (f"{METRICS_FILE} without {SUMMARY_FILE}" if (Path(run.run_dir) / METRICS_FILE).exists()
+                        else "config only: the run failed before training (see its log)")
+    return status, str(summary.get("error") or "")
 
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
-
-def _run_row(run_dir: Path, summary: dict | None, config: dict) -> dict:
-    summary = summary or {}
-    ident = summary.get("identity", {})
-    cost = summary.get("cost", {})
+def _run_row(run: RunFiles) -> dict:
+    run_dir, config = run.run_dir, run.config
+    summary = run.summary or {}
+    ident = summary.get("identity") or {}
+    cost = summary.get("cost") or {}
     sel = (config.get("protocol") or {}).get("selection") or summary.get("selected") or {}
     tasks = ident.get("tasks") or []
-    status = summary.get("status", "no summary")
-    reason = summary.get("error") or ("diverged at step %s" % summary["diverged_at_step"]
-                                      if "diverged_at_step" in summary else "")
-    if status == "running":
-        reason = f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')} epochs (killed or still running)"
-    elif status == "no summary":
-        reason = ("metrics.jsonl without summary.json" if (Path(run_dir) / METRICS_FILE).exists()
-                  else "config only: the run failed before training (see its log)")
+    status, reason = status_and_reason(run)
     row = {
         "run": str(run_dir), "status": status, "reason": reason,
         "dataset": ident.get("dataset", (config.get("dataset") or {}).get("name")),
@@ -124,8 +133,8 @@ def _run_row(run_dir: Path, summary: dict | None, config: dict) -> dict:
     return row
 
 
-def _records(run_dir: Path, summary: dict) -> pd.DataFrame:
-    frame = pd.DataFrame(read_metrics(run_dir), columns=RECORD_COLUMNS)
+def _records(records: list[dict], summary: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
     directions = summary.get("directions", {})
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
     hib = {}
@@ -148,11 +157,11 @@ def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",
         else:
             dirs.append(path)
     for run_dir in find_run_dirs(dirs):
-        summary = read_summary(run_dir)
-        row = _run_row(run_dir, summary, read_config(run_dir))
+        run = read_run(run_dir, statuses)
+        row = _run_row(run)
         rows.append(row)
         if row["status"] in statuses:
-            records = _records(run_dir, summary)
+            records = _records(run.records, run.summary)
             if records.empty:
                 row["status"], row["reason"] = "empty", "no metrics recorded"
                 continue

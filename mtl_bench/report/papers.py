@@ -25,7 +25,7 @@ import pandas as pd
 
 from .baselines import Baselines
 from .directions import display_scale, higher_is_better
-from .tables import ScoreTable, score_table
+from .tables import FEW_SEEDS_NOTE, ScoreTable, score_table
 
 TOLERANCE = 0.01  # printed Delta_m agrees with the recomputed one within this (two printed decimals)
 
@@ -119,12 +119,45 @@ def published_table(name: str, delta_average: str = "metric", columns=None) -> S
             table.notes.append(f"{row['method']}: printed Δm {row['printed_delta_m']:.2f} but the row's own "
                                f"numbers give {row['delta_m']:.2f} (flagged (!))")
     frame["n"] = math.nan
+    table.notes = [note for note in table.notes if note != FEW_SEEDS_NOTE]  # published rows have no seeds
     table.caption = (f"Published numbers ({name}); Δm% recomputed from the rows against the paper's "
                      f"single-task row, averaged per {delta_average}; lower is better. MR among the rows shown.")
     return table
 
 
+def align_with_published(table: ScoreTable, name: str) -> ScoreTable:
+    """Order ``table``'s rows as the published table ``name`` lists its methods (others last) and
+    show the paper's name of each row in a ``paper`` column."""
+    printed = printed_scores(name)
+    order = {method: i for i, method in enumerate(printed["method"])}
+    frame = table.frame.assign(paper=table.frame["method"].map(dict(zip(printed["method"], printed["label"]))),
+                               _order=table.frame["method"].map(order).fillna(len(order)))
+    table.frame = frame.sort_values(["panel", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    table.label_column = "paper"
+    return table
+
+
 # ------------------------------------------------------------------------------ reproduce
+# overrides that change where or how fast runs go, never what they compute
+PROTOCOL_NEUTRAL = ("hydra", "dataset.root", "dataset.download", "dataset.cache", "dataset.num_workers",
+                    "dataset.pin_memory", "dataset.eval_batch_size", "trainer.device", "trainer.progress",
+                    "trainer.checkpoint", "trainer.log_interval", "trainer.compile", "grad.method", "grad.chunk_size",
+                    "grad.vmap_max_bytes")
+
+
+def protocol_departures(overrides: list[str]) -> list[str]:
+    """The overrides that change what a preset computes (epochs, seeds, lr grid, data sizes ...)."""
+    keys = [(o, o.lstrip("+~").split("=", 1)[0]) for o in overrides]
+    return [o for o, key in keys if not key.startswith(PROTOCOL_NEUTRAL)]
+
+
+def departure_banner(name: str, departures: list[str]) -> str:
+    if not departures:
+        return ""
+    return (f"!! NOT the paper's protocol: {', '.join(departures)} override(s) configs/experiment/{name}.yaml; "
+            f"the regenerated numbers are not comparable with the published ones.")
+
+
 def _grid_args(grid: dict) -> list[str]:
     out = []
     for key, value in grid.items():
@@ -164,6 +197,9 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
         sweep_dir = Path("reproduce") / name / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     sweep_dir = sweep_dir.resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    banner = departure_banner(name, protocol_departures(overrides))
+    if banner:
+        out(banner)
     failures = 0
     commands = []
     for grid, argv in grid_commands(name, sweep_dir, overrides):
@@ -180,8 +216,11 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
                             metrics=settings.get("metrics"), delta_average=settings.get("delta_average", "metric"),
                             reference=settings.get("reference", "ew"), tune=settings.get("tune") or (),
                             tune_metric=settings.get("tune_metric"))
+    if meta.get("published"):
+        align_with_published(table, meta["published"])
     excluded = sel.collection.describe_excluded()
-    regenerated = f"## Regenerated: {meta.get('paper', name)}\n\n{table.to_markdown()}"
+    regenerated = f"## Regenerated: {meta.get('paper', name)}\n\n" + (f"{banner}\n\n" if banner else "")
+    regenerated += table.to_markdown()
     if excluded:
         regenerated += f"\n{excluded}\n"
     out(regenerated)
@@ -189,8 +228,8 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
     (sweep_dir / "table.csv").write_text(table.to_csv())
     (sweep_dir / "table.tex").write_text(table.to_latex())
     if meta.get("published"):
-        published = published_table(meta["published"], settings.get("delta_average", "metric"),
-                                    columns=settings.get("columns"))
+        published = align_with_published(published_table(meta["published"], settings.get("delta_average", "metric"),
+                                                          columns=settings.get("columns")), meta["published"])
         text = f"## Published: {meta.get('paper', name)}\n\n{published.to_markdown()}"
         if meta.get("published_note"):
             text += f"\n\nNote: {meta['published_note']}\n"

@@ -3,12 +3,18 @@
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no display) and saved as PNG and
 PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
 
-- :func:`weights`: task weights over training steps (GradNorm, Chen et al. 2018, Fig. 2 top).
-- :func:`curves`: a per-task metric over epochs (mean over seeds, band = min..max over seeds).
-- :func:`pareto`: two tasks' metrics against each other; runs of ``strategy=static`` with
-  different weights trace the static-weight front (Xin et al. 2022), non-dominated ones joined.
+- :func:`weights`: task weights over training steps (GradNorm, Chen et al. 2018, Fig. 2 top), one
+  y-axis for all panels.
+- :func:`curves`: a per-task metric over epochs.
+- :func:`pareto`: two tasks' metrics against each other, with the single-task point and the front
+  of the methods' non-dominated points; runs of ``strategy=static`` with different weights trace
+  the static-weight front (Xin et al. 2022).
 - :func:`delta`: Delta_m% bars with their 95% confidence intervals over seeds.
 - :func:`cost`: Delta_m% against seconds per epoch.
+
+Lines are means over seeds and bands or error bars 95% confidence intervals over seeds (Student t;
+none with one seed); every figure says so, with the number of seeds, in a line under its panels
+(also ``frame.attrs["note"]``). Epochs and steps sit on integer ticks.
 """
 from __future__ import annotations
 
@@ -30,6 +36,34 @@ def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2):
     return fig, axes
 
 
+def _seed_band(rows: pd.DataFrame, keys: list[str], value: str = "value") -> pd.DataFrame:
+    """Mean, 95% CI (``low``, ``high``; Student t, NaN for one seed) and count ``n`` of ``value``
+    over the rows (one per seed) of each group of ``keys``."""
+    from scipy import stats
+
+    data = rows.groupby(keys, sort=False)[value].agg(mean="mean", std="std", n="count").reset_index()
+    half = stats.t.ppf(0.975, (data["n"] - 1).clip(lower=1)) * data["std"] / data["n"] ** 0.5
+    half = half.where(data["n"] > 1)
+    return data.assign(low=data["mean"] - half, high=data["mean"] + half).drop(columns="std")
+
+
+def _seeds(n: pd.Series) -> str:
+    low, high = int(n.min()), int(n.max())
+    return f"{low} seed(s)" if low == high else f"{low}-{high} seeds"
+
+
+def _note(fig, frame: pd.DataFrame, text: str) -> None:
+    """Say under the panels what the marks are (kept in ``frame.attrs["note"]``)."""
+    fig.text(0.5, 0.0, text, ha="center", va="top", fontsize=7)
+    frame.attrs["note"] = text
+
+
+def _integer_ticks(ax, axis: str = "x") -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, frame: pd.DataFrame, out, name: str) -> pd.DataFrame:
     files = []
     if out is not None:
@@ -37,7 +71,7 @@ def _save(fig, frame: pd.DataFrame, out, name: str) -> pd.DataFrame:
         out.mkdir(parents=True, exist_ok=True)
         for ext in ("png", "pdf"):
             path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=150)
+            fig.savefig(path, dpi=150, bbox_inches="tight")
             files.append(str(path))
     frame.attrs["files"] = files
     frame.attrs["figure"] = fig
@@ -60,18 +94,30 @@ def weights(results: pd.DataFrame, out=None, name: str = "weights") -> pd.DataFr
     has_steps = rows[rows["split"] == "train_step"].groupby("run").size()
     keep = rows["run"].map(lambda r: "train_step" if r in has_steps.index else "train")
     rows = rows[rows["split"] == keep]
-    data = (rows.groupby(["panel", "method", "task", "step"], sort=False)["value"]
-            .agg(weight="mean", n="count").reset_index())
+    data = _seed_band(rows, ["panel", "method", "task", "step"]).rename(columns={"mean": "weight"})
     groups = list(data.groupby(["panel", "method"], sort=False))
     fig, axes = _figure(len(groups))
     for ax, ((panel, method), group) in zip(axes, groups):
         for task, line in group.groupby("task", sort=False):
-            ax.plot(line["step"], line["weight"], label=task)
+            drawn = ax.plot(line["step"], line["weight"], label=task)
+            ax.fill_between(line["step"], line["low"], line["high"], alpha=0.2, color=drawn[0].get_color())
         ax.set_title(f"{method}\n{panel}", fontsize=8)
         ax.set_xlabel("step")
         ax.set_ylabel("task weight")
+        _integer_ticks(ax)
         ax.legend(fontsize=7)
+    _share_y(axes, data)
+    _note(fig, data, f"lines: mean task weight over {_seeds(data['n'])}; bands: 95% CI over seeds (Student t)")
     return _save(fig, data, out, name)
+
+
+def _share_y(axes, data: pd.DataFrame) -> None:
+    """One y-range for every panel, so that weights compare across methods."""
+    values = pd.concat([data["weight"], data["low"], data["high"]]).dropna()
+    if len(values):
+        pad = 0.05 * (values.max() - values.min() or 1.0)
+        for ax in axes:
+            ax.set_ylim(values.min() - pad, values.max() + pad)
 
 
 def curves(results: pd.DataFrame, metric: str | None = None, split: str = "val", out=None,
@@ -86,8 +132,7 @@ def curves(results: pd.DataFrame, metric: str | None = None, split: str = "val",
     rows = rows[rows["metric"] == metric]
     if rows.empty:
         raise ValueError(f"no metric {metric!r} on {split!r}")
-    data = (rows.groupby(["panel", "method", "task", "epoch"], sort=False)["value"]
-            .agg(value="mean", low="min", high="max", n="count").reset_index())
+    data = _seed_band(rows, ["panel", "method", "task", "epoch"]).rename(columns={"mean": "value"})
     groups = list(data.groupby(["panel", "task"], sort=False))
     fig, axes = _figure(len(groups))
     for ax, ((panel, task), group) in zip(axes, groups):
@@ -97,7 +142,9 @@ def curves(results: pd.DataFrame, metric: str | None = None, split: str = "val",
         ax.set_title(f"{task} ({panel})", fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{split} {metric}")
+        _integer_ticks(ax)
         ax.legend(fontsize=7)
+    _note(fig, data, f"lines: mean over {_seeds(data['n'])}; bands: 95% CI over seeds (Student t)")
     data.attrs["metric"] = metric
     return _save(fig, data, out, name)
 
@@ -117,7 +164,9 @@ def front(points: pd.DataFrame, higher_x: bool, higher_y: bool) -> pd.Series:
 def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = None, tasks=None, out=None,
            name: str = "pareto") -> pd.DataFrame:
     """Two tasks' ``metric`` on ``split`` (mean over seeds per method); ``static`` methods with
-    different weights form the static-weight front (``on_front``: non-dominated among them)."""
+    different weights form the static-weight front (``on_front``: non-dominated among them);
+    ``on_pareto``: non-dominated among all methods; the single-task runs give the ``stl`` point
+    (each task's own baseline, mean over seeds) when there are any."""
     rows = _mtl(selected)
     rows = rows[rows["split"] == split]
     if metric is None:
@@ -128,30 +177,55 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
     if len(tasks) != 2:
         raise ValueError(f"the pareto plot needs two tasks (--tasks A,B), found {tasks}")
     rows = rows[rows["task"].isin(tasks)]
+    stl = _stl_point(selected, split, metric, tasks)
     wide = rows.pivot_table(index=["panel", "method", "strategy", "seed"], columns="task", values="value").reset_index()
-    data = wide.groupby(["panel", "method", "strategy"], sort=False)[tasks].mean().reset_index()
+    grouped = wide.groupby(["panel", "method", "strategy"], sort=False)
+    data = grouped[tasks].mean().reset_index().assign(n=grouped.size().to_numpy())
     data = data.rename(columns={tasks[0]: "x", tasks[1]: "y"})
     data["is_static"] = data["strategy"] == "static"
-    data["on_front"] = False
+    data["on_front"], data["on_pareto"] = False, False
     hib = bool(rows["higher_is_better"].iloc[0])
-    for _, group in data[data["is_static"]].groupby("panel"):
-        data.loc[group.index, "on_front"] = front(group, hib, hib)
+    for _, group in data.groupby("panel"):
+        data.loc[group.index, "on_pareto"] = front(group, hib, hib)
+        static = group[group["is_static"]]
+        if len(static):
+            data.loc[static.index, "on_front"] = front(static, hib, hib)
     groups = list(data.groupby("panel", sort=False))
     fig, axes = _figure(len(groups), 4.8, 4.0)
     for ax, (panel, group) in zip(axes, groups):
-        static = group[group["is_static"]]
-        ax.scatter(static["x"], static["y"], c="0.6", s=18, label="static weights")
-        line = static[static["on_front"]].sort_values("x")
-        if len(line):
-            ax.plot(line["x"], line["y"], c="0.4", lw=1, label="static front")
-        for _, point in group[~group["is_static"]].iterrows():
-            ax.scatter([point["x"]], [point["y"]], s=36, label=point["method"])
+        _draw_pareto_panel(ax, group, stl.get(panel))
         ax.set_xlabel(f"{tasks[0]} {split} {metric}")
         ax.set_ylabel(f"{tasks[1]} {split} {metric}")
         ax.set_title(str(panel), fontsize=8)
         ax.legend(fontsize=7)
-    data.attrs.update(tasks=tasks, metric=metric)
+    _note(fig, data, f"points: mean over {_seeds(data['n'])} per method; dashed: front of the non-dominated points")
+    data.attrs.update(tasks=tasks, metric=metric, stl=stl)
     return _save(fig, data, out, name)
+
+
+def _draw_pareto_panel(ax, group: pd.DataFrame, stl: tuple[float, float] | None) -> None:
+    static = group[group["is_static"]]
+    if len(static):
+        ax.scatter(static["x"], static["y"], c="0.6", s=18, label="static weights")
+        line = static[static["on_front"]].sort_values("x")
+        if len(line) > 1:
+            ax.plot(line["x"], line["y"], c="0.4", lw=1, label="static front")
+    for _, point in group[~group["is_static"]].iterrows():
+        ax.scatter([point["x"]], [point["y"]], s=36, label=point["method"])
+    line = group[group["on_pareto"]].sort_values("x")
+    ax.plot(line["x"], line["y"], c="k", lw=0.8, ls="--", label="Pareto front")
+    if stl is not None:
+        ax.scatter([stl[0]], [stl[1]], marker="*", s=120, c="k", label="stl (single-task)")
+
+
+def _stl_point(selected: pd.DataFrame, split: str, metric: str | None, tasks) -> dict:
+    """``{panel: (x, y)}``: each task's single-task baseline value (mean over seeds)."""
+    if "is_baseline" not in selected or metric is None or not tasks:
+        return {}
+    rows = selected[selected["is_baseline"] & (selected["split"] == split) & (selected["metric"] == metric)]
+    means = rows.groupby(["panel", "task"])["value"].mean()
+    return {panel: (means[(panel, tasks[0])], means[(panel, tasks[1])]) for panel in rows["panel"].unique()
+            if (panel, tasks[0]) in means and (panel, tasks[1]) in means}
 
 
 def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
@@ -168,13 +242,14 @@ def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
         ax.set_xticks(range(len(group)), group["method"], rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("Δm% (lower is better)")
         ax.set_title(str(panel), fontsize=8)
+    _note(fig, data, f"bars: mean Δm over {_seeds(data['n'])}; error bars: 95% CI over seeds (Student t)")
     return _save(fig, data, out, name)
 
 
 def cost(table, out=None, name: str = "cost") -> pd.DataFrame:
     """Delta_m% against the mean seconds per training epoch, one point per method."""
     data = table.frame[~table.frame["is_baseline"]][["panel", "method", "delta_m", "delta_m:ci",
-                                                     "seconds_per_epoch", "time"]]
+                                                     "seconds_per_epoch", "time", "n"]]
     data = data.rename(columns={"delta_m:ci": "ci"}).dropna(subset=["delta_m", "seconds_per_epoch"])
     data = data.reset_index(drop=True)
     if data.empty:
@@ -185,8 +260,9 @@ def cost(table, out=None, name: str = "cost") -> pd.DataFrame:
         for _, point in group.iterrows():
             ax.errorbar([point["seconds_per_epoch"]], [point["delta_m"]],
                         yerr=[0 if pd.isna(point["ci"]) else point["ci"]], fmt="o", capsize=3, label=point["method"])
-        ax.set_xlabel("seconds per epoch")
+        ax.set_xlabel("seconds per epoch (wall time of the machine that ran it)")
         ax.set_ylabel("Δm% (lower is better)")
         ax.set_title(str(panel), fontsize=8)
         ax.legend(fontsize=7)
+    _note(fig, data, f"points: mean over {_seeds(data['n'])}; error bars: 95% CI of Δm over seeds (Student t)")
     return _save(fig, data, out, name)

@@ -99,8 +99,21 @@ def selected_values(results: pd.DataFrame, rule=None, split=None, metric=None, k
                     out.append({**base, "split": split_name, "task": task, "metric": name,
                                 "value": math.nan if value is None else value,
                                 "higher_is_better": bool(directions[(task, name)]),
-                                "selected_epochs": ",".join(map(str, epochs)), "selection": protocol["rule"]})
+                                "selected_epochs": ",".join(map(str, epochs)), "selection": protocol["rule"],
+                                "selection_rule": describe_protocol(protocol)})
     return pd.DataFrame(out)
+
+
+def describe_protocol(protocol: dict) -> str:
+    """The selection rule in words for captions, e.g. ``best: val mean/accuracy``."""
+    rule, split = protocol["rule"], protocol["split"]
+    if rule == "best":
+        return f"best: {split} {protocol['metric']}"
+    if rule == "mean_last_k":
+        return f"mean of the last {protocol['k']} epochs"
+    if rule == "delta_m":
+        return f"best: {split} Δm against the single-task runs"
+    return "last epoch"
 
 
 TUNE_SPLIT = "val"  # tuning reads validation only, whatever split the table reports

@@ -19,6 +19,10 @@ from .directions import arrow, display_scale, label
 from .scores import delta_m, mean_rank, paired_test, seed_stats
 
 SKIP_METRICS = ("loss", "weight")
+MIN_SEEDS = 3    # rows with fewer seeds are marked: their 95% CI says little (Student t, n - 1 dof)
+FEW_SEEDS = "†"
+FEW_SEEDS_NOTE = (f"{FEW_SEEDS}: fewer than {MIN_SEEDS} seeds; the 95% CI over seeds is not informative "
+                  f"(none with 1 seed; with 2, t = 12.7 times the standard error). Nothing is clipped.")
 
 
 @dataclass
@@ -34,6 +38,7 @@ class ScoreTable:
     notes: list[str] = field(default_factory=list)
     reference: str = "ew"
     tuned: list[str] = field(default_factory=list)   # config keys chosen on val: text columns of frame
+    label_column: str | None = None  # a text column of frame shown after the method (the paper's row name)
 
     # ------------------------------------------------------------------ rendering
     def _cells(self, fmt: str) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -42,11 +47,13 @@ class ScoreTable:
         panels: dict[str, tuple[list[str], list[list[str]]]] = {}
         for panel, rows in self.frame.groupby("panel", sort=False):
             columns = [c for c in self.columns if rows[c].notna().any()]
-            tuned = [k for k in self.tuned if k in rows]
+            tuned = [k for k in ([self.label_column] if self.label_column else []) + self.tuned if k in rows]
             header = ["method"] + tuned + [f"{c.split('/')[0]} {label(c.split('/')[1])} "
                                    f"{arrow(c.split('/')[1], self.directions[c])}" for c in columns]
             header += ["Δm% ↓"] + (["printed Δm%"] if printed else [])
-            header += ["MR ↓", f"time/epoch (×{self.reference}) ↓", f"p vs {self.reference}", "seeds"]
+            header += ["MR ↓", f"time/epoch (×{self.reference}) ↓", f"p vs {self.reference}"]
+            cost = [c for c in COST_COLUMNS if _shown(self.frame, c)]
+            header += [COST_COLUMNS[c] for c in cost] + ["seeds"]
             ranked = rows[~rows["is_baseline"]]
             best = {}
             for c in columns + ["delta_m", "mr", "time"]:
@@ -71,7 +78,8 @@ class ScoreTable:
                 cells.append(_cell(row["mr"], math.nan, 1, 2, mark("mr"), fmt))
                 cells.append(_cell(row["time"], math.nan, 1, 2, mark("time"), fmt))
                 cells.append("" if pd.isna(row["p"]) else f"{row['p']:.3g}")
-                cells.append("" if pd.isna(row["n"]) else str(int(row["n"])))
+                cells += [_cost_cell(row, c) for c in cost]
+                cells.append(_seeds_cell(row["n"]))
                 lines.append(cells)
             panels[str(panel)] = (header, lines)
         return panels
@@ -109,6 +117,33 @@ class ScoreTable:
         if fmt not in ("md", "latex", "csv"):
             raise ValueError(f"--format {fmt!r}: choose md, latex or csv")
         return {"md": self.to_markdown, "latex": self.to_latex, "csv": self.to_csv}[fmt]()
+
+
+# cost columns of the summary.json cost block: shown when a run of the table has the value
+COST_COLUMNS = {"backward_passes": "enc. backward/step", "solver_calls": "solver fails/calls"}
+
+
+def _shown(frame: pd.DataFrame, column: str) -> bool:
+    """Backward passes: some run recorded them; solver failures: some run called a solver."""
+    if column not in frame:
+        return False
+    values = pd.to_numeric(frame[column], errors="coerce")
+    return bool((values > 0).any()) if column == "solver_calls" else bool(values.notna().any())
+
+
+def _cost_cell(row, column: str) -> str:
+    value = row.get(column)
+    if value is None or pd.isna(value):
+        return "–"
+    if column == "solver_calls":
+        return "–" if value == 0 else f"{int(row['solver_failures'])}/{int(value)}"
+    return f"{value:.2f}"
+
+
+def _seeds_cell(n) -> str:
+    if n is None or pd.isna(n):
+        return ""
+    return f"{int(n)}{FEW_SEEDS if n < MIN_SEEDS else ''}"
 
 
 def _digits(value: float) -> int:
@@ -191,6 +226,7 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         record = {"panel": info["panel"], "method": info["method"], "is_baseline": bool(info["is_baseline"]),
                   "strategy": info["strategy"], "seed": info["seed"], "run": run,
                   "seconds_per_epoch": info.get("seconds_per_epoch", math.nan), **_run_values(group, columns),
+                  **{c: info.get(c, math.nan) for c in RUN_COSTS},
                   "tasks": info.get("tasks"), **{key: info.get(f"cfg.{key}") for key in tuned}}
         used = group[[in_delta(t, m) for t, m in zip(group["task"], group["metric"])]]
         values = {(t, m): v for t, m, v in used[["task", "metric", "value"]].itertuples(index=False)}
@@ -221,6 +257,7 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
             stats = seed_stats(group.groupby("seed")[column].mean().tolist())
             row[column], row[f"{column}:ci"], row[f"{column}:std"] = stats["mean"], stats["ci"], stats["std"]
         row["seconds_per_epoch"] = pd.to_numeric(group["seconds_per_epoch"], errors="coerce").mean()
+        row.update(_row_costs(group))
         row.update({key: _chosen(group, key) for key in tuned})
         out.append(row)
     table = pd.DataFrame(out)
@@ -245,15 +282,36 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
     if baselines is not None:
         notes = sorted(baselines.notes) + list(dict.fromkeys(notes))
     seeds = sorted(table["n"].unique())
-    rules = ", ".join(sorted(selected["selection"].dropna().unique())) if "selection" in selected else "config"
+    rule_column = "selection_rule" if "selection_rule" in selected else "selection"
+    rules = "; ".join(sorted(selected[rule_column].dropna().unique())) if rule_column in selected else "config"
     caption = (f"{split} split, model selection: {rules}; values: mean ± 95% CI (Student t) over "
-               f"{'/'.join(map(str, seeds))} seed(s). Δm% (Maninis et al. 2019) averaged per {delta_average} "
-               f"against {baselines.source if baselines else 'no baseline'}; lower is better. "
+               f"{'/'.join(map(str, seeds))} seed(s) (column seeds). Δm% (Maninis et al. 2019) averaged per "
+               f"{delta_average} against {baselines.source if baselines else 'no baseline'}; lower is better. "
                f"MR: mean rank over the metric columns (1 = best, ties take the lower rank). "
-               f"time/epoch relative to {reference}. p: paired t-test of Δm against {reference} over matching seeds. "
+               f"time/epoch: mean training wall time per epoch relative to {reference}, as measured on the machine "
+               f"that ran each run: comparable only between runs made together on one machine. "
+               f"p: paired t-test of Δm against {reference} over matching seeds. "
                f"Bold: best per column (the stl row is not ranked).")
+    if _shown(table, "backward_passes"):
+        caption += " enc. backward/step: encoder backward passes per training step (mean over runs)."
+    if _shown(table, "solver_calls"):
+        caption += " solver fails/calls: failed and total calls of the strategy's solver, summed over seeds."
+    if (table["n"] < MIN_SEEDS).any():
+        notes.append(FEW_SEEDS_NOTE)
     return ScoreTable(table, columns, {**directions, "delta_m": False, "mr": False, "time": False}, caption,
                       notes, reference, list(tuned))
+
+
+RUN_COSTS = ("backward_passes_per_step", "solver_calls", "solver_failures")
+
+
+def _row_costs(runs: pd.DataFrame) -> dict:
+    """Encoder backward passes per step (mean over the row's runs), solver calls and failures (sums;
+    NaN when no run recorded them)."""
+    values = {c: pd.to_numeric(runs[c], errors="coerce") if c in runs else pd.Series(dtype=float) for c in RUN_COSTS}
+    total = lambda v: v.sum() if v.notna().any() else math.nan  # noqa: E731
+    return {"backward_passes": values["backward_passes_per_step"].mean(),
+            "solver_calls": total(values["solver_calls"]), "solver_failures": total(values["solver_failures"])}
 
 
 def _chosen(runs: pd.DataFrame, key: str) -> str:

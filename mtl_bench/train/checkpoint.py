@@ -13,6 +13,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be used; the message says what to do."""
 
 
+class SettingsMismatch(CheckpointError):
+    """The run folder holds a run of other settings: it is refused and left as it is."""
+
+
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -49,7 +53,7 @@ def load_checkpoint(path: Path, map_location=None) -> dict:
 
 # Settings a resumed run may change without changing what it computes.
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.progress", "trainer.device", "trainer.log_interval",
-                     "trainer.checkpoint", "trainer.compile", "dataset.root", "dataset.download", "dataset.cache",
+                     "trainer.checkpoint", "trainer.compile", "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
                      "grad.method", "grad.chunk_size")
 
 

@@ -15,6 +15,7 @@ from ..data import build_benchmark
 from ..models import build_model
 from ..strategies import strategy_from_config
 from .gradients import GradientBackend
+from .provenance import library_versions, provenance
 from .trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,14 @@ def versions() -> dict:
     import hydra
 
     return {"mtl_bench": __version__, "torch": torch.__version__, "hydra": hydra.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), **library_versions(("numpy", "scipy", "quadprog"))}
 
 
-def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train the configured run into ``run_dir`` (resuming when it holds a checkpoint)."""
+def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> dict:
+    """Train the configured run into ``run_dir`` (resuming when it holds a checkpoint).
+
+    ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
+    refused before it), before anything is written there."""
     seed_everything(cfg.seed, cfg.trainer.get("deterministic", False))
     device = resolve_device(cfg.trainer.device)
     benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
@@ -87,5 +91,5 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> dict:
     settings = OmegaConf.to_container(cfg, resolve=True)
     settings.pop("hydra", None)
     trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
-                      settings=settings)
+                      settings=settings, provenance=provenance(device), on_resumable=on_resumable)
     return trainer.fit()

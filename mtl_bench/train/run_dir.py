@@ -16,7 +16,7 @@ from typing import Iterable
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-STATUSES = ("running", "completed", "diverged", "failed")
+STATUSES = ("running", "completed", "interrupted", "diverged", "failed")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -49,7 +49,11 @@ def read_summary(run_dir: Path) -> dict | None:
     path = Path(run_dir) / SUMMARY_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is unreadable ({err}); move it away to restart the run's summary "
+                         f"(its checkpoint and metrics.jsonl are kept), or choose another run folder") from None
 
 
 def record(epoch: int, step: int, split: str, task: str, metric: str, value: float) -> dict:

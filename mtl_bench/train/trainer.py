@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,18 +21,22 @@ from tqdm.auto import tqdm
 
 from ..protocol import select
 from ..strategies.base import Strategy
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
+from .checkpoint import SettingsMismatch, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
 from .cost import StepTimer, peak_memory_mb
 from .gradients import GradientBackend, batch_kpis
+from .signals import Interrupted, deferred_signals, interrupt_on_signals
 from .run_dir import CHECKPOINT_FILE, MetricsLog, read_summary, record, write_summary
 
 log = logging.getLogger(__name__)
 
 
 class Diverged(RuntimeError):
-    def __init__(self, step: int):
-        super().__init__(f"a task loss became NaN or infinite at step {step}")
-        self.step = step
+    """A task loss was NaN or infinite at optimiser ``step`` (counted over the run) of ``epoch``."""
+
+    def __init__(self, step: int, epoch: int, tasks: list[str]):
+        super().__init__(f"the loss of task(s) {', '.join(tasks)} became NaN or infinite at step {step} "
+                         f"(epoch {epoch})")
+        self.step, self.epoch, self.tasks = step, epoch, tasks
 
 
 @dataclass
@@ -116,7 +121,8 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
 class Trainer:
     def __init__(self, model, benchmark, strategy: Strategy, config: TrainerConfig, run_dir: Path,
                  device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
-                 versions: dict | None = None, settings: dict | None = None):
+                 versions: dict | None = None, settings: dict | None = None, provenance: dict | None = None,
+                 on_resumable=None):
         self.model = model.to(device)
         self.benchmark = benchmark.to(device)
         self.strategy = strategy.to(device)
@@ -127,6 +133,8 @@ class Trainer:
         self.identity = identity or {}
         self.versions = versions or {}
         self.settings = settings  # the resolved run config: stored in checkpoints, checked on resume
+        self.provenance = provenance or {}
+        self.on_resumable = on_resumable  # called once the run dir is accepted (before anything is written)
         self.tasks = benchmark.tasks
         if [t.name for t in self.tasks] != model.task_names:
             raise ValueError(f"model heads {model.task_names} do not match tasks {[t.name for t in self.tasks]}")
@@ -164,20 +172,27 @@ class Trainer:
         finished = status == "completed" and (previous.get("epochs_completed", 0) >= self.config.epochs
                                               or not (self.run_dir / CHECKPOINT_FILE).exists())
         if status == "diverged" or finished:
+            if (self.run_dir / CHECKPOINT_FILE).exists():  # the run there must be this one
+                self._check_settings(load_checkpoint(self.run_dir / CHECKPOINT_FILE, map_location="cpu"))
             log.info("run in %s already %s; nothing to do", self.run_dir, status)
             return previous
         self._resume()
+        if self.on_resumable is not None:
+            self.on_resumable()
         self._write_summary("running")
         try:
-            while self.epoch < self.config.epochs:
-                self._train_epoch()
-                self._end_epoch()
+            with interrupt_on_signals():
+                while self.epoch < self.config.epochs:
+                    self._train_epoch()
+                    self._end_epoch()
         except Diverged as err:
-            log.error("%s; the run is marked diverged, its history kept", err)
-            return self._write_summary("diverged", diverged_at_step=err.step)
-        except KeyboardInterrupt:
-            self._write_summary("failed", error="interrupted")
-            raise
+            log.error("%s; the run is marked diverged, its history kept in %s", err, self.run_dir)
+            return self._write_summary("diverged", diverged_at_step=err.step, diverged_epoch=err.epoch,
+                                       diverged_tasks=err.tasks)
+        except KeyboardInterrupt as err:
+            stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+            self._write_summary("interrupted", signal=stop.name)
+            raise stop from None
         except Exception as err:
             self._write_summary("failed", error=f"{type(err).__name__}: {err}")
             raise
@@ -190,6 +205,8 @@ class Trainer:
         loss_sum = torch.zeros(T, device=self.device)
         weight_sum = torch.zeros(T, device=self.device)
         nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        # the first non-finite step's losses and weights (NaN until then): which task, and a record of it
+        nonfinite_values = torch.full((2, T), math.nan, device=self.device)
         step_records: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         batches = 0
         started = time.perf_counter()
@@ -202,12 +219,14 @@ class Trainer:
             batches += 1
             loss_sum += losses
             weight_sum += weights
-            bad = ~torch.isfinite(losses).all()
-            nonfinite_step = torch.where(bad & (nonfinite_step < 0), self.step, nonfinite_step)
+            first_bad = ~torch.isfinite(losses).all() & (nonfinite_step < 0)
+            nonfinite_step = torch.where(first_bad, self.step, nonfinite_step)
+            nonfinite_values = torch.where(first_bad, torch.stack([losses, weights.to(losses.dtype)]),
+                                           nonfinite_values)
             if self.step % self.config.log_interval == 0:
                 step_records.append((self.step, losses, weights))
-                self._check_finite(nonfinite_step, step_records)
-        self._check_finite(nonfinite_step, step_records)
+                self._check_finite(nonfinite_step, nonfinite_values, step_records)
+        self._check_finite(nonfinite_step, nonfinite_values, step_records)
         self.epoch_seconds.append(time.perf_counter() - started)
         self.timer.collect()
         if self.scheduler is not None:
@@ -235,12 +254,18 @@ class Trainer:
     def _evaluate_losses(self, x, targets) -> torch.Tensor:
         return evaluate_losses(self.model, self.tasks, x, targets, self._autocast)
 
-    def _check_finite(self, nonfinite_step: torch.Tensor, step_records: list) -> None:
-        """Raise :class:`Diverged` once a loss was not finite, keeping the epoch's step records."""
+    def _check_finite(self, nonfinite_step: torch.Tensor, nonfinite_values: torch.Tensor, step_records: list) -> None:
+        """Raise :class:`Diverged` once a loss was not finite, keeping the epoch's step records and
+        writing the first non-finite step's own record (the step the message names)."""
         step = int(nonfinite_step)
-        if step >= 0:
-            self.metrics_log.append(self._step_records(self.epoch + 1, step_records))
-            raise Diverged(step)
+        if step < 0:
+            return
+        losses, weights = nonfinite_values
+        tasks = [t.name for t, loss in zip(self.tasks, losses.tolist()) if not math.isfinite(loss)]
+        logged = [item for item in step_records if item[0] != step]
+        records = sorted([*logged, (step, losses, weights)], key=lambda item: item[0])
+        self.metrics_log.append(self._step_records(self.epoch + 1, records))
+        raise Diverged(step, self.epoch + 1, tasks)
 
     def _step_records(self, epoch: int, step_records: list) -> list[dict]:
         records = []
@@ -284,12 +309,13 @@ class Trainer:
             for task, metrics in tasks.items():
                 for name, value in metrics.items():
                     records.append(record(epoch, self.step, split, task, name, value))
-        self.metrics_log.append(records)
-        self.history[epoch] = evaluation
-        self.epoch = epoch
-        if self.config.checkpoint:
-            save_checkpoint(self.run_dir / CHECKPOINT_FILE, self._state())
-        self._write_summary("running")
+        with deferred_signals():  # the epoch's history, checkpoint and summary agree when a signal comes
+            self.metrics_log.append(records)
+            self.history[epoch] = evaluation
+            self.epoch = epoch
+            if self.config.checkpoint:
+                save_checkpoint(self.run_dir / CHECKPOINT_FILE, self._state())
+            self._write_summary("running")
         log.info("epoch %d/%d %s", epoch, self.config.epochs, _brief(evaluation))
 
     # ----------------------------------------------------------------------- checkpointing
@@ -316,12 +342,7 @@ class Trainer:
             self.metrics_log.truncate_after(0)
             return
         state = load_checkpoint(path, map_location=self.device)
-        changed = settings_mismatch(state.get("settings"), self.settings)
-        if changed:
-            raise CheckpointError(
-                f"{self.run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
-                f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
-            )
+        self._check_settings(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -336,6 +357,15 @@ class Trainer:
         self.encoder_passes = state["cost"]["encoder_passes"]
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
+
+    def _check_settings(self, state: dict) -> None:
+        """Refuse a run folder whose checkpoint was made with other settings."""
+        changed = settings_mismatch(state.get("settings"), self.settings)
+        if changed:
+            raise SettingsMismatch(
+                f"{self.run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
+                f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
+            )
 
     # ----------------------------------------------------------------------------- summary
     def _check_selection(self) -> None:
@@ -408,6 +438,7 @@ class Trainer:
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
             },
             "versions": self.versions,
+            "provenance": self.provenance,
             "started_at": self.started_at,
             "updated_at": time.time(),
             **extra,

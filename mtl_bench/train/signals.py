@@ -1,0 +1,58 @@
+"""Stopping a run by a signal: SIGTERM (``kill``, a scheduler) and SIGINT (Ctrl-C) end training
+with an :class:`Interrupted` exception, so the trainer can mark the run ``interrupted`` with the
+epoch reached and the command line can say how to resume, exiting with the shell's code for the
+signal (128 + its number). Handlers that others installed (e.g. submitit's on a cluster) are left
+in place."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by ``signum``; ``exit_code`` is what a shell reports for it."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.name = signal.Signals(self.signum).name
+        self.exit_code = 128 + self.signum
+        super().__init__(f"stopped by {self.name}")
+
+
+_state = {"holding": 0, "pending": None}
+
+
+def _raise_interrupted(signum, frame):
+    if _state["holding"]:
+        _state["pending"] = signum  # raised when the files being written are complete
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold an :class:`Interrupted` back until the block ends (an epoch's files written together)."""
+    _state["holding"] += 1
+    try:
+        yield
+    finally:
+        _state["holding"] -= 1
+        pending, _state["pending"] = _state["pending"], None
+        if pending is not None and not _state["holding"]:
+            raise Interrupted(pending)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+    """Within the block, ``signums`` whose handler is Python's default raise :class:`Interrupted`."""
+    installed = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in signums:
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+                installed[signum] = signal.signal(signum, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for signum, previous in installed.items():
+            signal.signal(signum, previous)

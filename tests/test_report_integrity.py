@@ -1,0 +1,120 @@
+"""The report layer never prints a number from a run whose files disagree (issue 11, items 1, 2)."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from report_runs import ONE_THREAD, synthetic_runs
+
+from conftest import cli
+from mtl_bench.report import collect
+from mtl_bench.report.pipeline import make_table
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return synthetic_runs(tmp_path_factory)
+
+
+@pytest.fixture
+def copy(runs, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs, root)
+    return root
+
+
+def completed_runs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("summary.json")
+                  if json.loads(p.read_text())["status"] == "completed")
+
+
+def truncate_to_epochs(run: Path, epochs: int) -> None:
+    path = run / "metrics.jsonl"
+    kept = [l for l in path.read_text().splitlines(keepends=True) if json.loads(l)["epoch"] <= epochs]
+    path.write_text("".join(kept))
+
+
+def test_a_truncated_history_of_a_completed_run_is_left_out_and_named(copy):
+    run = next(r for r in completed_runs(copy / "mtl") if "strategy=uw" in r.name)
+    truncate_to_epochs(run, 2)  # the summary says 3 epochs completed
+    found = collect([copy])
+    assert not found.results["run"].eq(str(run)).any()
+    row = found.runs.set_index("run").loc[str(run)]
+    assert row["status"] == "damaged"
+    assert "metrics.jsonl holds epochs 1-2" in row["reason"] and "3 epoch(s) completed" in row["reason"]
+    out = cli("table", str(copy), "--metrics", "mse", cwd=copy, env=ONE_THREAD)
+    assert out.returncode == 0, out.stderr
+    assert f"damaged    {run}" in out.stderr
+
+
+def test_a_history_whose_last_epoch_disagrees_with_the_summary_is_left_out(copy):
+    run = completed_runs(copy / "mtl")[0]
+    summary = json.loads((run / "summary.json").read_text())
+    summary["final"]["test"]["task0"]["mse"] += 1.0
+    (run / "summary.json").write_text(json.dumps(summary))
+    row = collect([copy]).runs.set_index("run").loc[str(run)]
+    assert row["status"] == "damaged" and "test/task0/mse at epoch 3" in row["reason"]
+
+
+def test_a_corrupt_summary_is_named_and_the_rest_is_tabulated(copy):
+    run = completed_runs(copy / "mtl")[0]
+    text = (run / "summary.json").read_text()
+    (run / "summary.json").write_text(text[: len(text) // 2])
+    for command in ("table", "collect"):
+        out = cli(command, str(copy), "--metrics" if command == "table" else "--out", "mse" if command == "table"
+                  else str(copy / "r.csv"), cwd=copy, env=ONE_THREAD)
+        assert out.returncode == 0, out.stderr
+        assert f"{run / 'summary.json'} is unreadable" in out.stdout + out.stderr
+    assert "10 completed run(s)" in out.stdout
+
+
+# damage -> (what it does to a completed run, the file its reason must name)
+DAMAGES = {
+    "truncated metrics": (lambda run: truncate_to_epochs(run, 1), "metrics.jsonl"),
+    "torn last line": (lambda run: _cut(run / "metrics.jsonl", 0.9), "metrics.jsonl"),
+    "empty metrics": (lambda run: (run / "metrics.jsonl").write_text(""), "metrics.jsonl"),
+    "malformed line": (lambda run: _insert(run / "metrics.jsonl", "{not json\n"), "metrics.jsonl"),
+    "record without keys": (lambda run: _insert(run / "metrics.jsonl", '{"epoch": 1}\n'), "metrics.jsonl"),
+    "missing summary": (lambda run: (run / "summary.json").unlink(), "summary.json"),
+    "corrupt summary": (lambda run: _cut(run / "summary.json", 0.5), "summary.json"),
+    "summary not an object": (lambda run: (run / "summary.json").write_text("[1, 2]"), "summary.json"),
+    "missing config": (lambda run: (run / ".hydra" / "config.yaml").unlink(), "config.yaml"),
+    "corrupt config": (lambda run: (run / ".hydra" / "config.yaml").write_text("seed: [unclosed\n  x: {"),
+                       "config.yaml"),
+}
+
+
+def _cut(path: Path, fraction: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+def _insert(path: Path, line: str) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(len(lines) // 2, line)
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fuzz_damaged_run_folders(copy, seed):
+    """Random damages to random completed runs: no valid run is lost, no damaged run contributes a
+    number, and every damaged one is listed with the damaged file's name."""
+    rng = random.Random(seed)
+    runs = completed_runs(copy)
+    damaged = dict(zip(rng.sample(runs, 4), rng.sample(sorted(DAMAGES), 4)))
+    for run, damage in damaged.items():
+        DAMAGES[damage][0](run)
+    found = collect([copy])
+    valid = {str(r) for r in runs if r not in damaged}
+    assert set(found.results["run"].unique()) == valid
+    excluded = found.excluded.set_index("run")
+    for run, damage in damaged.items():
+        assert str(run) in excluded.index, damage
+        assert DAMAGES[damage][1] in excluded.loc[str(run), "reason"], (damage, excluded.loc[str(run), "reason"])
+    assert found.describe_excluded().count("\n") == len(found.excluded)
+    if any("mtl" in str(r) for r in valid):
+        table, _ = make_table([copy], metrics=["mse"])
+        assert set(table.frame["n"]) <= {1, 2}

@@ -1,0 +1,126 @@
+"""Signals, divergence, refused resumes and provenance of a run (issue 11, items 4, 5, 6, 11)."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, read_jsonl
+
+SMALL = ["dataset.num_samples=300", "dataset.num_val=100", "dataset.num_test=100", "trainer.batch_size=50"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def files(run: Path) -> dict[str, bytes]:
+    """Every file of a run folder but Hydra's job log (which records each attempt)."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".log"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, signum):
+    args = ["strategy=ew", "trainer.epochs=60", "dataset.num_samples=2000", "trainer.batch_size=20", "hydra.run.dir=run"]
+    proc = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", *args], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and '"split": "test"' in metrics.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(signum).name
+    done = summary["epochs_completed"]
+    assert 1 <= done < 60
+    (line,) = [l for l in stderr.splitlines() if l.startswith("mtl-bench:")]
+    assert f"stopped by {signal.Signals(signum).name} after epoch {done}/60" in line
+    command = line.split("Resume it with: ", 1)[1]
+    assert command.startswith("mtl-bench run ") and "hydra.run.dir=" in command
+    # the printed command resumes it (shortened here so the test stays quick)
+    argv = shlex.split(command)[1:] + ["trainer.epochs=" + str(done + 1)]
+    resumed = subprocess.run([sys.executable, "-m", "mtl_bench", *argv], cwd=tmp_path, env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == done + 1
+
+
+def test_divergence_names_the_task_and_the_step_and_keeps_the_step_records(run_cli, tmp_path):
+    out = run_cli("run", "trainer.lr=1e12", "trainer.log_interval=5", "trainer.epochs=2", *SMALL,
+                  "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    step, tasks = summary["diverged_at_step"], summary["diverged_tasks"]
+    assert tasks and set(tasks) <= {"task0", "task1"} and summary["diverged_epoch"] == 1
+    assert f"the loss of task(s) {', '.join(tasks)} became NaN or infinite at step {step} (epoch 1)" in out.stdout + out.stderr
+    records = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train_step"]
+    at_step = {(r["task"], r["metric"]): r["value"] for r in records if r["step"] == step}
+    assert all(at_step[(t, "loss")] is None for t in tasks)
+    # every logged step before the divergence is kept
+    assert {r["step"] for r in records} >= set(range(5, step, 5))
+
+
+def test_a_refused_resume_changes_nothing_on_disk(run_cli, tmp_path):
+    assert run_cli("run", "trainer.epochs=1", *SMALL, "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    before = files(tmp_path / "run")
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", "summary.json", "metrics.jsonl", "checkpoint.pt"} <= set(before)
+    refused = run_cli("run", "strategy=uw", "trainer.epochs=2", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "holds a run with other settings" in refused.stderr and "strategy.name: 'ew' -> 'uw'" in refused.stderr
+    assert files(tmp_path / "run") == before
+    # a completed run is not passed off as the one asked for either
+    same_epochs = run_cli("run", "strategy=uw", "trainer.epochs=1", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
+    assert same_epochs.returncode == 2 and "holds a run with other settings" in same_epochs.stderr
+    assert files(tmp_path / "run") == before
+    # in a sweep too: the refused run is logged, its folder left as it was
+    sweep = ["run", "-m", "trainer.epochs=1", *SMALL, "hydra.sweep.dir=sweep", "hydra.sweep.subdir=one"]
+    assert run_cli(*sweep, "strategy=ew", cwd=tmp_path).returncode == 0
+    before = files(tmp_path / "sweep" / "one")
+    again = run_cli(*sweep, "strategy=uw", cwd=tmp_path)
+    assert again.returncode == 1 and "1 run(s) of the sweep refused" in again.stderr
+    assert files(tmp_path / "sweep" / "one") == before
+
+
+@pytest.mark.parametrize("args", [["trainer.epochs=ten", "hydra.run.dir=new/run"], ["strategy.name=nosuch"],
+                                  ["strategy.name=nosuch", "hydra.run.dir=ELSEWHERE"]])
+def test_a_run_rejected_before_training_leaves_no_folder(run_cli, tmp_path, args):
+    (tmp_path / "cwd").mkdir()
+    elsewhere = tmp_path / "elsewhere"  # outside the working directory
+    args = [a.replace("ELSEWHERE", str(elsewhere)) for a in args]
+    out = run_cli("run", *SMALL, *args, cwd=tmp_path / "cwd")
+    assert out.returncode == 2 and "error" in out.stderr
+    assert list((tmp_path / "cwd").iterdir()) == [] and not elsewhere.exists()
+
+
+def test_summary_records_provenance(run_cli, tmp_path):
+    out = run_cli("run", "trainer.epochs=1", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    prov = summary["provenance"]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert prov["git"]["commit"] == head and isinstance(prov["git"]["dirty"], bool)
+    assert prov["device_name"] and prov["cuda"] is None and prov["cudnn"] is None
+    assert prov["torch_threads"] == 1 and prov["torch_interop_threads"] >= 1
+    assert prov["libraries"]["numpy"] == np.__version__
+    assert "hydra.run.dir=run" in prov["command"] and "trainer.epochs=1" in prov["command"]
+    assert {"numpy", "scipy", "quadprog"} <= set(summary["versions"])
+
+
+def test_git_state_is_null_outside_a_checkout_or_without_git(tmp_path, monkeypatch):
+    from mtl_bench.train.provenance import git_state
+
+    (tmp_path / "pkg").mkdir()
+    assert git_state(tmp_path / "pkg") is None
+    (tmp_path / ".git").mkdir()
+    monkeypatch.setenv("PATH", "")
+    assert git_state(tmp_path / "pkg") is None
