@@ -24,7 +24,7 @@ def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_pa
     order = lambda part: [line.split(" | ")[0:2] for line in part.splitlines()
                           if line.startswith("| ") and not line.startswith("| method")]
     assert order(ours) == order(text[published:]) == [
-        ["| stl", "Single task"], ["| ew", "Uniform scaling"], ["| uw", "Kendall et al. 2018"],
+        ["| stl", "Single task"], ["| uniform", "Uniform scaling"], ["| uw", "Kendall et al. 2018"],
         ["| gradnorm", "GradNorm"], ["| mgda", "MGDA-UB"]]
     assert "left accuracy % ↑" in ours and "Δm% ↓" in ours
     assert "| mgda | MGDA-UB | **97.26** | **95.90** |" in text[published:]
@@ -37,7 +37,7 @@ def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_pa
     assert text.index(banner) < text.index("== sener_koltun_multimnist") and banner in ours
     # the runs behind it: 4 strategies + 2 single-task baselines, x 2 lrs, tiny protocol applied
     table = pd.read_csv(sweep / "table.csv").set_index("method")
-    assert set(table.index) == {"stl", "ew", "uw", "gradnorm", "mgda"}
+    assert set(table.index) == {"stl", "uniform", "uw", "gradnorm", "mgda"}
     assert (table["n"] == 1).all()
     assert table.loc["stl", "delta_m"] == 0 and table[["delta_m"]].notna().all().all()
     assert (sweep / "published.md").exists() and (sweep / "table.md").exists()

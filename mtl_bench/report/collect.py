@@ -22,7 +22,7 @@ from .directions import higher_is_better
 from .integrity import DAMAGED, RunFiles, read_run
 
 RECORD_COLUMNS = ["epoch", "step", "split", "task", "metric", "value"]
-RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "seed", "tasks", "n_tasks", "grad_space",
+RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "strategy_config", "seed", "tasks", "n_tasks", "grad_space",
                "epochs", "epochs_completed", "seconds_per_epoch", "seconds_per_step", "peak_memory_mb",
                "backward_passes_per_step", "solver_calls", "solver_failures",
                "sel_rule", "sel_split", "sel_metric", "sel_k", "sel_average"]
@@ -106,6 +106,20 @@ def status_and_reason(run: RunFiles) -> tuple[str, str]:
     return status, str(summary.get("error") or "")
 
 
+def config_choice(run_dir: Path, group: str) -> str | None:
+    """The config a run chose for ``group`` (``uniform``, ``mgda_nash``: a variant's own name), as
+    Hydra recorded it in ``.hydra/hydra.yaml``; None when the file is missing or unreadable."""
+    import yaml
+
+    path = Path(run_dir) / ".hydra" / "hydra.yaml"
+    try:
+        node = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        choice = node["hydra"]["runtime"]["choices"].get(group)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    return str(choice) if choice else None
+
+
 def _run_row(run: RunFiles) -> dict:
     run_dir, config = run.run_dir, run.config
     summary = run.summary or {}
@@ -118,6 +132,7 @@ def _run_row(run: RunFiles) -> dict:
         "run": str(run_dir), "status": status, "reason": reason,
         "dataset": ident.get("dataset", (config.get("dataset") or {}).get("name")),
         "model": ident.get("model"), "strategy": ident.get("strategy", (config.get("strategy") or {}).get("name")),
+        "strategy_config": config_choice(run_dir, "strategy"),
         "seed": ident.get("seed", config.get("seed")), "tasks": ",".join(tasks), "n_tasks": len(tasks),
         "grad_space": ident.get("grad_space"), "epochs": summary.get("epochs"),
         "epochs_completed": summary.get("epochs_completed"),

@@ -6,9 +6,9 @@
   vary between runs outside ``strategy.*`` / ``grad.*`` (e.g. ``dataset.label_fraction`` in the
   Gong et al. 2019 study, or ``trainer.epochs``) split the runs into panels, each with its own
   baselines, ranks and bests.
-- A **method** is a strategy plus the ``strategy.*`` / ``grad.*`` keys that vary between its runs
-  in a panel (``static weights=[0.2,0.8]``, ``gradnorm alpha=0.12``); seeds of a method are
-  pooled.
+- A **method** is a strategy config (a variant such as ``uniform`` or ``mgda_nash`` is a method of
+  its own) plus the ``strategy.*`` / ``grad.*`` keys that vary between its runs in a panel
+  (``static weights=[0.2,0.8]``, ``gradnorm alpha=0.12``); seeds of a method are pooled.
 - **Tuned** config keys (``annotate(..., tuned=["trainer.lr"])``) tell neither panels nor methods
   apart: their runs stay in one (panel, method) so that :func:`.selection.tune` can choose their
   value on validation (Sener & Koltun 2018: lr "chosen on validation", REFERENCE.md section 2).
@@ -27,6 +27,13 @@ def _varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
     """Config columns with more than one value among the runs that have the key: a key that older
     runs lack (an option added since, such as a config's ``_target_``) splits nothing."""
     return [c for c in columns if runs[c].dropna().astype(str).nunique() > 1]
+
+
+def method_names(runs: pd.DataFrame) -> pd.Series:
+    """A run's method name: the strategy config it chose (``uniform``, ``mgda_nash``: a variant is
+    a method of its own) or, for runs without that record, the strategy's name."""
+    chosen = runs["strategy_config"] if "strategy_config" in runs else pd.Series(None, index=runs.index)
+    return chosen.where(chosen.notna(), runs["strategy"]).astype(str)
 
 
 def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
@@ -49,7 +56,7 @@ def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
             panel[run] = " ".join([str(dataset)] + parts)
             baseline[run] = bool(is_base[run])
         mtl = group[~is_base]
-        for (_, strategy), members in mtl.groupby([mtl.index.map(panel.get), "strategy"]):
+        for (_, strategy), members in mtl.groupby([mtl.index.map(panel.get), method_names(mtl)]):
             keys = _varying(members, [c for c in cfg if c.startswith(VARIANT_PREFIXES)])
             for run, row in members.iterrows():
                 extra = " ".join(f"{c.split('.', 2)[-1]}={row[c]}" for c in keys if not pd.isna(row[c]))
