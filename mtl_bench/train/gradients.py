@@ -13,17 +13,34 @@ head-only passes give ``dL_i/dz`` and the heads' gradients. Then, by ``space``:
   task (``method=loop``) or batched with vmap (``method=vmap``, ``is_grads_batched``, in chunks);
   the shared update ``sum_i w_i g_i`` is assembled from those rows, with no further backward.
 
+In the params space the T rows are written once into one T x P buffer (each task's gradients
+copied into its row as they come out of the backward pass: no list of rows stacked again);
+Gramian strategies get ``G = J J^T`` from it and the update ``sum_i w_i g_i`` is one
+vector-matrix product whose slices become the parameters' ``.grad``. Peak memory is the forward's
+activations, one task's backward, and the T x P rows that any exact Gramian of T separate
+backward passes must hold.
+
 Batched gradients hold one copy of the encoder's activation gradients and parameter gradients
 per task in the chunk. Their memory is estimated once per input shape (bytes of the tensors the
 encoder's forward saves for backward, counted through ``saved_tensors_hooks``, plus the shared
 parameters' bytes), and the chunk is the largest number of tasks whose estimate fits in
-``vmap_max_bytes``. ``method=auto`` uses the loop when not even one task fits, or when the batched
-backward fails (the failure is remembered and warned about once); ``method=vmap`` then raises.
+``vmap_max_bytes``. ``method=vmap`` raises when not even one task fits.
+
+``method=auto`` decides by measurement, per input shape: when at least two tasks fit the bound,
+its first ``2 * AUTO_TRIALS`` steps alternate the loop and the batched path (each a real step,
+nothing computed twice) and time their backward passes (on CUDA with a synchronisation around
+each timed pass: a one-time cost of these first steps); it then keeps the path with the shorter
+best time, the loop on a tie or when the batched path fails (the failure is warned about once).
+``auto_decisions`` holds, per input shape, the choice and both timings (summary.json's
+``cost.grad_method_auto``).
+On the CPU the batched path runs each conv backward per task anyway and copies more, so the loop
+wins there; on a GPU the batched path may win for small models.
 
 Heads always get ``head_weight_i * dL_i/dhead_i`` (the strategy's ``head_weights``).
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -34,6 +51,7 @@ from torch import nn
 from ..strategies.base import SPACES, Strategy
 
 METHODS = ("loop", "vmap", "auto")
+AUTO_TRIALS = 2  # timed steps of each path before grad.method=auto decides (the best of them counts)
 
 
 @dataclass
@@ -49,6 +67,11 @@ def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def _grads_or_zeros(grads, params):
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def batch_kpis(tasks, preds, targets) -> torch.Tensor:
@@ -81,6 +104,9 @@ class GradientBackend:
         self._vmap_failed = False
         self._per_task_bytes: dict[tuple, int] = {}
         self.last_chunk: int | None = None  # tasks per batched backward in the last step (0: loop)
+        self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
+        self._chosen: dict[tuple, str] = {}                       # auto: the path kept per input shape
+        self.auto_decisions: list[dict] = []  # auto: one record per input shape, for summary.json
 
     # -------------------------------------------------------------------------------------
     def step(self, model, strategy: Strategy, x, targets: dict, tasks) -> StepResult:
@@ -108,18 +134,19 @@ class GradientBackend:
 
         shared = model.shared_parameters()
         jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
-        # the strategy works in float32 even under bf16 autocast (a bf16 Gramian would feed the
-        # solvers 3 significant digits)
+        # the strategy works in float32 (float64 for a float64 model) even under bf16 autocast (a
+        # bf16 Gramian would feed the solvers 3 significant digits)
+        dtype = torch.promote_types(jacobian.dtype, torch.float32)
         with torch.autocast(jacobian.device.type, enabled=False):
             if strategy.needs == "gramian":
-                rows = jacobian.float()  # bf16 autocast gives bf16 representation gradients
+                rows = jacobian.to(dtype)  # bf16 autocast gives bf16 representation gradients
                 gramian = rows @ rows.T
-                weights = strategy.weights(losses=raw_losses.float(), gramian=gramian)
+                weights = strategy.weights(losses=raw_losses.to(dtype), gramian=gramian)
                 head_weights = strategy.head_weights(weights)
                 update = None
             else:
                 representation = z.detach() if self.space == "representation" else None
-                update, head_weights = strategy.aggregate(jacobian, raw_losses.float(), representation=representation)
+                update, head_weights = strategy.aggregate(jacobian, raw_losses.to(dtype), representation=representation)
                 weights = head_weights
 
         if self.space == "params":
@@ -185,32 +212,85 @@ class GradientBackend:
                 for g in z_grads
             ]
             return torch.stack(rows), 0
-        if self._wants_vmap():
-            chunk = self.vmap_chunk(T, self._input_shape)
-            if chunk >= 1 and (chunk > 1 or self.method == "vmap"):
-                try:
-                    self.last_chunk = chunk
-                    return self._params_jacobian_vmap(z, z_grads, shared, chunk), T
-                except (RuntimeError, NotImplementedError) as err:
-                    if self.method == "vmap":
-                        raise
-                    self._vmap_failed = True
-                    warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
-            elif self.method == "vmap":
+        return self._params_jacobian(z, z_grads, shared), T
+
+    def _params_jacobian(self, z, z_grads, shared) -> torch.Tensor:
+        """[T, P] rows of per-task gradients of the shared parameters, by the loop or batched."""
+        T = z_grads.shape[0]
+        out = torch.empty((T, sum(p.numel() for p in shared)), device=shared[0].device, dtype=shared[0].dtype)
+        if not self._wants_vmap():
+            return self._loop_into(out, z, z_grads, shared)
+        chunk = self.vmap_chunk(T, self._input_shape)
+        if self.method == "vmap":
+            if chunk < 1:
                 raise ValueError(
                     f"grad.method=vmap: one task's batched gradient needs about "
                     f"{self._per_task_bytes[tuple(self._input_shape)] / 2**20:.0f} MiB, over "
                     f"grad.vmap_max_bytes={self.vmap_max_bytes:.0f}; raise the bound or use grad.method=auto/loop")
-        self.last_chunk = 0
-        rows = [
-            _flat(_grads_or_zeros(torch.autograd.grad(z, shared, g, retain_graph=True, allow_unused=True), shared))
-            for g in z_grads
-        ]
-        return torch.stack(rows), T
+            return self._vmap_into(out, z, z_grads, shared, chunk)
+        return self._auto_into(out, z, z_grads, shared, chunk)
 
-    def _params_jacobian_vmap(self, z, z_grads, shared, chunk: int) -> torch.Tensor:
+    def _auto_into(self, out, z, z_grads, shared, chunk: int) -> torch.Tensor:
+        """``method=auto``: the path chosen for this input shape, or the next timed trial."""
+        key = tuple(self._input_shape)
+        if key not in self._chosen and chunk < 2:
+            self._decide(key, "loop", chunk, reason="fewer than two tasks fit grad.vmap_max_bytes")
+        path = self._chosen.get(key)
+        if path == "loop":
+            return self._loop_into(out, z, z_grads, shared)
+        if path == "vmap":
+            return self._vmap_into(out, z, z_grads, shared, chunk)
+        try:
+            return self._timed(key, self._next_trial(key), out, z, z_grads, shared, chunk)
+        except (RuntimeError, NotImplementedError) as err:
+            self._vmap_failed = True
+            warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
+            self._decide(key, "loop", chunk, reason=f"the batched path failed ({type(err).__name__})")
+            return self._loop_into(out, z, z_grads, shared)
+
+    def _next_trial(self, key: tuple) -> str:
+        """The path with fewer timed steps so far (the loop first)."""
+        trials = self._trials.setdefault(key, {"loop": [], "vmap": []})
+        return "loop" if len(trials["loop"]) <= len(trials["vmap"]) else "vmap"
+
+    def _timed(self, key, path, out, z, z_grads, shared, chunk) -> torch.Tensor:
+        """One trial of ``path``, timed (synchronised on CUDA); decides after the last trial."""
+        _sync(out.device)
+        start = time.perf_counter()
+        if path == "loop":
+            self._loop_into(out, z, z_grads, shared)
+        else:
+            self._vmap_into(out, z, z_grads, shared, chunk)
+        _sync(out.device)
+        trials = self._trials[key]
+        trials[path].append(time.perf_counter() - start)
+        if min(len(v) for v in trials.values()) >= AUTO_TRIALS:
+            loop, vmap = min(trials["loop"]), min(trials["vmap"])
+            self._decide(key, "vmap" if vmap < loop else "loop", chunk)
+        return out
+
+    def _decide(self, key: tuple, path: str, chunk: int, reason: str | None = None) -> None:
+        trials = self._trials.get(key, {})
+        self._chosen[key] = path
+        self.auto_decisions.append({
+            "chosen": path, "input_shape": list(key), "vmap_chunk": chunk,
+            "loop_seconds": min(trials["loop"]) if trials.get("loop") else None,
+            "vmap_seconds": min(trials["vmap"]) if trials.get("vmap") else None,
+            "trials_per_path": AUTO_TRIALS, "reason": reason or "the shorter of the timed steps",
+        })
+
+    def _loop_into(self, out, z, z_grads, shared) -> torch.Tensor:
+        """One encoder backward per task, each task's gradients copied into its row of ``out``."""
+        self.last_chunk = 0
+        for row, g in zip(out, z_grads):
+            grads = torch.autograd.grad(z, shared, g, retain_graph=True, allow_unused=True)
+            torch.cat([t.reshape(-1) for t in _grads_or_zeros(grads, shared)], out=row)
+        return out
+
+    def _vmap_into(self, out, z, z_grads, shared, chunk: int) -> torch.Tensor:
+        """Batched backward passes of ``chunk`` tasks each, copied into their rows of ``out``."""
+        self.last_chunk = chunk
         T = z_grads.shape[0]
-        blocks = []
         for lo in range(0, T, chunk):
             grads = torch.autograd.grad(
                 z, shared, z_grads[lo : lo + chunk], retain_graph=True, is_grads_batched=True, allow_unused=True
@@ -218,8 +298,8 @@ class GradientBackend:
             n = min(chunk, T - lo)
             grads = [torch.zeros((n, *p.shape), device=p.device, dtype=p.dtype) if g is None else g
                      for g, p in zip(grads, shared)]
-            blocks.append(torch.cat([g.reshape(n, -1) for g in grads], dim=1))
-        return torch.cat(blocks)
+            torch.cat([g.reshape(n, -1) for g in grads], dim=1, out=out[lo : lo + n])
+        return out
 
     @staticmethod
     def _assign(params: list[nn.Parameter], flat: torch.Tensor) -> None:

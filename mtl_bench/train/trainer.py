@@ -406,6 +406,8 @@ class Trainer:
                 "solver_calls": getattr(self.strategy, "solver_calls", 0),
                 "solver_failures": getattr(self.strategy, "solver_failures", 0),
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
+                # grad.method=auto, per input shape: the path kept and the best timed step of each
+                "grad_method_auto": self.backend.auto_decisions,
             },
             "versions": self.versions,
             "started_at": self.started_at,
