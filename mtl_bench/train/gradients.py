@@ -1,9 +1,10 @@
 """Gradient backends: per-task gradients in a chosen space, and the update assembled from them.
 
 The model is split at the shared representation ``z = encoder(x)``. Each task's scalar loss is
-differentiated on its own (never an element of a stacked loss vector, which would send every
-backward pass through all heads) w.r.t. a detached copy of ``z`` and the task's head: T cheap
-head-only passes give ``dL_i/dz`` and the heads' gradients. Then, by ``space``:
+differentiated on its own (never through an element of a stacked loss vector, which would send
+every backward pass through all heads) w.r.t. its own detached copy of ``z`` and the task's head:
+one cheap head-only backward call of ``sum_i L_i`` gives every ``dL_i/dz`` (each at its own
+leaf) and the heads' gradients. Then, by ``space``:
 
 - ``representation``: the Jacobian rows are ``dL_i/dz`` (the whole B x D block, batch kept,
   as in MGDA-UB); the update is one backward of ``sum_i w_i dL_i/dz`` through the encoder.
@@ -117,18 +118,12 @@ class GradientBackend:
                 "the last shared layer; use grad.space=params or grad.space=representation"
             )
         z = self._encode(model, x)
-        z_leaf = z.detach().requires_grad_(True)
-        z_grads, head_grads = [], []
-        preds = [model.heads[task.name](z_leaf) for task in tasks]
+        z_leaves = [z.detach().requires_grad_(True) for _ in tasks]  # one leaf per task: dL_i/dz apart
+        preds = [model.heads[task.name](leaf) for task, leaf in zip(tasks, z_leaves)]
         losses = [task.loss(pred, targets[task.name]) for task, pred in zip(tasks, preds)]
         if strategy.needs_kpi:
             strategy.feed_kpi(batch_kpis(tasks, [p.detach() for p in preds], targets))
-        differentiated = strategy.transform_losses(losses)
-        for task, loss in zip(tasks, differentiated):
-            params = model.head_parameters(task.name)
-            grads = torch.autograd.grad(loss, [z_leaf, *params], allow_unused=True)
-            z_grads.append(torch.zeros_like(z_leaf) if grads[0] is None else grads[0])
-            head_grads.append(_grads_or_zeros(grads[1:], params))
+        z_grads, head_grads = self._head_backward(model, tasks, z_leaves, strategy.transform_losses(losses))
         raw_losses = torch.stack([loss.detach() for loss in losses])
         z_grads_stacked = torch.stack(z_grads)  # [T, *z.shape]
 
@@ -163,6 +158,22 @@ class GradientBackend:
             for p, g in zip(model.head_parameters(task.name), grads):
                 p.grad = w * g
         return StepResult(raw_losses, strategy.logged_weights(weights).detach(), passes)
+
+    @staticmethod
+    def _head_backward(model, tasks, z_leaves, differentiated) -> tuple[list, list]:
+        """``dL_i/dz`` and each head's gradients from ONE backward call of ``sum_i L_i``: each task
+        reads z through its own leaf, so the sum keeps the tasks apart (no cross terms: a
+        transformed loss depends on its own task's loss only) at the cost of one engine call
+        instead of T."""
+        head_params = [model.head_parameters(task.name) for task in tasks]
+        total = torch.stack([loss.reshape(()) for loss in differentiated]).sum()
+        grads = torch.autograd.grad(total, [*z_leaves, *(p for ps in head_params for p in ps)], allow_unused=True)
+        z_grads = [torch.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, z_leaves)]
+        head_grads, offset = [], len(z_leaves)
+        for params in head_params:
+            head_grads.append(_grads_or_zeros(grads[offset : offset + len(params)], params))
+            offset += len(params)
+        return z_grads, head_grads
 
     # -------------------------------------------------------------------------------------
     def _wants_vmap(self) -> bool:
