@@ -103,6 +103,7 @@ class GradientBackend:
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.vmap_max_bytes = None if vmap_max_bytes is None else float(vmap_max_bytes)
         self._vmap_failed = False
+        self._last_shared_batch_failed = False
         self._per_task_bytes: dict[tuple, int] = {}
         self.last_chunk: int | None = None  # tasks per batched backward in the last step (0: loop)
         self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
@@ -217,13 +218,22 @@ class GradientBackend:
         if self.space == "representation":
             return z_grads.reshape(T, -1), 0
         if self.space == "last_shared_layer":
-            params = model.last_shared_parameters()
-            rows = [
-                _flat(_grads_or_zeros(torch.autograd.grad(z, params, g, retain_graph=True, allow_unused=True), params))
-                for g in z_grads
-            ]
-            return torch.stack(rows), 0
+            return self._last_shared_jacobian(z, z_grads, model.last_shared_parameters()), 0
         return self._params_jacobian(z, z_grads, shared), T
+
+    def _last_shared_jacobian(self, z, z_grads, params) -> torch.Tensor:
+        """[T, P_last] rows w.r.t. the last shared layer: the short backward from z to it, batched
+        over the tasks (it holds T copies of the gradients of the few layers after it only), or a
+        loop with ``method=loop`` or where batching fails."""
+        T = z_grads.shape[0]
+        out = torch.empty((T, sum(p.numel() for p in params)), device=params[0].device, dtype=params[0].dtype)
+        if self.method != "loop" and not self._last_shared_batch_failed:
+            try:
+                return self._vmap_into(out, z, z_grads, params, min(self.chunk_size or T, T))
+            except (RuntimeError, NotImplementedError) as err:
+                self._last_shared_batch_failed = True
+                warnings.warn(f"grad.space=last_shared_layer: batched gradients failed ({err}); using a loop")
+        return self._loop_into(out, z, z_grads, params)
 
     def _params_jacobian(self, z, z_grads, shared) -> torch.Tensor:
         """[T, P] rows of per-task gradients of the shared parameters, by the loop or batched."""
