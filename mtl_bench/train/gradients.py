@@ -124,7 +124,8 @@ class GradientBackend:
         losses = [task.loss(pred, targets[task.name]) for task, pred in zip(tasks, preds)]
         if strategy.needs_kpi:
             strategy.feed_kpi(batch_kpis(tasks, [p.detach() for p in preds], targets))
-        z_grads, head_grads = self._head_backward(model, tasks, z_leaves, strategy.transform_losses(losses))
+        head_params = [model.head_parameters(task.name) for task in tasks]
+        z_grads, head_grads = self._head_backward(head_params, z_leaves, strategy.transform_losses(losses))
         raw_losses = torch.stack([loss.detach() for loss in losses])
         z_grads_stacked = torch.stack(z_grads)  # [T, *z.shape]
 
@@ -155,18 +156,17 @@ class GradientBackend:
                 z_update = update.view_as(z)
             z.backward(z_update)
             passes += 1
-        for task, w, grads in zip(tasks, head_weights, head_grads):
-            for p, g in zip(model.head_parameters(task.name), grads):
+        for params, w, grads in zip(head_params, head_weights, head_grads):
+            for p, g in zip(params, grads):
                 p.grad = w * g
         return StepResult(raw_losses, strategy.logged_weights(weights).detach(), passes)
 
     @staticmethod
-    def _head_backward(model, tasks, z_leaves, differentiated) -> tuple[list, list]:
+    def _head_backward(head_params, z_leaves, differentiated) -> tuple[list, list]:
         """``dL_i/dz`` and each head's gradients from ONE backward call of ``sum_i L_i``: each task
         reads z through its own leaf, so the sum keeps the tasks apart (no cross terms: a
         transformed loss depends on its own task's loss only) at the cost of one engine call
         instead of T."""
-        head_params = [model.head_parameters(task.name) for task in tasks]
         total = torch.stack([loss.reshape(()) for loss in differentiated]).sum()
         grads = torch.autograd.grad(total, [*z_leaves, *(p for ps in head_params for p in ps)], allow_unused=True)
         z_grads = [torch.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, z_leaves)]
