@@ -267,3 +267,16 @@ def test_strategies_see_a_float32_gramian_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         result = GradientBackend("representation", "loop").step(model, strategy, x, targets, tasks)
     assert seen["dtype"] == torch.float32 and result.weights.dtype == torch.float32
+
+
+def test_auto_decisions_survive_a_checkpoint():
+    model, tasks, x, targets = setup()
+    strategy = build_strategy("upgrad", 4)
+    backend = GradientBackend("params", "auto")
+    slowed(backend, "_loop_into")
+    steps(backend, model, strategy, x, targets, tasks, 2 * AUTO_TRIALS)
+    resumed = GradientBackend("params", "auto")
+    resumed.load_state_dict(backend.state_dict())
+    assert resumed.auto_decisions == backend.auto_decisions
+    steps(resumed, model, strategy, x, targets, tasks, 1)
+    assert resumed.last_chunk == 4  # the batched path chosen before, no new trials

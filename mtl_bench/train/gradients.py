@@ -111,6 +111,17 @@ class GradientBackend:
         self.auto_decisions: list[dict] = []  # auto: one record per input shape, for summary.json
 
     # -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``grad.method=auto``'s decisions, kept in checkpoints so that a resumed run goes on with
+        the paths of the uninterrupted one instead of timing them again."""
+        return {"chosen": [[list(k), v] for k, v in self._chosen.items()], "decisions": list(self.auto_decisions),
+                "vmap_failed": self._vmap_failed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._chosen = {tuple(k): v for k, v in state.get("chosen", [])}
+        self.auto_decisions = list(state.get("decisions", []))
+        self._vmap_failed = bool(state.get("vmap_failed", False))
+
     def step(self, model, strategy: Strategy, x, targets: dict, tasks) -> StepResult:
         self._input_shape = tuple(x.shape)
         if strategy.needs == "jacobian" and self.space == "last_shared_layer":

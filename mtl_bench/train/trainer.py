@@ -308,6 +308,7 @@ class Trainer:
             "settings": self.settings,
             "cost": {"step_seconds": self.timer.seconds, "epoch_seconds": self.epoch_seconds,
                      "encoder_passes": self.encoder_passes},
+            "gradient_backend": self.backend.state_dict(),
         }
 
     def _resume(self) -> None:
@@ -334,6 +335,7 @@ class Trainer:
         self.timer.seconds = list(state["cost"]["step_seconds"])
         self.epoch_seconds = list(state["cost"]["epoch_seconds"])
         self.encoder_passes = state["cost"]["encoder_passes"]
+        self.backend.load_state_dict(state.get("gradient_backend", {}))
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
