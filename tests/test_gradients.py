@@ -75,14 +75,17 @@ def test_representation_space_gramian_keeps_the_batch_dimension():
     assert result.encoder_backward_passes == 1
 
 
-def test_last_shared_layer_gramian():
+@pytest.mark.parametrize("method", ["loop", "auto"])  # auto: one batched backward from z to the layer
+def test_last_shared_layer_gramian(method):
     model, tasks, x, targets = setup()
     preds = model(x)
     W = model.last_shared_parameters()
     rows = [torch.cat([g.flatten() for g in torch.autograd.grad(t.loss(preds[t.name], targets[t.name]), W,
                                                                  retain_graph=True)]) for t in tasks]
     strategy = FixedWeights([1.0, 1.0, 1.0])
-    GradientBackend("last_shared_layer").step(model, strategy, x, targets, tasks)
+    backend = GradientBackend("last_shared_layer", method)
+    backend.step(model, strategy, x, targets, tasks)
+    assert backend.last_chunk == (0 if method == "loop" else 3)
     J = torch.stack(rows)
     torch.testing.assert_close(strategy.seen, J @ J.T)
 
