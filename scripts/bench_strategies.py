@@ -12,7 +12,9 @@ references measured in the same run:
 - ``ew``: equal weighting, one forward and one backward (the reference of loss weightings and of
   the representation / last-shared-layer spaces, whose cost is one encoder backward too);
 - ``floor``: one forward and T backward passes of the task losses accumulated into ``.grad``,
-  then the optimiser step: what any exact params-space method must pay (its reference).
+  then the optimiser step: what any exact params-space method must pay (its reference);
+- ``ew+forward``: the EW step plus one forward without grad, the reference of loss weightings
+  with an after-step hook that re-evaluates the batch (FAMO).
 
 Rows are measured interleaved: every row is built and warmed up (``--warmup`` steps, which also
 covers ``grad.method=auto``'s timed trials), then ``--repeats`` rounds each time ``--steps`` steps of
@@ -56,12 +58,13 @@ from mtl_bench.models.mlp import build_mlp  # noqa: E402
 from mtl_bench.models.multitask import MultiTaskModel  # noqa: E402
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class  # noqa: E402
 from mtl_bench.train.gradients import GradientBackend  # noqa: E402
-from mtl_bench.train.trainer import training_step  # noqa: E402
+from mtl_bench.strategies.base import Strategy  # noqa: E402
+from mtl_bench.train.trainer import evaluate_losses, training_step  # noqa: E402
 
 MODELS = ("multilenet", "conv40", "mlp40", "resnet50")
 CPU_MODELS = ("multilenet", "conv40")
 SPACES = ("params", "representation", "last_shared_layer")
-REFERENCES = ("floor", "ew")
+REFERENCES = ("floor", "ew", "ew+forward")
 
 
 # ------------------------------------------------------------------------------------- models
@@ -184,6 +187,17 @@ def make_row(model, tasks, x, targets, name, space, method, device) -> dict:
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
         row["step"] = lambda: floor_step(model, tasks, x, targets, optimizer)
         return row
+    if name == "ew+forward":
+        ew, optimizer = build_strategy("ew", len(tasks)), torch.optim.SGD(model.parameters(), lr=1e-6)
+        backend = GradientBackend()
+
+        def step():
+            result = training_step(model, ew, backend, optimizer, tasks, x, targets)
+            evaluate_losses(model, tasks, x, targets)
+            return result
+
+        row["step"] = step
+        return row
     strategy = build_strategy(name, len(tasks)).to(device)
     optimizer = torch.optim.SGD([{"params": list(model.parameters())}, *strategy.optimizer_groups()], lr=1e-6)
     backend = GradientBackend(space=space if space != "-" else "params", method=method)
@@ -263,6 +277,8 @@ def runs_for(names: list[str], spaces: list[str]):
     in every requested space they support."""
     yield "floor", "params"
     yield "ew", "-"
+    if any(reevaluates(strategy_class(name)) for name in names):
+        yield "ew+forward", "-"
     for name in names:
         cls = strategy_class(name)
         if name == "ew":
@@ -275,9 +291,19 @@ def runs_for(names: list[str], spaces: list[str]):
                     yield name, space
 
 
+def reevaluates(cls) -> bool:
+    """Whether a strategy re-evaluates the batch after the step (an ``after_step`` hook)."""
+    return cls.after_step is not Strategy.after_step
+
+
 def reference_of(row) -> str:
-    """Params-space gradient methods are held to the floor, everything else to EW."""
-    return "floor" if row["space"] == "params" and row["strategy"] != "floor" else "ew"
+    """Params-space gradient methods are held to the floor, loss weightings that re-evaluate the
+    batch to EW plus one forward, everything else to EW."""
+    if row["strategy"] in REFERENCES:
+        return "ew"
+    if row["space"] == "params":
+        return "floor"
+    return "ew+forward" if reevaluates(strategy_class(row["strategy"])) else "ew"
 
 
 def add_ratios(rows: list[dict]) -> None:

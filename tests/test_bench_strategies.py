@@ -21,8 +21,8 @@ def test_bench_quick_on_cpu(tmp_path):
     rows = list(csv.DictReader(out.open()))
     keys = {(r["model"], r["strategy"], r["space"]) for r in rows}
     assert keys == {(m, s, sp) for m in ("multilenet", "conv40")
-                    for s, sp in (("floor", "params"), ("ew", "-"), ("pcgrad", "params"), ("pcgrad", "representation"),
-                                  ("pcgrad", "last_shared_layer"), ("famo", "-"))}
+                    for s, sp in (("floor", "params"), ("ew", "-"), ("ew+forward", "-"), ("pcgrad", "params"),
+                                  ("pcgrad", "representation"), ("pcgrad", "last_shared_layer"), ("famo", "-"))}
     assert all(r["status"] == "ok" and float(r["median_ms"]) > 0 and float(r["peak_mb"]) > 0 for r in rows)
     ew = [r for r in rows if r["strategy"] == "ew"]
     assert all(float(r["time_vs_ew"]) == 1.0 for r in ew)
@@ -30,6 +30,7 @@ def test_bench_quick_on_cpu(tmp_path):
     # params-space methods are held to the forward + T backward floor, the rest to EW
     assert by_key[("conv40", "pcgrad", "params")]["reference"] == "floor"
     assert by_key[("conv40", "pcgrad", "representation")]["reference"] == "ew"
+    assert by_key[("conv40", "famo", "-")]["reference"] == "ew+forward"  # FAMO re-evaluates the batch
     assert float(by_key[("conv40", "floor", "params")]["passes"]) == 40.0
     assert float(by_key[("conv40", "pcgrad", "params")]["passes"]) == 40.0
     assert float(by_key[("conv40", "pcgrad", "representation")]["passes"]) == 1.0
