@@ -292,8 +292,8 @@ def runs_for(names: list[str], spaces: list[str]):
 
 
 def reevaluates(cls) -> bool:
-    """Whether a strategy re-evaluates the batch after the step (an ``after_step`` hook)."""
-    return cls.after_step is not Strategy.after_step
+    """Whether a loss weighting re-evaluates the batch after the step (an ``after_step`` hook)."""
+    return cls.level == "loss" and cls.after_step is not Strategy.after_step
 
 
 def reference_of(row) -> str:
@@ -329,7 +329,7 @@ def main(argv=None) -> int:
                         help="resnet50 heads: simple conv heads (default) or LibMTL's DeepLab ASPP heads")
     parser.add_argument("--method", default="auto", choices=["loop", "vmap", "auto"], help="grad.method")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--warmup", type=int, default=5, help="steps per row before timing (>= 4 covers auto's trials)")
+    parser.add_argument("--warmup", type=int, default=7, help="steps per row before timing (>= 6 covers auto's trials)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row and round")
     parser.add_argument("--repeats", type=int, default=5, help="rounds over all rows (interleaved)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 warm-up, 1 round of 2 steps: a CPU smoke test")

@@ -30,8 +30,10 @@ parameters' bytes), and the chunk is the largest number of tasks whose estimate 
 ``method=auto`` decides by measurement, per input shape: when at least two tasks fit the bound,
 its first ``2 * AUTO_TRIALS`` steps alternate the loop and the batched path (each a real step,
 nothing computed twice) and time their backward passes (on CUDA with a synchronisation around
-each timed pass: a one-time cost of these first steps); it then keeps the path with the shorter
-best time, the loop on a tie or when the batched path fails (the failure is warned about once).
+each timed pass: a one-time cost of these first steps); it then keeps the batched path only when
+its best time is below ``AUTO_MARGIN`` (0.9) times the loop's, else the loop (less memory, and
+timing noise on a loaded machine must not pick a slower path), and the loop when the batched path
+fails (the failure is warned about once).
 ``auto_decisions`` holds, per input shape, the choice and both timings (summary.json's
 ``cost.grad_method_auto``).
 On the CPU the batched path runs each conv backward per task anyway and copies more, so the loop
@@ -52,7 +54,8 @@ from torch import nn
 from ..strategies.base import SPACES, Strategy
 
 METHODS = ("loop", "vmap", "auto")
-AUTO_TRIALS = 2  # timed steps of each path before grad.method=auto decides (the best of them counts)
+AUTO_TRIALS = 3  # timed steps of each path before grad.method=auto decides (the best of them counts)
+AUTO_MARGIN = 0.9  # auto keeps the batched path only when its best time is below this fraction of the loop's
 
 
 @dataclass
@@ -298,7 +301,7 @@ class GradientBackend:
         trials[path].append(time.perf_counter() - start)
         if min(len(v) for v in trials.values()) >= AUTO_TRIALS:
             loop, vmap = min(trials["loop"]), min(trials["vmap"])
-            self._decide(key, "vmap" if vmap < loop else "loop", chunk)
+            self._decide(key, "vmap" if vmap < AUTO_MARGIN * loop else "loop", chunk)
         return out
 
     def _decide(self, key: tuple, path: str, chunk: int, reason: str | None = None) -> None:
