@@ -5,12 +5,17 @@ stays resident (no data indexing, no strategy work, no logging): what the model 
 Usage (GPU machine; results/ keeps the table with this command):
 
     python scripts/bench_epoch.py --data $MTL_BENCH_DATA --out results/bench_epoch.csv
+    python scripts/bench_epoch.py --data $MTL_BENCH_DATA --device cpu --threads 1 --clock process --strategies ew
     python scripts/bench_epoch.py --data tests/fixture --quick      # CPU smoke run
+
+``--repeats`` alternates an epoch and its floor that many times (after one warm-up epoch) and
+reports the medians; ``--clock process`` times this process's CPU time (a loaded CPU machine).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,15 +60,19 @@ def make_trainer(cfg, name, space, device, run_dir):
     return Trainer(model, benchmark, strategy, config, run_dir, device, backend)
 
 
-def time_epoch(trainer, device) -> float:
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def time_epoch(trainer, device, clock: str = "wall") -> float:
+    now = CLOCKS[clock]
     sync(device)
-    start = time.perf_counter()
+    start = now()
     trainer._train_epoch()
     sync(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
-def time_floor(trainer, device, steps: int) -> float:
+def time_floor(trainer, device, steps: int, clock: str = "wall") -> float:
     x, targets = next(iter(trainer.benchmark.train))
     model, tasks, opt = trainer.model, trainer.tasks, trainer.optimizer
     def step():
@@ -73,12 +82,13 @@ def time_floor(trainer, device, steps: int) -> float:
         opt.step()
     for _ in range(5):
         step()
+    now = CLOCKS[clock]
     sync(device)
-    start = time.perf_counter()
+    start = now()
     for _ in range(steps):
         step()
     sync(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
 def main(argv=None):
@@ -87,20 +97,31 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, help="CSV file to write")
     parser.add_argument("--quick", action="store_true", help="one strategy pair on a small validation split")
+    parser.add_argument("--strategies", nargs="+", default=None, help="default: ew uw mgda(params) mgda(representation) gradnorm")
+    parser.add_argument("--repeats", type=int, default=1, help="epoch / floor pairs, alternated; medians reported")
+    parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     overrides = ["dataset=multimnist", f"dataset.root={args.data}"]
     if args.quick:
         overrides += ["dataset.val_size=50", "trainer.batch_size=64"]
     cases = CASES[:3] if args.quick else CASES
+    if args.strategies:
+        cases = [c for c in CASES if c[0] in args.strategies] or [(name, None) for name in args.strategies]
     rows = []
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for name, space in cases:
             cfg = compose("config", overrides=overrides + [f"strategy={name}"])
             trainer = make_trainer(cfg, name, space, device, Path("/tmp/mtl-bench-bench"))
             time_epoch(trainer, device)  # warm-up epoch (allocator, cuDNN autotune)
-            seconds = time_epoch(trainer, device)
-            floor = time_floor(trainer, device, len(trainer.benchmark.train))
+            epochs, floors = [], []
+            for _ in range(args.repeats):
+                epochs.append(time_epoch(trainer, device, args.clock))
+                floors.append(time_floor(trainer, device, len(trainer.benchmark.train), args.clock))
+            seconds, floor = statistics.median(epochs), statistics.median(floors)
             rows.append({"strategy": name, "space": trainer.backend.space if trainer.strategy.level == "gradient" else "-",
                          "device": str(device), "steps": len(trainer.benchmark.train),
                          "epoch_s": round(seconds, 4), "floor_s": round(floor, 4), "ratio": round(seconds / floor, 3)})

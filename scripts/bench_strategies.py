@@ -1,18 +1,35 @@
 #!/usr/bin/env python
-"""Step time and peak memory of every strategy relative to equal weighting (EW).
+"""Step time and peak memory of every strategy against the floors of the same model and batch.
 
-For each model - MultiLeNet on MultiMNIST-shaped inputs, a 40-task MLP, and a dilated ResNet-50
-(torchvision, ``replace_stride_with_dilation=[False, True, True]``, no pretrained weights) with
-three dense conv heads (13-class segmentation, depth, normals) on 288x384 inputs at batch 8 - and
-for each strategy in params and representation space (loss weightings once), it runs the real
+Workloads: MultiLeNet on MultiMNIST-shaped inputs (2 tasks, batch 256), a small conv encoder
+with 40 tasks (batch 32, 32x32 inputs), and (default on a GPU) a 40-task MLP and a dilated
+ResNet-50 (torchvision, ``replace_stride_with_dilation=[False, True, True]``, no pretrained
+weights) with three dense heads on 288x384 inputs at batch 8. For each workload it runs the real
 training step of the trainer (:func:`mtl_bench.train.trainer.training_step`) on one fixed random
-batch: ``--warmup`` steps, then ``--steps`` timed steps (CUDA-synchronised on the GPU), and reports
-the median step time and the peak memory allocated during the timed steps (CUDA only; on the CPU
-the column is empty), both also relative to EW on the same model and batch. It prints a Markdown
-table and writes the rows as CSV to ``--out``.
+batch for every strategy in every gradient space it supports (loss weightings once), plus two
+references measured in the same run:
 
-    python scripts/bench_strategies.py --out results/bench/strategies_h100.csv
+- ``ew``: equal weighting, one forward and one backward (the reference of loss weightings and of
+  the representation / last-shared-layer spaces, whose cost is one encoder backward too);
+- ``floor``: one forward and T backward passes of the task losses accumulated into ``.grad``,
+  then the optimiser step: what any exact params-space method must pay (its reference);
+- ``ew+forward``: the EW step plus one forward without grad, the reference of loss weightings
+  with an after-step hook that re-evaluates the batch (FAMO).
+
+Rows are measured interleaved: every row is built and warmed up (``--warmup`` steps, which also
+covers ``grad.method=auto``'s timed trials), then ``--repeats`` rounds each time ``--steps`` steps of
+every row in turn; the median step time over all rounds is reported (CUDA-synchronised on the
+GPU). Peak memory is measured after the timing, one step per row: bytes of tensors allocated
+during the step above what was allocated before it (CUDA: ``max_memory_allocated``; CPU: the
+torch profiler's allocation events). It prints a Markdown table and writes the rows as CSV to
+``--out`` (and the table to the same name with ``.md``).
+
+    python scripts/bench_strategies.py --out results/bench/strategies_cpu.csv          # CPU, minutes
+    python scripts/bench_strategies.py --out results/bench/strategies_h100.csv         # GPU: all workloads
     python scripts/bench_strategies.py --quick --out /tmp/bench.csv      # CPU smoke test, seconds
+
+On the CPU it runs with one intra-op thread (``--threads``); the ratios, not the milliseconds,
+are what transfers between machines.
 """
 from __future__ import annotations
 
@@ -29,30 +46,52 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mtl_bench.data.tasks import Task, classification_loss  # noqa: E402
+from mtl_bench.data.tasks import Task, classification_loss, classification_task  # noqa: E402
 from mtl_bench.models.lenet import build_multilenet  # noqa: E402
 from mtl_bench.models.mlp import build_mlp  # noqa: E402
 from mtl_bench.models.multitask import MultiTaskModel  # noqa: E402
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class  # noqa: E402
 from mtl_bench.train.gradients import GradientBackend  # noqa: E402
-from mtl_bench.train.trainer import training_step  # noqa: E402
+from mtl_bench.strategies.base import Strategy  # noqa: E402
+from mtl_bench.train.trainer import evaluate_losses, training_step  # noqa: E402
 
-MODELS = ("multilenet", "mlp40", "resnet50")
-SPACES = ("params", "representation")
+MODELS = ("multilenet", "conv40", "mlp40", "resnet50")
+CPU_MODELS = ("multilenet", "conv40")
+SPACES = ("params", "representation", "last_shared_layer")
+REFERENCES = ("floor", "ew", "ew+forward")
 
 
 # ------------------------------------------------------------------------------------- models
 def multilenet_case(quick: bool, device):
     batch = 16 if quick else 256
     model = build_multilenet(["left", "right"])
-    tasks = [Task("left", classification_loss), Task("right", classification_loss)]
+    tasks = [classification_task("left"), classification_task("right")]
     x = torch.randn(batch, 1, 28, 28)
     targets = {t.name: torch.randint(0, 10, (batch,)) for t in tasks}
+    return model, tasks, x, targets
+
+
+def conv40_case(quick: bool, device):
+    """A small conv encoder (three 3x3 conv-BN-ReLU-max-pool blocks, 32/64/128 channels, global
+    average pooling, Linear(128, 128)-ReLU as the last shared layer, like FAMO's CelebA network)
+    with 40 binary linear heads, CelebA-like: batch 32 of 32x32 images."""
+    batch, size = (4, 16) if quick else (32, 32)
+    blocks = []
+    for cin, cout in ((3, 32), (32, 64), (64, 128)):
+        blocks += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+    last = nn.Linear(128, 128)
+    encoder = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), last, nn.ReLU())
+    names = [f"attr{i:02d}" for i in range(40)]
+    model = MultiTaskModel(encoder, {n: nn.Linear(128, 2) for n in names}, last_shared_layer=last)
+    tasks = [classification_task(n) for n in names]
+    x = torch.randn(batch, 3, size, size)
+    targets = {n: torch.randint(0, 2, (batch,)) for n in names}
     return model, tasks, x, targets
 
 
@@ -60,7 +99,7 @@ def mlp40_case(quick: bool, device):
     batch, width, dim = (16, 32, 64) if quick else (256, 512, 512)
     names = [f"attr{i:02d}" for i in range(40)]
     model = build_mlp(names, input_dim=dim, output_dim=2, hidden=width, layers=4)
-    tasks = [Task(n, classification_loss) for n in names]
+    tasks = [classification_task(n) for n in names]
     x = torch.randn(batch, dim)
     targets = {n: torch.randint(0, 2, (batch,)) for n in names}
     return model, tasks, x, targets
@@ -125,39 +164,125 @@ def resnet50_case(quick: bool, device, heads: str = "simple"):
     return model, tasks, x, targets
 
 
-CASES = {"multilenet": multilenet_case, "mlp40": mlp40_case, "resnet50": resnet50_case}
+CASES = {"multilenet": multilenet_case, "conv40": conv40_case, "mlp40": mlp40_case, "resnet50": resnet50_case}
 
 
 # ------------------------------------------------------------------------------------ measuring
-def measure(model, tasks, x, targets, name, space, method, warmup, steps, device):
-    strategy = build_strategy(name, len(tasks)).to(device)
+def floor_step(model, tasks, x, targets, optimizer):
+    """One forward and T backward passes of the task losses into ``.grad``, then the optimiser:
+    the floor of any exact params-space method (returns T encoder passes, like training_step)."""
+    optimizer.zero_grad(set_to_none=True)
+    preds = model(x)
+    for i, task in enumerate(tasks):
+        task.loss(preds[task.name], targets[task.name]).backward(retain_graph=i < len(tasks) - 1)
+    optimizer.step()
+    return None, None, len(tasks)
+
+
+def make_row(model, tasks, x, targets, name, space, method, device) -> dict:
+    """A row to measure: its description and ``step()``, one training step on its own model copy."""
     model = copy.deepcopy(model).to(device)
+    row = {"strategy": name, "space": space, "method": method if space == "params" and name != "floor" else "-"}
+    if name == "floor":
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
+        row["step"] = lambda: floor_step(model, tasks, x, targets, optimizer)
+        return row
+    if name == "ew+forward":
+        ew, optimizer = build_strategy("ew", len(tasks)), torch.optim.SGD(model.parameters(), lr=1e-6)
+        backend = GradientBackend()
+
+        def step():
+            result = training_step(model, ew, backend, optimizer, tasks, x, targets)
+            evaluate_losses(model, tasks, x, targets)
+            return result
+
+        row["step"] = step
+        return row
+    strategy = build_strategy(name, len(tasks)).to(device)
     optimizer = torch.optim.SGD([{"params": list(model.parameters())}, *strategy.optimizer_groups()], lr=1e-6)
-    backend = GradientBackend(space=space, method=method)
-    cuda = device.type == "cuda"
-    for _ in range(warmup):
-        training_step(model, strategy, backend, optimizer, tasks, x, targets)
-    if cuda:
+    backend = GradientBackend(space=space if space != "-" else "params", method=method)
+    row.update(backend=backend, strategy_object=strategy)
+    row["step"] = lambda: training_step(model, strategy, backend, optimizer, tasks, x, targets)
+    return row
+
+
+def sync(device):
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def time_steps(step, n: int, device, clock: str = "wall") -> list[float]:
+    """Seconds of ``n`` steps each, by the wall clock or this process's CPU time (which a
+    loaded machine's other processes disturb less; meaningful with one thread on the CPU)."""
+    now = CLOCKS[clock]
+    times = []
+    for _ in range(n):
+        sync(device)
+        t0 = now()
+        step()
+        sync(device)
+        times.append(now() - t0)
+    return times
+
+
+def peak_step_bytes(step, device) -> int:
+    """Bytes of tensors allocated during one ``step()`` above those allocated before it."""
+    if device.type == "cuda":
+        sync(device)
+        before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-    times, passes = [], 0
-    for _ in range(steps):
-        if cuda:
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        _, _, p = training_step(model, strategy, backend, optimizer, tasks, x, targets)
-        if cuda:
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-        passes += p
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
-    return {"median_ms": 1000 * statistics.median(times), "peak_mb": peak, "passes": passes / steps,
-            "vmap_chunk": backend.last_chunk, "solver_failures": getattr(strategy, "solver_failures", 0)}
+        step()
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    level = peak = 0
+    for event in events:  # allocations at their op's start, frees ("[memory]" events) when they happen
+        level += event.self_cpu_memory_usage
+        peak = max(peak, level)
+    return peak
+
+
+def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int, device, clock: str = "wall") -> None:
+    """Fills each row's median_ms, peak_mb, passes (or status on failure); rows alternate."""
+    live = []
+    for row in rows:
+        try:
+            for _ in range(warmup):
+                row["passes"] = row["step"]()[2]
+            live.append(row)
+        except Exception as err:  # keep measuring the others; the row says why
+            row["status"] = f"{type(err).__name__}: {err}"[:200]
+    times = {id(row): [] for row in live}
+    for _ in range(repeats):
+        for row in live:
+            times[id(row)].extend(time_steps(row["step"], steps, device, clock))
+    for row in live:
+        row["median_ms"] = 1000 * statistics.median(times[id(row)])
+        row["peak_mb"] = peak_step_bytes(row["step"], device) / 2**20
+        row["status"] = "ok"
+        backend, strategy = row.get("backend"), row.get("strategy_object")
+        if backend is not None and row["space"] == "params":
+            row["vmap_chunk"] = backend.last_chunk
+            row["method"] = row["method"] + ("" if row["method"] != "auto" else f" ({'vmap' if backend.last_chunk else 'loop'})")
+        row["solver_failures"] = getattr(strategy, "solver_failures", 0)
 
 
 def runs_for(names: list[str], spaces: list[str]):
+    """``(strategy, space)`` pairs: the references first, loss weightings once, gradient methods
+    in every requested space they support."""
+    yield "floor", "params"
+    yield "ew", "-"
+    if any(reevaluates(strategy_class(name)) for name in names):
+        yield "ew+forward", "-"
     for name in names:
         cls = strategy_class(name)
+        if name == "ew":
+            continue
         if cls.level == "loss":
             yield name, "-"
         else:
@@ -166,79 +291,102 @@ def runs_for(names: list[str], spaces: list[str]):
                     yield name, space
 
 
+def reevaluates(cls) -> bool:
+    """Whether a loss weighting re-evaluates the batch after the step (an ``after_step`` hook)."""
+    return cls.level == "loss" and cls.after_step is not Strategy.after_step
+
+
+def reference_of(row) -> str:
+    """Params-space gradient methods are held to the floor, loss weightings that re-evaluate the
+    batch to EW plus one forward, everything else to EW."""
+    if row["strategy"] in REFERENCES:
+        return "ew"
+    if row["space"] == "params":
+        return "floor"
+    return "ew+forward" if reevaluates(strategy_class(row["strategy"])) else "ew"
+
+
+def add_ratios(rows: list[dict]) -> None:
+    refs = {r["strategy"]: r for r in rows if r["strategy"] in REFERENCES}
+    for row in rows:
+        ref = refs.get(reference_of(row), {})
+        row["reference"] = reference_of(row)
+        for key, field in (("median_ms", "time_vs_ref"), ("peak_mb", "memory_vs_ref")):
+            ok = row.get(key) and ref.get(key)
+            row[field] = row[key] / ref[key] if ok else None
+        ew = refs.get("ew", {})
+        row["time_vs_ew"] = row["median_ms"] / ew["median_ms"] if row.get("median_ms") and ew.get("median_ms") else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="CSV file to write")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--out", required=True, help="CSV file to write (the Markdown table goes beside it, .md)")
+    parser.add_argument("--models", nargs="+", default=None, choices=MODELS,
+                        help=f"default: {' '.join(CPU_MODELS)} on the CPU, all on a GPU")
     parser.add_argument("--strategies", nargs="+", default=None, help="default: all")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
     parser.add_argument("--dense-heads", default="simple", choices=["simple", "deeplab"],
                         help="resnet50 heads: simple conv heads (default) or LibMTL's DeepLab ASPP heads")
     parser.add_argument("--method", default="auto", choices=["loop", "vmap", "auto"], help="grad.method")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny shapes, 1 warm-up and 2 timed steps, one CPU thread: a CPU smoke test")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 with --quick)")
+    parser.add_argument("--warmup", type=int, default=7, help="steps per row before timing (>= 6 covers auto's trials)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row and round")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds over all rows (interleaved)")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 warm-up, 1 round of 2 steps: a CPU smoke test")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on the CPU)")
+    parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
+                        help="wall: elapsed time; process: this process's CPU time (CPU, one thread, loaded machine)")
     args = parser.parse_args(argv)
-    threads = args.threads or (1 if args.quick else None)
-    if threads:
-        torch.set_num_threads(threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    warmup, steps = (1, 2) if args.quick else (args.warmup, args.steps)
+    if device.type == "cpu" or args.threads:
+        torch.set_num_threads(args.threads or 1)
+    warmup, steps, repeats = (1, 2, 1) if args.quick else (args.warmup, args.steps, args.repeats)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels in the warm-up
+    models = args.models or (list(MODELS) if device.type == "cuda" else list(CPU_MODELS))
     names = args.strategies or available_strategies()
     unknown = sorted(set(names) - set(available_strategies()))
     if unknown:
         parser.error(f"unknown strategies {unknown}; available: {', '.join(available_strategies())}")
-    if "ew" in names:
-        names = ["ew"] + [n for n in names if n != "ew"]
-    else:
-        names = ["ew", *names]
     command = " ".join(shlex.quote(a) for a in ["python", "scripts/bench_strategies.py", *(argv or sys.argv[1:])])
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
     rows = []
-    for model_name in args.models:
+    for model_name in models:
         torch.manual_seed(0)
         extra = {"heads": args.dense_heads} if model_name == "resnet50" else {}
         model, tasks, x, targets = CASES[model_name](args.quick, device, **extra)
         x = x.to(device)
         targets = {k: v.to(device) for k, v in targets.items()}
-        baseline = None
+        case_rows = []
         for name, space in runs_for(names, args.spaces):
-            row = {"model": model_name, "tasks": len(tasks), "batch": x.shape[0], "strategy": name,
-                   "space": space, "method": args.method if space == "params" else "-", "device": device_name}
-            try:
-                result = measure(model, tasks, x, targets, name, space if space != "-" else "params", args.method,
-                                 warmup, steps, device)
-                row.update(result, status="ok")
-            except Exception as err:  # keep measuring the others; the row says why
-                row.update(median_ms=None, peak_mb=None, status=f"{type(err).__name__}: {err}"[:200])
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-            if name == "ew":
-                baseline = row
-            ok = baseline and baseline.get("median_ms") and row.get("median_ms")
-            row["time_vs_ew"] = row["median_ms"] / baseline["median_ms"] if ok else None
-            row["memory_vs_ew"] = (row["peak_mb"] / baseline["peak_mb"]
-                                   if ok and row.get("peak_mb") and baseline.get("peak_mb") else None)
-            rows.append(row)
-            print(f"{model_name:<10} {name:<9} {space:<15} {_fmt(row.get('median_ms'))} ms "
-                  f"x{_fmt(row['time_vs_ew'])} {row['status']}", file=sys.stderr, flush=True)
+            torch.manual_seed(0)
+            row = make_row(model, tasks, x, targets, name, space, args.method, device)
+            row.update(model=model_name, tasks=len(tasks), batch=x.shape[0], device=device_name)
+            case_rows.append(row)
+        measure_interleaved(case_rows, warmup, steps, repeats, device, args.clock)
+        add_ratios(case_rows)
+        for row in case_rows:
+            print(f"{model_name:<10} {row['strategy']:<9} {row['space']:<17} {_fmt(row.get('median_ms'))} ms "
+                  f"x{_fmt(row.get('time_vs_ref'))} {row['reference']} {row['status']}", file=sys.stderr, flush=True)
+            for key in ("step", "backend", "strategy_object"):
+                row.pop(key, None)
+        rows.extend(case_rows)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "tasks", "batch", "strategy", "space", "method", "median_ms", "time_vs_ew", "peak_mb",
-              "memory_vs_ew", "passes", "vmap_chunk", "solver_failures", "device", "status"]
+    fields = ["model", "tasks", "batch", "strategy", "space", "method", "median_ms", "reference", "time_vs_ref",
+              "time_vs_ew", "peak_mb", "memory_vs_ref", "passes", "vmap_chunk", "solver_failures", "device", "status"]
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    print(markdown(rows, command, device_name, torch.__version__))
+    table = markdown(rows, command, device_name, torch.__version__, torch.get_num_threads(), args.clock)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
     return 0
 
 
@@ -246,15 +394,18 @@ def _fmt(value, digits=2):
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(rows, command, device_name, torch_version) -> str:
-    lines = [f"Step time and peak memory relative to EW ({device_name}, torch {torch_version}).",
+def markdown(rows, command, device_name, torch_version, threads, clock="wall") -> str:
+    lines = [f"Step time ({clock} clock) and peak memory per step against the floors measured in the same run "
+             f"({device_name}, torch {torch_version}, {threads} intra-op thread(s)). `floor`: forward + T backward; `ew`: forward + "
+             "1 backward. Params-space gradient methods are held to the floor, the rest to EW.",
              f"Command: `{command}`", "",
-             "| model | strategy | space | median ms | x EW | peak MiB | x EW mem | encoder passes | status |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+             "| model | strategy | space | method | median ms | vs | x time | x EW | peak MiB | x mem | encoder passes | status |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['strategy']} | {r['space']} | {_fmt(r.get('median_ms'))} | "
-                     f"{_fmt(r.get('time_vs_ew'))} | {_fmt(r.get('peak_mb'), 0)} | {_fmt(r.get('memory_vs_ew'))} | "
-                     f"{_fmt(r.get('passes'), 1)} | {r['status']} |")
+        lines.append(f"| {r['model']} | {r['strategy']} | {r['space']} | {r['method']} | {_fmt(r.get('median_ms'))} | "
+                     f"{r['reference']} | {_fmt(r.get('time_vs_ref'))} | {_fmt(r.get('time_vs_ew'))} | "
+                     f"{_fmt(r.get('peak_mb'), 1)} | {_fmt(r.get('memory_vs_ref'))} | {_fmt(r.get('passes'), 1)} | "
+                     f"{r['status']} |")
     return "\n".join(lines)
 
 

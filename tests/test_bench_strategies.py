@@ -15,17 +15,24 @@ def test_bench_quick_on_cpu(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_strategies.py"), "--quick", "--device", "cpu",
-         "--models", "multilenet", "mlp40", "--strategies", "pcgrad", "famo", "--out", str(out)],
+         "--models", "multilenet", "conv40", "--strategies", "pcgrad", "famo", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
     keys = {(r["model"], r["strategy"], r["space"]) for r in rows}
-    assert keys == {(m, s, sp) for m in ("multilenet", "mlp40")
-                    for s, sp in (("ew", "-"), ("pcgrad", "params"), ("pcgrad", "representation"), ("famo", "-"))}
-    assert all(r["status"] == "ok" and float(r["median_ms"]) > 0 for r in rows)
+    assert keys == {(m, s, sp) for m in ("multilenet", "conv40")
+                    for s, sp in (("floor", "params"), ("ew", "-"), ("ew+forward", "-"), ("pcgrad", "params"),
+                                  ("pcgrad", "representation"), ("pcgrad", "last_shared_layer"), ("famo", "-"))}
+    assert all(r["status"] == "ok" and float(r["median_ms"]) > 0 and float(r["peak_mb"]) > 0 for r in rows)
     ew = [r for r in rows if r["strategy"] == "ew"]
     assert all(float(r["time_vs_ew"]) == 1.0 for r in ew)
     by_key = {(r["model"], r["strategy"], r["space"]): r for r in rows}
-    assert float(by_key[("mlp40", "pcgrad", "params")]["passes"]) == 40.0
-    assert float(by_key[("mlp40", "pcgrad", "representation")]["passes"]) == 1.0
+    # params-space methods are held to the forward + T backward floor, the rest to EW
+    assert by_key[("conv40", "pcgrad", "params")]["reference"] == "floor"
+    assert by_key[("conv40", "pcgrad", "representation")]["reference"] == "ew"
+    assert by_key[("conv40", "famo", "-")]["reference"] == "ew+forward"  # FAMO re-evaluates the batch
+    assert float(by_key[("conv40", "floor", "params")]["passes"]) == 40.0
+    assert float(by_key[("conv40", "pcgrad", "params")]["passes"]) == 40.0
+    assert float(by_key[("conv40", "pcgrad", "representation")]["passes"]) == 1.0
     assert "| model | strategy | space |" in result.stdout and "Command: `python scripts/bench_strategies.py" in result.stdout
+    assert out.with_suffix(".md").read_text().startswith("Step time")

@@ -2,6 +2,7 @@
 loss weighting with a gradient method, the KPI feed, head scaling and FAMO's after-step hook."""
 from __future__ import annotations
 
+import time
 import warnings
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from mtl_bench.data.tasks import classification_task, regression_task
 from mtl_bench.models.mlp import build_mlp
 from mtl_bench.strategies import build_strategy
-from mtl_bench.train.gradients import GradientBackend
+from mtl_bench.train.gradients import AUTO_MARGIN, AUTO_TRIALS, GradientBackend
 from mtl_bench.train.trainer import training_step
 
 TASKS = [regression_task(f"t{i}") for i in range(4)]
@@ -52,27 +53,60 @@ def test_params_update_is_assembled_from_the_jacobian(method):
     assert backend.last_chunk == (4 if method == "vmap" else 0)
 
 
+def slowed(backend, name, seconds=0.05):
+    """Make one path of ``backend`` slower by ``seconds`` per call (to steer grad.method=auto)."""
+    inner = getattr(backend, name)
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return inner(*args, **kwargs)
+
+    setattr(backend, name, slow)
+
+
+def steps(backend, model, strategy, x, targets, tasks, n):
+    for _ in range(n):
+        model.zero_grad()
+        backend.step(model, strategy, x, targets, tasks)
+    return shared_grad(model).clone()
+
+
+@pytest.mark.parametrize("slow, chosen", [("_vmap_into", "loop"), ("_loop_into", "vmap")])
+def test_auto_times_both_paths_and_keeps_the_faster(slow, chosen):
+    model, tasks, x, targets = setup()
+    strategy = build_strategy("upgrad", 4)
+    reference = steps(GradientBackend("params", "loop"), model, strategy, x, targets, tasks, 1)
+    backend = GradientBackend("params", "auto")
+    slowed(backend, slow)
+    for step in range(2 * AUTO_TRIALS):  # the trials alternate the loop and the batched path
+        assert backend.auto_decisions == []
+        torch.testing.assert_close(steps(backend, model, strategy, x, targets, tasks, 1), reference)
+        assert backend.last_chunk == (0 if step % 2 == 0 else 4)
+    (record,) = backend.auto_decisions
+    assert record["chosen"] == chosen and record["vmap_chunk"] == 4 and record["input_shape"] == list(x.shape)
+    assert (record["vmap_seconds"] < AUTO_MARGIN * record["loop_seconds"]) == (chosen == "vmap")
+    torch.testing.assert_close(steps(backend, model, strategy, x, targets, tasks, 2), reference)
+    assert backend.last_chunk == (4 if chosen == "vmap" else 0)
+
+
 def test_auto_respects_the_memory_bound_and_chunks():
     model, tasks, x, targets = setup()
     strategy = build_strategy("upgrad", 4)
     probe = GradientBackend("params", "auto")
-    probe.step(model, strategy, x, targets, tasks)
+    reference = steps(probe, model, strategy, x, targets, tasks, 1)
     per_task = probe._per_task_bytes[tuple(x.shape)]
     assert per_task >= sum(p.numel() * 4 for p in model.shared_parameters())
-    assert probe.last_chunk == 4
-    reference = shared_grad(model).clone()
+    assert probe.vmap_chunk(4, x.shape) == 4
 
     two = GradientBackend("params", "auto", vmap_max_bytes=2.5 * per_task)
-    two.step(model, strategy, x, targets, tasks)  # first step measures, the others use the bound
-    model.zero_grad()
-    two.step(model, strategy, x, targets, tasks)
-    assert two.last_chunk == 2
-    torch.testing.assert_close(shared_grad(model), reference)
+    slowed(two, "_loop_into")
+    torch.testing.assert_close(steps(two, model, strategy, x, targets, tasks, 2 * AUTO_TRIALS + 1), reference)
+    assert two.last_chunk == 2 and two.auto_decisions[0]["chosen"] == "vmap" and two.auto_decisions[0]["vmap_chunk"] == 2
 
-    tiny = GradientBackend("params", "auto", vmap_max_bytes=per_task / 2)
-    tiny.step(model, strategy, x, targets, tasks)
-    assert tiny.last_chunk == 0  # the loop
-    torch.testing.assert_close(shared_grad(model), reference)
+    tiny = GradientBackend("params", "auto", vmap_max_bytes=per_task * 1.5)  # one task fits: no batching
+    torch.testing.assert_close(steps(tiny, model, strategy, x, targets, tasks, 1), reference)
+    assert tiny.last_chunk == 0  # the loop, chosen at once without timing
+    assert tiny.auto_decisions[0]["chosen"] == "loop" and tiny.auto_decisions[0]["vmap_seconds"] is None
 
     strict = GradientBackend("params", "vmap", vmap_max_bytes=per_task / 2)
     with pytest.raises(ValueError, match="grad.vmap_max_bytes"):
@@ -86,10 +120,12 @@ def test_auto_falls_back_to_the_loop_when_vmap_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("batched gradients not supported here")
 
-    monkeypatch.setattr(backend, "_params_jacobian_vmap", broken)
+    monkeypatch.setattr(backend, "_vmap_into", broken)
+    backend.step(model, build_strategy("pcgrad", 4), x, targets, tasks)  # the first trial: the loop
     with pytest.warns(UserWarning, match="using the loop"):
-        backend.step(model, build_strategy("pcgrad", 4), x, targets, tasks)
+        backend.step(model, build_strategy("pcgrad", 4), x, targets, tasks)  # the second: the batched path
     assert backend.last_chunk == 0
+    assert backend.auto_decisions[0]["chosen"] == "loop" and "failed" in backend.auto_decisions[0]["reason"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         backend.step(model, build_strategy("pcgrad", 4), x, targets, tasks)  # remembered, no new warning
@@ -231,3 +267,16 @@ def test_strategies_see_a_float32_gramian_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         result = GradientBackend("representation", "loop").step(model, strategy, x, targets, tasks)
     assert seen["dtype"] == torch.float32 and result.weights.dtype == torch.float32
+
+
+def test_auto_decisions_survive_a_checkpoint():
+    model, tasks, x, targets = setup()
+    strategy = build_strategy("upgrad", 4)
+    backend = GradientBackend("params", "auto")
+    slowed(backend, "_loop_into")
+    steps(backend, model, strategy, x, targets, tasks, 2 * AUTO_TRIALS)
+    resumed = GradientBackend("params", "auto")
+    resumed.load_state_dict(backend.state_dict())
+    assert resumed.auto_decisions == backend.auto_decisions
+    steps(resumed, model, strategy, x, targets, tasks, 1)
+    assert resumed.last_chunk == 4  # the batched path chosen before, no new trials

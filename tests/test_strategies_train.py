@@ -101,13 +101,18 @@ def test_composition_with_hyperparameters_trains_uw(compose, tmp_path):
 
 
 def test_cli_synthetic_nash_counts_solver_calls(tmp_path):
-    result = cli("run", *SYNTHETIC, "strategy=nash", cwd=tmp_path, env=ONE_THREAD, timeout=300)
+    # two epochs: enough steps for grad.method=auto's timed trials (AUTO_TRIALS per path)
+    result = cli("run", *SYNTHETIC, "strategy=nash", "trainer.epochs=2", cwd=tmp_path, env=ONE_THREAD, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((only_run_dir(tmp_path / "runs") / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["cost"]["solver_calls"] == summary["steps"] > 0
     assert summary["cost"]["solver_failures"] == 0
-    assert summary["cost"]["vmap_chunk"] == 2  # both tasks in one batched backward (grad.method=auto)
+    # grad.method=auto timed both paths on the first steps of the batch shape and kept the faster
+    auto = summary["cost"]["grad_method_auto"][0]
+    assert auto["chosen"] in ("loop", "vmap") and auto["vmap_chunk"] == 2
+    assert auto["loop_seconds"] > 0 and auto["vmap_seconds"] > 0
+    assert (auto["chosen"] == "vmap") == (auto["vmap_seconds"] < 0.9 * auto["loop_seconds"])  # AUTO_MARGIN
 
 
 @pytest.mark.parametrize("name", ["mgda", "cagrad", "upgrad"])

@@ -20,10 +20,12 @@ import numpy as np
 import torch
 
 from .base import GradientWeighting
+from .solvers import one_blas_thread
 
 REFERENCES = ("min", "median", "mean")
 
 
+@one_blas_thread
 def alignment_matrix(gramian, reference: str = "min") -> torch.Tensor:
     """B of Aligned-MTL from the Gramian (float64 NumPy on the host; returns a CPU tensor)."""
     G = np.asarray(gramian.detach().double().cpu().numpy() if isinstance(gramian, torch.Tensor) else gramian,

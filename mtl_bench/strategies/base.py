@@ -56,7 +56,8 @@ class Strategy(nn.Module):
 
     # ----- hooks (no-ops by default) ---------------------------------------------------------
     def transform_losses(self, losses: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per-task scalar losses the strategy differentiates (each one separately)."""
+        """Per-task scalar losses the strategy differentiates (each one separately). The i-th may
+        depend on task i's loss only: the backend differentiates their sum, one leaf per task."""
         return list(losses)
 
     def on_epoch_end(self, epoch: int, mean_train_losses: torch.Tensor) -> None:

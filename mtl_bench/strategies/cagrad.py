@@ -39,7 +39,7 @@ import torch
 from scipy.optimize import minimize
 
 from .base import SolverWeighting
-from .solvers import SolverError
+from .solvers import SolverError, one_blas_thread
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 GRAMIAN_SCALINGS = ("none", "trace")
 
 
+@one_blas_thread
 def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks: bool = True,
                    lambda_eps: float = 1e-8, gramian_scaling: str = "none") -> tuple[np.ndarray, bool, str]:
     """``(weights on the raw gradients, solver success, solver message)`` for the Gramian ``G``."""

@@ -41,7 +41,8 @@ class DBMTL(GradientAggregator):
         beta_t = self.beta / self.t**self.sigma
         if self.ghat is None or self.ghat.shape != jacobian.shape:
             self.ghat = torch.zeros_like(jacobian)
-        self.ghat = self.ghat.to(jacobian.dtype) * beta_t + (1.0 - beta_t) * jacobian.detach()
+        self.ghat = self.ghat.to(jacobian)
+        self.ghat.mul_(beta_t).add_(jacobian.detach(), alpha=1.0 - beta_t)  # in place: no T x P temporaries
         norms = self.ghat.norm(dim=1)
         alpha = norms.max() / (norms + 1e-8)
         self.last_alpha = alpha

@@ -27,20 +27,22 @@ def graddrop_update(grads: torch.Tensor, u: torch.Tensor, signs: torch.Tensor | 
                     leak: float = 0.0) -> torch.Tensor:
     """``grads``: [T, B, ...] (with ``signs`` = sign(z) of shape [B, ...]) or [T, N] (no signs);
     ``u``: uniform draws shaped like one task's G_i ([...] or [N]). Returns the combined gradient
-    shaped like one task's gradient."""
-    if signs is not None:
-        G = (signs.unsqueeze(0) * grads).sum(dim=1)  # [T, ...]
-    else:
-        G = grads
-    total = G.sum(0)
-    magnitude = G.abs().sum(0)
-    P = 0.5 * (1.0 + torch.where(magnitude > 0, total / magnitude.clamp_min(torch.finfo(G.dtype).tiny),
-                                 torch.zeros_like(total)))
-    mask = ((P > u) & (G > 0)) | ((P < u) & (G < 0))  # [T, ...]
-    factor = leak + (1.0 - leak) * mask.to(grads.dtype)
-    if signs is not None:
-        factor = factor.unsqueeze(1)  # broadcast over the batch
-    return (factor * grads).sum(0)
+    shaped like one task's gradient. Task by task, so that the temporaries are the size of one
+    task's gradient, never of all T (the params space's T x N Jacobian is the big input)."""
+    G = [(signs * g).sum(dim=0) if signs is not None else g for g in grads]  # G_i, eq. 1
+    total = torch.zeros_like(G[0])
+    magnitude = torch.zeros_like(G[0])
+    for g in G:
+        total += g
+        magnitude += g.abs()
+    P = 0.5 * (1.0 + torch.where(magnitude > 0, total / magnitude.clamp_min(torch.finfo(total.dtype).tiny),
+                                 torch.zeros_like(total)))  # eq. 2
+    update = torch.zeros_like(grads[0])
+    for g, grad in zip(G, grads):
+        mask = ((P > u) & (g > 0)) | ((P < u) & (g < 0))  # eq. 3
+        factor = leak + (1.0 - leak) * mask.to(grads.dtype)
+        update += (factor if signs is None else factor.unsqueeze(0)) * grad  # broadcast over the batch
+    return update
 
 
 class GradDrop(GradientAggregator):

@@ -27,7 +27,7 @@ from torch import nn
 
 from .base import LossWeighting, SolverWeighting
 from .compose import Composed
-from .solvers import SolverError
+from .solvers import SolverError, one_blas_thread
 
 PAPER = "Liu et al. ICLR 2021 (IMTL)"
 
@@ -55,6 +55,7 @@ class IMTLL(LossWeighting):
         return [group]
 
 
+@one_blas_thread
 def imtl_g_weights(gramian: torch.Tensor) -> torch.Tensor:
     """``alpha = G^+ d / sum(G^+ d)``, ``d_i = ||g_i||``: equal projections on the unit gradients.
     Raises SolverError when no such alpha exists (e.g. two opposite gradients: sum(G^+ d) = 0)."""

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .base import SolverWeighting
-from .solvers import SolverError
+from .solvers import SolverError, one_blas_thread
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def nash_objective(G: np.ndarray, a: np.ndarray) -> float:
     return 0.5 * a @ G @ a - np.log(a).sum()
 
 
+@one_blas_thread
 def solve_nash(G: np.ndarray, start: np.ndarray | None, max_iter: int = 20, tol: float = 1e-6,
                residual_tol: float = 1e-4) -> np.ndarray:
     """alpha > 0 with ``alpha * (G @ alpha) = 1``, by damped Newton on ``f``; raises SolverError."""

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .base import GradientWeighting
+from .solvers import one_blas_thread
 
 
 def random_orders(T: int) -> np.ndarray:
@@ -47,6 +48,7 @@ def _orders(T: int, orders) -> np.ndarray:
     return orders
 
 
+@one_blas_thread
 def pcgrad_coefficients(G: np.ndarray, orders=None) -> np.ndarray:
     """C with ``g_i' = sum_k C_ik g_k`` after PCGrad's projections. ``orders[i]`` is the order in
     which the other tasks are visited for task i (random when None). The tasks i are independent
@@ -63,6 +65,7 @@ def pcgrad_coefficients(G: np.ndarray, orders=None) -> np.ndarray:
     return C
 
 
+@one_blas_thread
 def gradvac_coefficients(G: np.ndarray, phihat: np.ndarray, beta: float, orders=None,
                          eps: float = 1e-12) -> np.ndarray:
     """C of GradVac's corrections; updates ``phihat`` in place (vectorised over the tasks i)."""

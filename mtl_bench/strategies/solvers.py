@@ -1,8 +1,38 @@
 """Small exact solvers shared by gradient strategies. They run in float64 NumPy on the host:
-the inputs are T x T Gramians, so one device-to-host copy per step is their whole cost."""
+the inputs are T x T Gramians, so one device-to-host copy per step is their whole cost.
+
+Every host solver runs with one BLAS thread (:func:`one_blas_thread`): on T x T matrices a
+multi-threaded BLAS spends its time waking and waiting for threads, 20-25 ms per call on a loaded
+machine instead of 0.1-0.25 ms (README, Speed).
+"""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+_blas = None  # the threadpoolctl controller, built at the first solver call (BLAS libraries loaded)
+
+
+def _blas_controller():
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    return _blas
+
+
+def one_blas_thread(solver):
+    """Decorator: run ``solver`` with one BLAS thread (threadpoolctl), the previous limits restored
+    on return. The controller is built once, so the call costs microseconds."""
+    @functools.wraps(solver)
+    def limited(*args, **kwargs):
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return solver(*args, **kwargs)
+
+    limited.one_blas_thread = True
+    return limited
 
 
 class SolverError(RuntimeError):
@@ -47,6 +77,7 @@ def _next_point(current: np.ndarray, direction: np.ndarray) -> np.ndarray:
     return project_to_simplex(proj * t + current)
 
 
+@one_blas_thread
 def min_norm_weights(gramian: np.ndarray, max_iter: int = 250, tol: float = 1e-5) -> np.ndarray:
     """Weights ``w`` on the simplex minimising ``|| sum_i w_i g_i ||^2 = w^T G w``.
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .base import SolverWeighting
-from .solvers import SolverError
+from .solvers import SolverError, one_blas_thread
 
 
 def _quadprog():
@@ -31,6 +31,7 @@ def _quadprog():
     return quadprog
 
 
+@one_blas_thread
 def upgrad_weights(G: np.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> np.ndarray:
     G = np.asarray(G, dtype=np.float64)
     if not np.all(np.isfinite(G)):

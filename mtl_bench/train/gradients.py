@@ -1,9 +1,10 @@
 """Gradient backends: per-task gradients in a chosen space, and the update assembled from them.
 
 The model is split at the shared representation ``z = encoder(x)``. Each task's scalar loss is
-differentiated on its own (never an element of a stacked loss vector, which would send every
-backward pass through all heads) w.r.t. a detached copy of ``z`` and the task's head: T cheap
-head-only passes give ``dL_i/dz`` and the heads' gradients. Then, by ``space``:
+differentiated on its own (never through an element of a stacked loss vector, which would send
+every backward pass through all heads) w.r.t. its own detached copy of ``z`` and the task's head:
+one cheap head-only backward call of ``sum_i L_i`` gives every ``dL_i/dz`` (each at its own
+leaf) and the heads' gradients. Then, by ``space``:
 
 - ``representation``: the Jacobian rows are ``dL_i/dz`` (the whole B x D block, batch kept,
   as in MGDA-UB); the update is one backward of ``sum_i w_i dL_i/dz`` through the encoder.
@@ -13,17 +14,36 @@ head-only passes give ``dL_i/dz`` and the heads' gradients. Then, by ``space``:
   task (``method=loop``) or batched with vmap (``method=vmap``, ``is_grads_batched``, in chunks);
   the shared update ``sum_i w_i g_i`` is assembled from those rows, with no further backward.
 
+In the params space the T rows are written once into one T x P buffer (each task's gradients
+copied into its row as they come out of the backward pass: no list of rows stacked again);
+Gramian strategies get ``G = J J^T`` from it and the update ``sum_i w_i g_i`` is one
+vector-matrix product whose slices become the parameters' ``.grad``. Peak memory is the forward's
+activations, one task's backward, and the T x P rows that any exact Gramian of T separate
+backward passes must hold.
+
 Batched gradients hold one copy of the encoder's activation gradients and parameter gradients
 per task in the chunk. Their memory is estimated once per input shape (bytes of the tensors the
 encoder's forward saves for backward, counted through ``saved_tensors_hooks``, plus the shared
 parameters' bytes), and the chunk is the largest number of tasks whose estimate fits in
-``vmap_max_bytes``. ``method=auto`` uses the loop when not even one task fits, or when the batched
-backward fails (the failure is remembered and warned about once); ``method=vmap`` then raises.
+``vmap_max_bytes``. ``method=vmap`` raises when not even one task fits.
+
+``method=auto`` decides by measurement, per input shape: when at least two tasks fit the bound,
+its first ``2 * AUTO_TRIALS`` steps alternate the loop and the batched path (each a real step,
+nothing computed twice) and time their backward passes (on CUDA with a synchronisation around
+each timed pass: a one-time cost of these first steps); it then keeps the batched path only when
+its best time is below ``AUTO_MARGIN`` (0.9) times the loop's, else the loop (less memory, and
+timing noise on a loaded machine must not pick a slower path), and the loop when the batched path
+fails (the failure is warned about once).
+``auto_decisions`` holds, per input shape, the choice and both timings (summary.json's
+``cost.grad_method_auto``).
+On the CPU the batched path runs each conv backward per task anyway and copies more, so the loop
+wins there; on a GPU the batched path may win for small models.
 
 Heads always get ``head_weight_i * dL_i/dhead_i`` (the strategy's ``head_weights``).
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -34,6 +54,8 @@ from torch import nn
 from ..strategies.base import SPACES, Strategy
 
 METHODS = ("loop", "vmap", "auto")
+AUTO_TRIALS = 3  # timed steps of each path before grad.method=auto decides (the best of them counts)
+AUTO_MARGIN = 0.9  # auto keeps the batched path only when its best time is below this fraction of the loop's
 
 
 @dataclass
@@ -49,6 +71,11 @@ def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def _grads_or_zeros(grads, params):
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def batch_kpis(tasks, preds, targets) -> torch.Tensor:
@@ -79,10 +106,25 @@ class GradientBackend:
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.vmap_max_bytes = None if vmap_max_bytes is None else float(vmap_max_bytes)
         self._vmap_failed = False
+        self._last_shared_batch_failed = False
         self._per_task_bytes: dict[tuple, int] = {}
         self.last_chunk: int | None = None  # tasks per batched backward in the last step (0: loop)
+        self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
+        self._chosen: dict[tuple, str] = {}                       # auto: the path kept per input shape
+        self.auto_decisions: list[dict] = []  # auto: one record per input shape, for summary.json
 
     # -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``grad.method=auto``'s decisions, kept in checkpoints so that a resumed run goes on with
+        the paths of the uninterrupted one instead of timing them again."""
+        return {"chosen": [[list(k), v] for k, v in self._chosen.items()], "decisions": list(self.auto_decisions),
+                "vmap_failed": self._vmap_failed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._chosen = {tuple(k): v for k, v in state.get("chosen", [])}
+        self.auto_decisions = list(state.get("decisions", []))
+        self._vmap_failed = bool(state.get("vmap_failed", False))
+
     def step(self, model, strategy: Strategy, x, targets: dict, tasks) -> StepResult:
         self._input_shape = tuple(x.shape)
         if strategy.needs == "jacobian" and self.space == "last_shared_layer":
@@ -91,35 +133,31 @@ class GradientBackend:
                 "the last shared layer; use grad.space=params or grad.space=representation"
             )
         z = self._encode(model, x)
-        z_leaf = z.detach().requires_grad_(True)
-        z_grads, head_grads = [], []
-        preds = [model.heads[task.name](z_leaf) for task in tasks]
+        z_leaves = [z.detach().requires_grad_(True) for _ in tasks]  # one leaf per task: dL_i/dz apart
+        preds = [model.heads[task.name](leaf) for task, leaf in zip(tasks, z_leaves)]
         losses = [task.loss(pred, targets[task.name]) for task, pred in zip(tasks, preds)]
         if strategy.needs_kpi:
             strategy.feed_kpi(batch_kpis(tasks, [p.detach() for p in preds], targets))
-        differentiated = strategy.transform_losses(losses)
-        for task, loss in zip(tasks, differentiated):
-            params = model.head_parameters(task.name)
-            grads = torch.autograd.grad(loss, [z_leaf, *params], allow_unused=True)
-            z_grads.append(torch.zeros_like(z_leaf) if grads[0] is None else grads[0])
-            head_grads.append(_grads_or_zeros(grads[1:], params))
+        head_params = [model.head_parameters(task.name) for task in tasks]
+        z_grads, head_grads = self._head_backward(head_params, z_leaves, strategy.transform_losses(losses))
         raw_losses = torch.stack([loss.detach() for loss in losses])
         z_grads_stacked = torch.stack(z_grads)  # [T, *z.shape]
 
         shared = model.shared_parameters()
         jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
-        # the strategy works in float32 even under bf16 autocast (a bf16 Gramian would feed the
-        # solvers 3 significant digits)
+        # the strategy works in float32 (float64 for a float64 model) even under bf16 autocast (a
+        # bf16 Gramian would feed the solvers 3 significant digits)
+        dtype = torch.promote_types(jacobian.dtype, torch.float32)
         with torch.autocast(jacobian.device.type, enabled=False):
             if strategy.needs == "gramian":
-                rows = jacobian.float()  # bf16 autocast gives bf16 representation gradients
+                rows = jacobian.to(dtype)  # bf16 autocast gives bf16 representation gradients
                 gramian = rows @ rows.T
-                weights = strategy.weights(losses=raw_losses.float(), gramian=gramian)
+                weights = strategy.weights(losses=raw_losses.to(dtype), gramian=gramian)
                 head_weights = strategy.head_weights(weights)
                 update = None
             else:
                 representation = z.detach() if self.space == "representation" else None
-                update, head_weights = strategy.aggregate(jacobian, raw_losses.float(), representation=representation)
+                update, head_weights = strategy.aggregate(jacobian, raw_losses.to(dtype), representation=representation)
                 weights = head_weights
 
         if self.space == "params":
@@ -132,10 +170,25 @@ class GradientBackend:
                 z_update = update.view_as(z)
             z.backward(z_update)
             passes += 1
-        for task, w, grads in zip(tasks, head_weights, head_grads):
-            for p, g in zip(model.head_parameters(task.name), grads):
+        for params, w, grads in zip(head_params, head_weights, head_grads):
+            for p, g in zip(params, grads):
                 p.grad = w * g
         return StepResult(raw_losses, strategy.logged_weights(weights).detach(), passes)
+
+    @staticmethod
+    def _head_backward(head_params, z_leaves, differentiated) -> tuple[list, list]:
+        """``dL_i/dz`` and each head's gradients from ONE backward call of ``sum_i L_i``: each task
+        reads z through its own leaf, so the sum keeps the tasks apart (no cross terms: a
+        transformed loss depends on its own task's loss only) at the cost of one engine call
+        instead of T."""
+        total = torch.stack([loss.reshape(()) for loss in differentiated]).sum()
+        grads = torch.autograd.grad(total, [*z_leaves, *(p for ps in head_params for p in ps)], allow_unused=True)
+        z_grads = [torch.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, z_leaves)]
+        head_grads, offset = [], len(z_leaves)
+        for params in head_params:
+            head_grads.append(_grads_or_zeros(grads[offset : offset + len(params)], params))
+            offset += len(params)
+        return z_grads, head_grads
 
     # -------------------------------------------------------------------------------------
     def _wants_vmap(self) -> bool:
@@ -179,38 +232,100 @@ class GradientBackend:
         if self.space == "representation":
             return z_grads.reshape(T, -1), 0
         if self.space == "last_shared_layer":
-            params = model.last_shared_parameters()
-            rows = [
-                _flat(_grads_or_zeros(torch.autograd.grad(z, params, g, retain_graph=True, allow_unused=True), params))
-                for g in z_grads
-            ]
-            return torch.stack(rows), 0
-        if self._wants_vmap():
-            chunk = self.vmap_chunk(T, self._input_shape)
-            if chunk >= 1 and (chunk > 1 or self.method == "vmap"):
-                try:
-                    self.last_chunk = chunk
-                    return self._params_jacobian_vmap(z, z_grads, shared, chunk), T
-                except (RuntimeError, NotImplementedError) as err:
-                    if self.method == "vmap":
-                        raise
-                    self._vmap_failed = True
-                    warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
-            elif self.method == "vmap":
+            return self._last_shared_jacobian(z, z_grads, model.last_shared_parameters()), 0
+        return self._params_jacobian(z, z_grads, shared), T
+
+    def _last_shared_jacobian(self, z, z_grads, params) -> torch.Tensor:
+        """[T, P_last] rows w.r.t. the last shared layer: the short backward from z to it, batched
+        over the tasks (it holds T copies of the gradients of the few layers after it only), or a
+        loop with ``method=loop`` or where batching fails."""
+        T = z_grads.shape[0]
+        out = torch.empty((T, sum(p.numel() for p in params)), device=params[0].device, dtype=params[0].dtype)
+        if self.method != "loop" and not self._last_shared_batch_failed:
+            try:
+                return self._vmap_into(out, z, z_grads, params, min(self.chunk_size or T, T))
+            except (RuntimeError, NotImplementedError) as err:
+                self._last_shared_batch_failed = True
+                warnings.warn(f"grad.space=last_shared_layer: batched gradients failed ({err}); using a loop")
+        return self._loop_into(out, z, z_grads, params)
+
+    def _params_jacobian(self, z, z_grads, shared) -> torch.Tensor:
+        """[T, P] rows of per-task gradients of the shared parameters, by the loop or batched."""
+        T = z_grads.shape[0]
+        out = torch.empty((T, sum(p.numel() for p in shared)), device=shared[0].device, dtype=shared[0].dtype)
+        if not self._wants_vmap():
+            return self._loop_into(out, z, z_grads, shared)
+        chunk = self.vmap_chunk(T, self._input_shape)
+        if self.method == "vmap":
+            if chunk < 1:
                 raise ValueError(
                     f"grad.method=vmap: one task's batched gradient needs about "
                     f"{self._per_task_bytes[tuple(self._input_shape)] / 2**20:.0f} MiB, over "
                     f"grad.vmap_max_bytes={self.vmap_max_bytes:.0f}; raise the bound or use grad.method=auto/loop")
-        self.last_chunk = 0
-        rows = [
-            _flat(_grads_or_zeros(torch.autograd.grad(z, shared, g, retain_graph=True, allow_unused=True), shared))
-            for g in z_grads
-        ]
-        return torch.stack(rows), T
+            return self._vmap_into(out, z, z_grads, shared, chunk)
+        return self._auto_into(out, z, z_grads, shared, chunk)
 
-    def _params_jacobian_vmap(self, z, z_grads, shared, chunk: int) -> torch.Tensor:
+    def _auto_into(self, out, z, z_grads, shared, chunk: int) -> torch.Tensor:
+        """``method=auto``: the path chosen for this input shape, or the next timed trial."""
+        key = tuple(self._input_shape)
+        if key not in self._chosen and chunk < 2:
+            self._decide(key, "loop", chunk, reason="fewer than two tasks fit grad.vmap_max_bytes")
+        path = self._chosen.get(key)
+        if path == "loop":
+            return self._loop_into(out, z, z_grads, shared)
+        if path == "vmap":
+            return self._vmap_into(out, z, z_grads, shared, chunk)
+        try:
+            return self._timed(key, self._next_trial(key), out, z, z_grads, shared, chunk)
+        except (RuntimeError, NotImplementedError) as err:
+            self._vmap_failed = True
+            warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
+            self._decide(key, "loop", chunk, reason=f"the batched path failed ({type(err).__name__})")
+            return self._loop_into(out, z, z_grads, shared)
+
+    def _next_trial(self, key: tuple) -> str:
+        """The path with fewer timed steps so far (the loop first)."""
+        trials = self._trials.setdefault(key, {"loop": [], "vmap": []})
+        return "loop" if len(trials["loop"]) <= len(trials["vmap"]) else "vmap"
+
+    def _timed(self, key, path, out, z, z_grads, shared, chunk) -> torch.Tensor:
+        """One trial of ``path``, timed (synchronised on CUDA); decides after the last trial."""
+        _sync(out.device)
+        start = time.perf_counter()
+        if path == "loop":
+            self._loop_into(out, z, z_grads, shared)
+        else:
+            self._vmap_into(out, z, z_grads, shared, chunk)
+        _sync(out.device)
+        trials = self._trials[key]
+        trials[path].append(time.perf_counter() - start)
+        if min(len(v) for v in trials.values()) >= AUTO_TRIALS:
+            loop, vmap = min(trials["loop"]), min(trials["vmap"])
+            self._decide(key, "vmap" if vmap < AUTO_MARGIN * loop else "loop", chunk)
+        return out
+
+    def _decide(self, key: tuple, path: str, chunk: int, reason: str | None = None) -> None:
+        trials = self._trials.get(key, {})
+        self._chosen[key] = path
+        self.auto_decisions.append({
+            "chosen": path, "input_shape": list(key), "vmap_chunk": chunk,
+            "loop_seconds": min(trials["loop"]) if trials.get("loop") else None,
+            "vmap_seconds": min(trials["vmap"]) if trials.get("vmap") else None,
+            "trials_per_path": AUTO_TRIALS, "reason": reason or "the shorter of the timed steps",
+        })
+
+    def _loop_into(self, out, z, z_grads, shared) -> torch.Tensor:
+        """One encoder backward per task, each task's gradients copied into its row of ``out``."""
+        self.last_chunk = 0
+        for row, g in zip(out, z_grads):
+            grads = torch.autograd.grad(z, shared, g, retain_graph=True, allow_unused=True)
+            torch.cat([t.reshape(-1) for t in _grads_or_zeros(grads, shared)], out=row)
+        return out
+
+    def _vmap_into(self, out, z, z_grads, shared, chunk: int) -> torch.Tensor:
+        """Batched backward passes of ``chunk`` tasks each, copied into their rows of ``out``."""
+        self.last_chunk = chunk
         T = z_grads.shape[0]
-        blocks = []
         for lo in range(0, T, chunk):
             grads = torch.autograd.grad(
                 z, shared, z_grads[lo : lo + chunk], retain_graph=True, is_grads_batched=True, allow_unused=True
@@ -218,8 +333,8 @@ class GradientBackend:
             n = min(chunk, T - lo)
             grads = [torch.zeros((n, *p.shape), device=p.device, dtype=p.dtype) if g is None else g
                      for g, p in zip(grads, shared)]
-            blocks.append(torch.cat([g.reshape(n, -1) for g in grads], dim=1))
-        return torch.cat(blocks)
+            torch.cat([g.reshape(n, -1) for g in grads], dim=1, out=out[lo : lo + n])
+        return out
 
     @staticmethod
     def _assign(params: list[nn.Parameter], flat: torch.Tensor) -> None:

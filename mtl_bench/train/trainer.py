@@ -334,6 +334,7 @@ class Trainer:
             "settings": self.settings,
             "cost": {"step_seconds": self.timer.seconds, "epoch_seconds": self.epoch_seconds,
                      "encoder_passes": self.encoder_passes},
+            "gradient_backend": self.backend.state_dict(),
         }
 
     def _resume(self) -> None:
@@ -355,6 +356,7 @@ class Trainer:
         self.timer.seconds = list(state["cost"]["step_seconds"])
         self.epoch_seconds = list(state["cost"]["epoch_seconds"])
         self.encoder_passes = state["cost"]["encoder_passes"]
+        self.backend.load_state_dict(state.get("gradient_backend", {}))
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
@@ -436,6 +438,8 @@ class Trainer:
                 "solver_calls": getattr(self.strategy, "solver_calls", 0),
                 "solver_failures": getattr(self.strategy, "solver_failures", 0),
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
+                # grad.method=auto, per input shape: the path kept and the best timed step of each
+                "grad_method_auto": self.backend.auto_decisions,
             },
             "versions": self.versions,
             "provenance": self.provenance,
