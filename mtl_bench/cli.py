@@ -27,6 +27,7 @@ commands:
                          one tidy results table from every run below DIR (failed/incomplete runs listed)
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
                [--tune trainer.lr]   (choose trainer.lr per method on val)
+               [--beside published:NAME]   (our rows beside the paper's printed numbers)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
   plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR] [--verbose] [--csv FILE]
                          PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
@@ -407,11 +408,20 @@ def table_command(argv: list[str]) -> None:
         _table_args(p)
         p.add_argument("--format", default="md", choices=["md", "latex", "csv"])
         p.add_argument("--out", help="also write the table to this file")
+        p.add_argument("--beside", metavar="published:NAME",
+                       help="add our rows beside the paper's printed numbers (results/published/NAME.csv; md only)")
     a = _parse("table", argv, build)
+    if a.beside and (not a.beside.startswith("published:") or a.format != "md"):
+        raise ValueError(f"--beside {a.beside}: give published:NAME (e.g. published:sener_koltun_multimnist) "
+                         "with --format md")
     table, sel = make_table(a.dirs, **_table_inputs(a))
     if not sel.collection.excluded.empty:
         print(sel.collection.describe_excluded(), file=sys.stderr)
     text = table.render(a.format)
+    if a.beside:
+        from .report.beside import beside_published
+
+        text += "\n" + beside_published(table, a.beside.split(":", 1)[1])
     print(text)
     if a.out:
         Path(a.out).write_text(text)
