@@ -124,3 +124,14 @@ def test_git_state_is_null_outside_a_checkout_or_without_git(tmp_path, monkeypat
     (tmp_path / ".git").mkdir()
     monkeypatch.setenv("PATH", "")
     assert git_state(tmp_path / "pkg") is None
+
+
+def test_an_option_added_since_a_run_was_made_is_no_other_setting():
+    from mtl_bench.train.checkpoint import settings_mismatch
+
+    stored = {"strategy": {"name": "ew", "reduction": "sum"}, "trainer": {"lr": 0.01}}
+    grown = {"strategy": {"name": "ew", "_target_": "mtl_bench.strategies.EqualWeighting", "reduction": "sum"},
+             "trainer": {"lr": 0.01}, "dataset": {"cache_dir": "/tmp/cache"}}
+    assert settings_mismatch(stored, grown) == []
+    assert settings_mismatch(stored, {**grown, "trainer": {"lr": 0.02}}) == ["trainer.lr: 0.01 -> 0.02"]
+    assert settings_mismatch(stored, {"strategy": {"name": "ew", "reduction": "sum"}}) == ["trainer.lr: 0.01 -> None"]

@@ -67,10 +67,12 @@ def _flatten(tree, prefix=""):
 
 
 def settings_mismatch(stored: dict | None, current: dict | None) -> list[str]:
-    """Keys whose values differ between a checkpoint's settings and the current ones."""
+    """Keys whose values differ between a stored run's settings and the current ones. A key the
+    stored run lacks is an option added to mtl-bench since (a config's ``_target_``, a cache
+    folder), whose default keeps what the run computed: it is no difference."""
     if not stored or not current:
         return []
     old, new = _flatten(stored), _flatten(current)
-    keys = sorted(set(old) | set(new))
+    keys = sorted(old)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
             if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
