@@ -75,6 +75,19 @@ def listing(config_dir: Path, what: str = "all") -> str:
     return "\n".join("\n".join(b) for b in blocks)
 
 
+def dataset_choices(config_dir: Path, dataset: str) -> dict[str, str]:
+    """The groups a dataset config chooses (``override /model@_global_.model: multilenet``)."""
+    path = config_dir / "dataset" / f"{dataset}.yaml"
+    node = yaml.safe_load(path.read_text()) if path.exists() else {}
+    out = {}
+    for item in (node or {}).get("defaults", []):
+        if isinstance(item, dict):
+            for key, value in item.items():
+                group = key.replace("override", "").strip().lstrip("/").split("@")[0]
+                out[group] = str(value)
+    return out
+
+
 def key_comments(path: Path, prefix: str) -> list[tuple[str, str, str]]:
     """``(key, default, meaning)`` of each ``key: value  # meaning`` line of a config file (nested
     keys joined with dots under ``prefix``)."""

@@ -298,20 +298,13 @@ def run(argv: list[str]) -> None:
 
 def _print_key_help(argv: list[str]) -> None:
     """After Hydra's help: what each key of the chosen groups means (their config files' comments)."""
-    from .catalog import key_help
+    from .catalog import dataset_choices, key_help
 
     choices = {"dataset": "synthetic", "model": "mlp", "strategy": "ew", "trainer": "default", "protocol": "last"}
-    dataset_defaults = {"multimnist": ("multilenet", "multimnist", "best_val_accuracy"),
-                        "celeba": ("resnet18_celeba", "celeba", "best_val_accuracy"),
-                        "nyuv2": ("segnet", "nyuv2", "mean_last_10")}
-    for arg in argv:
-        group, _, value = arg.partition("=")
-        if group in choices and value:
-            choices[group] = value
-    model, trainer, protocol = dataset_defaults.get(choices["dataset"], (None, None, None))
-    for group, value in (("model", model), ("trainer", trainer), ("protocol", protocol)):
-        if value and not any(a.startswith(f"{group}=") for a in argv):
-            choices[group] = value
+    given = dict(arg.split("=", 1) for arg in argv if "=" in arg and arg.split("=", 1)[0] in choices)
+    choices["dataset"] = given.get("dataset", choices["dataset"])
+    choices.update(dataset_choices(config_dir(), choices["dataset"]))  # a dataset picks its model, trainer, protocol
+    choices.update(given)
     print("\n" + key_help(config_dir(), choices))
 
 
