@@ -1,0 +1,84 @@
+"""One line for every bad config: unknown keys, values of the wrong type, out-of-range values.
+
+:func:`validate` runs on the composed config before a run starts; :func:`explain` turns the
+errors Hydra raises while composing (an override of the wrong type, or of a key the schema lacks)
+into the same kind of line.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .base import Schema, unknown_key, wrong_type
+from .run import GradConfig, TopLevelConfig
+
+#: nodes of the composed config that may hold a schema (user plug-ins hold none: no schema, no check here)
+GROUPS = ("trainer", "grad", "protocol", "dataset", "model")
+
+
+def schema_of(node: Any) -> type[Schema] | None:
+    kind = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    return kind if isinstance(kind, type) and issubclass(kind, Schema) else None
+
+
+def _unknown_keys(node: DictConfig, path: str) -> None:
+    schema = schema_of(node)
+    if schema is None:
+        return
+    names = {f.name for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        if key not in names:
+            raise ValueError(unknown_key(schema, f"{path}.{key}"))
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _unknown_keys(child, f"{path}.{key}")
+
+
+def validate(cfg: DictConfig, task_names: list[str] | None = None) -> dict[str, Schema]:
+    """The typed node of each group that has a schema; ValueError (one line: key, value, what is
+    allowed, an example) for the first unknown key or out-of-range value. ``task_names``: the
+    dataset's tasks, for the keys that name them."""
+    typed = {}
+    for group in GROUPS:
+        node = cfg.get(group)
+        if schema_of(node) is None:
+            continue
+        _unknown_keys(node, group)
+        typed[group] = OmegaConf.to_object(node)
+    TopLevelConfig(seed=cfg.get("seed"))
+    strategy = cfg.get("strategy") or {}
+    space = strategy.get("space") if isinstance(strategy, DictConfig) else None
+    if space is not None:
+        GradConfig(space=space)  # a variant's own space takes grad.space's values
+    if task_names and "dataset" in typed:
+        typed["dataset"].check_task_names(task_names)
+    return typed
+
+
+def typed_node(node, schema: type[Schema]):
+    """``node`` as an instance of ``schema`` (validated), whether or not it was composed onto it."""
+    if isinstance(node, schema):
+        return node
+    if schema_of(node) is not schema:
+        node = OmegaConf.merge(OmegaConf.structured(schema), node)
+    return OmegaConf.to_object(node)
+
+
+def explain(error: BaseException) -> str | None:
+    """The one-line message of a Hydra composition error caused by a schema, else None."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = error.__cause__ if error.__cause__ is not None else error
+    schema = getattr(cause, "object_type", None)
+    key = getattr(cause, "full_key", None)
+    if not (isinstance(schema, type) and issubclass(schema, Schema) and key):
+        return None
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        return unknown_key(schema, key)
+    if isinstance(cause, ValidationError):
+        message = str(error).splitlines()[0]
+        value = message.split("=", 1)[1] if message.startswith("Error merging override") and "=" in message else "?"
+        return wrong_type(schema, key, value)
+    return f"{key}: {str(cause).splitlines()[0]}"
