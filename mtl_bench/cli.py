@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -234,12 +235,14 @@ class SweepReport(_HydraCallback):
             raise SystemExit(1)
 
 
-def _check_writable(argv: list[str]) -> None:
-    """Fail early, with the fix, when the run or sweep directory cannot be written."""
+def _check_writable(argv: list[str]) -> list[Path]:
+    """Fail early, with the fix, when the run or sweep directory cannot be written; the folders
+    made for the check (removed again when the run is refused before it starts)."""
     multirun = "-m" in argv or "--multirun" in argv
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
     given = [a.split("=", 1)[1] for a in argv if a.startswith(key)]
     target = Path(given[-1]) if given else Path.cwd()
+    made = [p for p in [target, *target.parents] if not p.exists()]  # folders this check creates
     try:
         target.mkdir(parents=True, exist_ok=True)
         probe = target / f".mtl-bench-write-test-{os.getpid()}"
@@ -251,6 +254,7 @@ def _check_writable(argv: list[str]) -> None:
             f"mtl-bench: error: cannot write the output directory {str(target)!r} ({err.strerror or err}); "
             f"choose a writable place with {option}=PATH, or run from a writable folder"
         ) from None
+    return made
 
 
 def _headline(summary: dict) -> str:
@@ -264,8 +268,9 @@ def run(argv: list[str]) -> None:
 
     from . import schemas  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
 
+    made = []
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
-        _check_writable(argv)
+        made = _check_writable(argv)
 
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)
     saved, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
@@ -284,6 +289,9 @@ def run(argv: list[str]) -> None:
             raise
         _USER_ERRORS.append(message)
         print(f"mtl-bench: error: {message}", file=sys.stderr)
+        for folder in made:  # refused before the run: leave no empty run folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise SystemExit(2) from None
     finally:
         sys.argv = saved

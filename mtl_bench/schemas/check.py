@@ -59,10 +59,17 @@ def validate(cfg: DictConfig, task_names: list[str] | None = None) -> dict[str, 
 
 def typed_node(node, schema: type[Schema]):
     """``node`` as an instance of ``schema`` (validated), whether or not it was composed onto it."""
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
     if isinstance(node, schema):
         return node
     if schema_of(node) is not schema:
-        node = OmegaConf.merge(OmegaConf.structured(schema), node)
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(schema), node)
+        except ConfigKeyError as err:
+            raise ValueError(unknown_key(schema, f"{schema.GROUP}.{err.key}")) from None
+        except ValidationError as err:
+            raise ValueError(wrong_type(schema, f"{schema.GROUP}.{err.key}", repr(err.value))) from None
     return OmegaConf.to_object(node)
 
 

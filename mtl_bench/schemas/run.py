@@ -23,7 +23,7 @@ SCHEDULERS = {"none": None,
 
 
 def _named_or_target(names):
-    return lambda v: v in names or (isinstance(v, dict) and isinstance(v.get("_target_"), str))
+    return lambda v: (isinstance(v, str) and v in names) or (isinstance(v, dict) and isinstance(v.get("_target_"), str))
 
 
 @dataclass
