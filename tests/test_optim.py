@@ -3,6 +3,7 @@ building exactly what they built before, and a user's class is a config away."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,10 +65,11 @@ def test_a_target_that_cannot_be_built_is_one_line():
 
 
 def test_the_cli_trains_with_a_users_optimiser(run_cli, tmp_path):
-    proc = run_cli("run", "trainer.epochs=1", "dataset.num_samples=200", "dataset.num_val=50", "dataset.num_test=50",
-                   "trainer.optimizer={_target_:torch.optim.RMSprop,alpha:0.9}",
-                   "trainer.scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,gamma:0.5}",
-                   "hydra.run.dir=run", cwd=tmp_path)
+    """examples/my_project/conf/trainer/rmsprop.yaml: a trainer config of the user's own folder."""
+    conf = Path(__file__).resolve().parents[1] / "examples" / "my_project" / "conf"
+    proc = run_cli("run", "trainer=rmsprop", f"hydra.searchpath=[file://{conf}]", "trainer.epochs=1",
+                   "dataset.num_samples=200", "dataset.num_val=50", "dataset.num_test=50", "hydra.run.dir=run",
+                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
