@@ -314,10 +314,16 @@ def _composition_error(err: BaseException) -> str | None:
     if not isinstance(err, (HydraException, OmegaConfBaseException)):
         return None
     message = explain(err)
-    if message is None:
-        cause = err.__cause__
-        message = str(err) + (f" ({str(cause).splitlines()[0]})" if isinstance(cause, OmegaConfBaseException) else "")
-    return message
+    if message is not None:
+        return message
+    text = str(err).split("\nConfig search path:")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    options = [line for line in lines[1:] if not line.startswith("Available options")]
+    if any(line.startswith("Available options") for line in lines):  # an unknown config of a group
+        return f"{lines[0]}; available: {', '.join(options)}"
+    cause = err.__cause__
+    reason = f" ({str(cause).splitlines()[0]})" if isinstance(cause, OmegaConfBaseException) else ""
+    return " ".join(lines) + reason
 
 
 def _print_key_help(argv: list[str]) -> None:
