@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 USAGE = """usage: mtl-bench COMMAND [ARGS]
@@ -313,6 +314,8 @@ def _composition_error(err: BaseException) -> str | None:
 
     if not isinstance(err, (HydraException, OmegaConfBaseException)):
         return None
+    if any(frame.f_code is _task.__code__ for frame, _ in traceback.walk_tb(err.__traceback__)):
+        return None  # raised inside a run, not while composing: a bug, shown with its traceback
     message = explain(err)
     if message is not None:
         return message

@@ -48,13 +48,31 @@ def validate(cfg: DictConfig, task_names: list[str] | None = None) -> dict[str, 
         _unknown_keys(node, group)
         typed[group] = OmegaConf.to_object(node)
     TopLevelConfig(seed=cfg.get("seed"))
-    strategy = cfg.get("strategy") or {}
-    space = strategy.get("space") if isinstance(strategy, DictConfig) else None
-    if space is not None:
-        GradConfig(space=space)  # a variant's own space takes grad.space's values
+    strategy = cfg.get("strategy")
+    if isinstance(strategy, DictConfig):
+        _strategy_keys(strategy)
+        if strategy.get("space") is not None:
+            GradConfig(space=strategy.space)  # a variant's own space takes grad.space's values
     if task_names and "dataset" in typed:
         typed["dataset"].check_task_names(task_names)
     return typed
+
+
+def _strategy_keys(node: DictConfig) -> None:
+    """A strategy's schema is its constructor: every key but ``name``, ``_target_`` and ``space``
+    must be one of its hyper-parameters (a user's class included)."""
+    import difflib
+
+    from ..strategies import hyperparameters
+
+    known = hyperparameters(node.get("_target_") or node.get("name"))
+    for key in node.keys():
+        if key not in known and key not in ("name", "_target_", "space"):
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"did you mean strategy.{close[0]}? " if close else ""
+            listed = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
+            raise ValueError(f"strategy.{key} is not a hyper-parameter of strategy {node.get('name') or node._target_}: "
+                             f"{hint}its hyper-parameters are {listed}")
 
 
 def typed_node(node, schema: type[Schema]):
