@@ -68,6 +68,8 @@ def refusal(compose, overrides) -> str:
     (["dataset=celeba", "dataset.image_size=0"], "dataset.image_size=0 is out of range"),
     (["dataset=arrays", "dataset.val_fraction=1.5"], "dataset.val_fraction=1.5 is out of range"),
     (["strategy=mgda_nash", "strategy.space=weights"], "grad.space='weights' is out of range"),
+    (["strategy=gradnorm", "strategy.alpha=high"], "strategy.alpha='high' has the wrong type: a number like the "
+                                                     "default, e.g. strategy.alpha=1.5"),
     (["strategy=dwa", "+strategy.tmp=3"], "strategy.tmp is not a hyper-parameter of strategy dwa: did you mean "
                                           "strategy.temp? its hyper-parameters are temp=2.0"),
 ])

@@ -7,11 +7,12 @@ into the same kind of line.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .base import Schema, unknown_key, wrong_type
+from .base import Schema, text, unknown_key, wrong_type
 from .run import GradConfig, TopLevelConfig
 
 #: nodes of the composed config that may hold a schema (user plug-ins hold none: no schema, no check here)
@@ -66,13 +67,31 @@ def _strategy_keys(node: DictConfig) -> None:
     from ..strategies import hyperparameters
 
     known = hyperparameters(node.get("_target_") or node.get("name"))
-    for key in node.keys():
-        if key not in known and key not in ("name", "_target_", "space"):
+    values = OmegaConf.to_container(node, resolve=True)
+    for key, value in values.items():
+        if key in ("name", "_target_", "space"):
+            continue
+        if key not in known:
             close = difflib.get_close_matches(str(key), list(known), n=1)
             hint = f"did you mean strategy.{close[0]}? " if close else ""
             listed = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
             raise ValueError(f"strategy.{key} is not a hyper-parameter of strategy {node.get('name') or node._target_}: "
                              f"{hint}its hyper-parameters are {listed}")
+        expected, got = _kind(known[key]), _kind(value)
+        if expected and got and expected != got and not (expected == "a number" and got == "an integer"):
+            raise ValueError(f"strategy.{key}={value!r} has the wrong type: {expected} like the default, "
+                             f"e.g. strategy.{key}={text(known[key])}")
+
+
+def _kind(value) -> str | None:
+    """The kind of a constructor default or a config value (None: no default to compare with)."""
+    if value is None or value is inspect.Parameter.empty:
+        return None
+    for kind, types in (("a boolean", bool), ("an integer", int), ("a number", float), ("a string", str),
+                        ("a list", (list, tuple)), ("a mapping", dict)):
+        if isinstance(value, types):
+            return kind
+    return None
 
 
 def typed_node(node, schema: type[Schema]):
