@@ -124,3 +124,15 @@ def test_the_cli_refuses_before_writing_a_run(run_cli, tmp_path):
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("body, message", [
+    ("epochs: ten\n", "trainer.epochs=ten (in 'trainer/mine') has the wrong type: an integer >= 1"),
+    ("epoch: 3\n", "trainer.epoch is not a key of trainer: did you mean trainer.epochs?"),
+    ("epochs: 0\n", "trainer.epochs=0 is out of range: an integer >= 1"),
+])
+def test_a_bad_value_in_a_users_config_file_is_one_line(compose, tmp_path, body, message):
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "mine.yaml").write_text("defaults:\n  - default\n  - _self_\n" + body)
+    text = refusal(compose, ["trainer=mine", f"hydra.searchpath=[file://{tmp_path}]"])
+    assert message in text and "\n" not in text, text

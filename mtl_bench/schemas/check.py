@@ -114,7 +114,7 @@ def explain(error: BaseException) -> str | None:
     """The one-line message of a Hydra composition error caused by a schema, else None."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-    cause = error.__cause__ if error.__cause__ is not None else error
+    cause = error.__cause__ or error.__context__ or error  # an override's error, or a config file's
     schema = getattr(cause, "object_type", None)
     key = getattr(cause, "full_key", None)
     if not (isinstance(schema, type) and issubclass(schema, Schema) and key):
@@ -123,6 +123,9 @@ def explain(error: BaseException) -> str | None:
         return unknown_key(schema, key)
     if isinstance(cause, ValidationError):
         message = str(error).splitlines()[0]
-        value = message.split("=", 1)[1] if message.startswith("Error merging override") and "=" in message else "?"
+        if message.startswith("Error merging override") and "=" in message:
+            value = message.split("=", 1)[1]  # as the user typed it
+        else:
+            value = f"{getattr(cause, 'value', '?')} (in {message.split(':')[0].removeprefix('In ')})"
         return wrong_type(schema, key, value)
     return f"{key}: {str(cause).splitlines()[0]}"
