@@ -90,7 +90,7 @@ class SelectionConfig(Schema):
     GROUP = "protocol.selection"
     rule: str = setting("last", *one_of("last", "best", "mean_last_k", "delta_m"),
                         help="last | best | mean_last_k | delta_m")
-    split: str = setting("val", *one_of("train", "val", "test"), help="split the rule reads (val; test only when named)")
+    split: str = setting("val", *one_of("val", "test"), help="split the rule reads (val; test only when named)")
     metric: Optional[str] = setting(None, "null or 'TASK/METRIC' or 'mean/METRIC'",
                                     optional(lambda v: isinstance(v, str) and "/" in v),
                                     "'task/metric' or 'mean/metric' scored by rule=best", example="mean/accuracy")
