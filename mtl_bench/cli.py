@@ -20,7 +20,7 @@ commands:
   run [OVERRIDES]        train one run (Hydra overrides, e.g. dataset=multimnist strategy=mgda seed=1)
   run -m [OVERRIDES]     sweep with Hydra multirun (e.g. -m strategy=ew,uw,mgda seed=0,1,2)
   list [WHAT]            every config of every group, variants included (WHAT: strategies | datasets |
-                         models | trainers | protocols | experiments | launchers)
+                         models | trainers | protocols | experiments | loggers | launchers)
   status DIR...          every run below DIR at a glance: completed / running / interrupted / failed /
                          diverged / damaged / not started, epochs reached, ETA from the step times
   collect DIR... [--out FILE.parquet|.csv]

@@ -102,6 +102,8 @@ VALUE_RULES = {
     "grad.vmap_max_bytes": (lambda v: v is None or (_integer(v) and v >= 1), "null or an integer >= 1 (bytes)",
                             "grad.vmap_max_bytes=2147483648"),
     "dataset.val_size": (lambda v: _integer(v) and v >= 0, "an integer >= 0", "dataset.val_size=6000"),
+    "diagnostics.every": (lambda v: v is None or (_integer(v) and v >= 0), "null or 0 (off) or a number of steps >= 1",
+                          "diagnostics.every=50"),
 }
 
 

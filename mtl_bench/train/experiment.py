@@ -14,8 +14,10 @@ from .. import __version__
 from ..data import build_benchmark
 from ..models import build_model
 from ..strategies import strategy_from_config
+from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend
 from .provenance import library_versions, provenance
+from .trackers import build_trackers, close_trackers
 from .trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings.pop("hydra", None)
+    # before any data is loaded: a tracker whose package is missing is refused at once
+    trackers = build_trackers(settings.get("logger"), Path(run_dir), settings,
+                              run_name=f"{cfg.strategy.get('name')} seed={cfg.seed} ({Path(run_dir).name})")
     seed_everything(cfg.seed, cfg.trainer.get("deterministic", False))
     device = resolve_device(cfg.trainer.device)
     benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
@@ -88,8 +95,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
         "device": str(device),
         "data": {k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, dict, list))},
     }
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    settings.pop("hydra", None)
+    diagnostics = GradientDiagnostics((cfg.get("diagnostics") or {}).get("every"), benchmark.task_names)
     trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
-                      settings=settings, provenance=provenance(device), on_resumable=on_resumable)
-    return trainer.fit()
+                      settings=settings, provenance=provenance(device), on_resumable=on_resumable,
+                      diagnostics=diagnostics, trackers=trackers)
+    try:
+        return trainer.fit()
+    finally:
+        close_trackers(trackers)
