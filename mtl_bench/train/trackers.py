@@ -22,6 +22,7 @@ import json
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 
 from .run_dir import atomic_write_text
@@ -219,7 +220,7 @@ class WandbTracker(Tracker):
         import wandb
 
         known = _ids(self.run_dir).get(self.name, {})
-        run_id = known.get("run_id") or wandb.util.generate_id()
+        run_id = known.get("run_id") or uuid.uuid4().hex[:12]
         if not known:
             _save_id(self.run_dir, self.name, {"run_id": run_id})
         kwargs = {k: self.options[k] for k in ("project", "entity", "mode") if self.options.get(k) is not None}
