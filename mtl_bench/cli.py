@@ -29,7 +29,7 @@ commands:
                [--tune trainer.lr]   (choose trainer.lr per method on val)
                [--beside published:NAME]   (our rows beside the paper's printed numbers)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
-  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR] [--verbose] [--csv FILE]
+  plot DIR... --kind weights|curves|pareto|delta|cost|conflict [--out DIR] [--verbose] [--csv FILE]
                          PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
   reproduce NAME [OVERRIDES]
                          run a paper preset (configs/experiment/NAME.yaml) and print its table beside
@@ -444,6 +444,8 @@ def plot_command(argv: list[str]) -> None:
                          tune_metric=inputs["tune_metric"], **inputs["selection"])
         if a.kind == "weights":
             data = plots.weights(sel.results, out=a.out)
+        elif a.kind == "conflict":
+            data = plots.conflict(sel.results, out=a.out)
         elif a.kind == "curves":
             data = plots.curves(sel.results, metric=a.metric, split=a.curve_split, out=a.out)
         else:
