@@ -225,7 +225,7 @@ class WandbTracker(Tracker):
             _save_id(self.run_dir, self.name, {"run_id": run_id})
         kwargs = {k: self.options[k] for k in ("project", "entity", "mode") if self.options.get(k) is not None}
         self.run = wandb.init(id=run_id, resume="allow", name=self.run_name, dir=str(self.run_dir),
-                              config=self.config, reinit="create_new", **kwargs)
+                              config=self.config, **kwargs)
         self.run.define_metric("trainer/step")
         self.run.define_metric("*", step_metric="trainer/step")
 
