@@ -110,14 +110,16 @@ class Tracker:
 
 
 class TensorBoardTracker(Tracker):
-    """Event files in ``logger.tensorboard.dir`` (default: ``tensorboard/`` in the run folder)."""
+    """Event files in ``tensorboard/`` of the run folder, or ``DIR/<run folder name>`` with
+    ``logger.tensorboard.dir=DIR`` (one root for the runs of several sweeps)."""
 
     name = "tensorboard"
 
     def open(self, epoch, step):
         from torch.utils.tensorboard import SummaryWriter
 
-        folder = self.options.get("dir") or self.run_dir / "tensorboard"
+        root = self.options.get("dir")
+        folder = Path(root) / self.run_dir.name if root else self.run_dir / "tensorboard"
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=step + 1)
         if epoch == 0:
             self.writer.add_text("config", "```\n" + json.dumps(self.config, indent=2, default=str) + "\n```", 0)
