@@ -179,3 +179,21 @@ def test_wandb_offline_run_holds_the_values_of_metrics_jsonl(tmp_path):
             config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
     _assert_same(expected, logged, rel=1e-12)
     assert config["strategy"]["name"] == "mgda" and config["diagnostics"] == {"every": 3}
+
+
+def test_tensorboard_dir_is_a_root_with_one_folder_per_run_and_mlflow_defaults_to_a_local_store(tmp_path, monkeypatch):
+    from mtl_bench.train.trackers import MLflowTracker, TensorBoardTracker
+
+    tracker = TensorBoardTracker({"dir": str(tmp_path / "tb")}, tmp_path / "seed=1,strategy=ew", {"seed": 1}, "ew")
+    tracker.resume(0, 0)
+    tracker.log_records([{"epoch": 1, "step": 5, "split": "val", "task": "a", "metric": "mse", "value": 0.25},
+                         {"epoch": 1, "step": 5, "split": "val", "task": "b", "metric": "mse", "value": None}])
+    tracker.close()
+    assert _tensorboard(tmp_path / "tb" / "seed=1,strategy=ew") == {"val/a/mse": [(5, 0.25)]}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert MLflowTracker({}, tmp_path / "run", {}, "ew").uri() == (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///x.db")
+    assert MLflowTracker({}, tmp_path / "run", {}, "ew").uri() == "sqlite:///x.db"
+    assert MLflowTracker({"tracking_uri": "file:///a"}, tmp_path / "run", {}, "ew").uri() == "file:///a"
