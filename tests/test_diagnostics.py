@@ -163,3 +163,17 @@ def _in_optimizer(event) -> bool:
             return True
         event = event.cpu_parent
     return False
+
+
+def test_bench_diagnostics_script_quick(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_diagnostics.py"), "--steps", "3",
+                           "--strategies", "uw:params,mgda:representation"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["strategy", "space"] and [l.split()[0] for l in lines[1:]] == ["uw", "mgda"]
