@@ -197,3 +197,23 @@ def test_tensorboard_dir_is_a_root_with_one_folder_per_run_and_mlflow_defaults_t
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///x.db")
     assert MLflowTracker({}, tmp_path / "run", {}, "ew").uri() == "sqlite:///x.db"
     assert MLflowTracker({"tracking_uri": "file:///a"}, tmp_path / "run", {}, "ew").uri() == "file:///a"
+
+
+def test_a_tracker_failing_mid_run_is_dropped_with_a_warning(tmp_path, caplog):
+    from mtl_bench.train.trackers import Tracker
+
+    class Broken(Tracker):
+        name = "broken"
+        calls = 0
+
+        def write(self, records):
+            Broken.calls += 1
+            raise ConnectionError("server gone")
+
+    tracker = Broken({}, tmp_path, {}, "x")
+    tracker.resume(0, 0)
+    record = {"epoch": 1, "step": 1, "split": "val", "task": "a", "metric": "mse", "value": 1.0}
+    tracker.log_records([record])
+    tracker.log_records([record])
+    tracker.close()
+    assert Broken.calls == 1 and "logger=broken failed (ConnectionError: server gone)" in caplog.text

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import time
@@ -26,6 +27,8 @@ import uuid
 from pathlib import Path
 
 from .run_dir import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 TRACKERS_FILE = "trackers.json"   # ids of the tracker runs of this run folder (for resume)
 FINAL = ("completed", "diverged", "failed", "interrupted")
@@ -90,17 +93,27 @@ class Tracker:
 
     def log_records(self, records: list[dict]) -> None:
         if self.opened:
-            self.write([r for r in records if isinstance(r.get("value"), (int, float))])
+            self._guard(self.write, [r for r in records if isinstance(r.get("value"), (int, float))])
 
     def log_summary(self, summary: dict) -> None:
         if self.opened and summary.get("status") in FINAL:
             self.status = summary["status"]
-            self.write_summary(summary)
+            self._guard(self.write_summary, summary)
 
     def close(self) -> None:
         if self.opened:
             self.opened = False
-            self.finish()
+            self._guard(self.finish)
+
+    def _guard(self, method, *args) -> None:
+        """A tracker failing mid-run (a server gone) is dropped with a warning; training and
+        metrics.jsonl go on (a tracker that cannot start stops the run before training)."""
+        try:
+            method(*args)
+        except Exception as err:  # noqa: BLE001 - any tracker error
+            self.opened = False
+            log.warning("logger=%s failed (%s: %s); it gets nothing more from this run, metrics.jsonl is "
+                        "complete", self.name, type(err).__name__, err)
 
     # implemented by each tracker
     def open(self, epoch: int, step: int) -> None: ...
