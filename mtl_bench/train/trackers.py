@@ -88,7 +88,13 @@ class Tracker:
 
     def resume(self, epoch: int, step: int) -> None:
         self.close()
-        self.open(epoch, step)
+        try:
+            self.open(epoch, step)
+        except Exception as err:  # noqa: BLE001 - any tracker error, reported as one line
+            message = " ".join(str(err).split())[:300]
+            raise ValueError(f"logger={self.name} could not start ({type(err).__name__}: {message}); check the "
+                             f"logger.{self.name}.* options (configs/logger/{self.name}.yaml) or choose "
+                             f"another logger, e.g. logger=none") from err
         self.opened = True
 
     def log_records(self, records: list[dict]) -> None:
@@ -162,7 +168,7 @@ class MLflowTracker(Tracker):
     with it). ``tracking_uri`` null: ``$MLFLOW_TRACKING_URI``, else a file store ``mlruns/`` in the
     folder mtl-bench was started from. MLflow 3 keeps file stores in maintenance mode behind
     ``MLFLOW_ALLOW_FILE_STORE``, which is set for a ``file:`` URI (it needs no database;
-    ``mlflow-skinny`` suffices); a ``sqlite:`` URI needs the full ``mlflow`` package."""
+    ``mlflow-skinny`` suffices); a ``sqlite:`` URI needs SQLAlchemy and Alembic too (full ``mlflow``)."""
 
     name = "mlflow"
     STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "diverged": "FAILED", "failed": "FAILED",
