@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 GROUPS = {"strategy": "strategies", "dataset": "datasets", "model": "models", "trainer": "trainers",
-          "protocol": "protocols", "experiment": "experiments", "hydra/launcher": "launchers"}
+          "protocol": "protocols", "experiment": "experiments", "logger": "loggers", "hydra/launcher": "launchers"}
 
 
 def describe(path: Path) -> str:

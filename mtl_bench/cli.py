@@ -22,7 +22,7 @@ commands:
   run [OVERRIDES]        train one run (Hydra overrides, e.g. dataset=multimnist strategy=mgda seed=1)
   run -m [OVERRIDES]     sweep with Hydra multirun (e.g. -m strategy=ew,uw,mgda seed=0,1,2)
   list [WHAT]            every config of every group, variants included (WHAT: strategies | datasets |
-                         models | trainers | protocols | experiments | launchers)
+                         models | trainers | protocols | experiments | loggers | launchers)
   status DIR...          every run below DIR at a glance: completed / running / interrupted / failed /
                          diverged / damaged / not started, epochs reached, ETA from the step times
   collect DIR... [--out FILE.parquet|.csv]
@@ -31,7 +31,7 @@ commands:
                [--tune trainer.lr]   (choose trainer.lr per method on val)
                [--beside published:NAME]   (our rows beside the paper's printed numbers)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
-  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR] [--verbose] [--csv FILE]
+  plot DIR... --kind weights|curves|pareto|delta|cost|conflict [--out DIR] [--verbose] [--csv FILE]
                          PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
   reproduce NAME [OVERRIDES]
                          run a paper preset (configs/experiment/NAME.yaml) and print its table beside
@@ -477,6 +477,8 @@ def plot_command(argv: list[str]) -> None:
                          tune_metric=inputs["tune_metric"], **inputs["selection"])
         if a.kind == "weights":
             data = plots.weights(sel.results, out=a.out)
+        elif a.kind == "conflict":
+            data = plots.conflict(sel.results, out=a.out)
         elif a.kind == "curves":
             data = plots.curves(sel.results, metric=a.metric, split=a.curve_split, out=a.out)
         else:

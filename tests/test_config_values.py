@@ -43,6 +43,9 @@ def refusal(compose, overrides) -> str:
     (["grad.space=head"], "grad.space='head' is out of range"),
     (["grad.chunk_size=0"], "grad.chunk_size=0 is out of range"),
     (["+grad.chunk=4"], "grad.chunk is not a key of grad: did you mean grad.chunk_size?"),
+    (["diagnostics.every=-1"], "diagnostics.every=-1 is out of range"),
+    (["diagnostics.every=often"], "diagnostics.every=often has the wrong type"),
+    (["+diagnostics.evry=5"], "diagnostics.evry is not a key of diagnostics: did you mean diagnostics.every?"),
     (["seed=abc"], "seed='abc' is out of range: an integer, e.g. seed=0"),
     (["protocol.selection.rule=first"], "protocol.selection.rule='first' is out of range: one of last, best"),
     (["protocol.selection.k=0"], "protocol.selection.k=0 is out of range"),
@@ -88,7 +91,7 @@ def test_bad_values_are_refused_in_one_line(compose, overrides, message):
                                         "trainer.scheduler={_target_:torch.optim.lr_scheduler.ExponentialLR,gamma:0.9}"]])
 def test_every_shipped_config_is_valid_and_typed(compose, overrides):
     typed = validate(compose(overrides), None)
-    assert set(typed) == {"trainer", "grad", "protocol", "dataset", "model"}
+    assert set(typed) == {"trainer", "grad", "diagnostics", "protocol", "dataset", "model"}
     assert isinstance(typed["trainer"], TrainerConfig)
 
 

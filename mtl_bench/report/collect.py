@@ -30,7 +30,7 @@ RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "strategy_config
 IGNORED_CONFIG = ("seed", "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
                   "dataset.num_workers", "dataset.pin_memory", "dataset.eval_batch_size", "trainer.device",
                   "trainer.progress", "trainer.checkpoint", "trainer.log_interval", "grad.method", "grad.chunk_size",
-                  "experiment")
+                  "experiment", "logger", "diagnostics")
 
 
 @dataclass

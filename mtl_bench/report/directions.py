@@ -11,6 +11,10 @@ KNOWN: dict[str, bool] = {
     "accuracy": True, "error": False, "loss": False, "mse": False, "normalized_loss": False,
     "f1": True, "miou": True, "pixel_accuracy": True, "abs_error": False, "rel_error": False,
     "mean_angle": False, "median_angle": False, "weight": True,
+    # gradient diagnostics (split=diagnostics, mtl_bench/train/diagnostics.py): descriptions, not scores; the
+    # direction says which way the gradients agree more (cosines up, conflicts and ill-conditioning down)
+    "cosine": True, "cosine_mean": True, "update_cosine": True, "conflict_fraction": False,
+    "gramian_condition": False, "grad_norm": False, "update_norm": False,
 }
 # metric name -> factor from the stored value to the value shown in tables (fractions as %)
 DISPLAY_SCALE: dict[str, float] = {"accuracy": 100.0, "f1": 100.0, "miou": 100.0, "pixel_accuracy": 100.0}

@@ -11,6 +11,8 @@ PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
   the static-weight front (Xin et al. 2022).
 - :func:`delta`: Delta_m% bars with their 95% confidence intervals over seeds.
 - :func:`cost`: Delta_m% against seconds per epoch.
+- :func:`conflict`: the gradient diagnostics (``diagnostics.every``) over training: share of
+  conflicting task-gradient pairs, their mean cosine and the Gramian's condition number.
 
 Lines are means over seeds and bands or error bars 95% confidence intervals over seeds (Student t;
 none with one seed); every figure says so, with the number of seeds, in a line under its panels
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = ("weights", "curves", "pareto", "delta", "cost")
+KINDS = ("weights", "curves", "pareto", "delta", "cost", "conflict")
 
 
 def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2):
@@ -269,4 +271,50 @@ def cost(table, out=None, name: str = "cost") -> pd.DataFrame:
         ax.set_title(str(panel), fontsize=8)
         ax.legend(fontsize=7)
     _note(fig, data, f"points: mean over {_seeds(data['n'])}; error bars: 95% CI of Δm over seeds (Student t)")
+    return _save(fig, data, out, name)
+
+
+# the figures of --kind conflict: metric (task "all" of split "diagnostics") -> (panel title, y label)
+CONFLICT = {
+    "conflict_fraction": ("conflicting task pairs", "share of pairs with cosine < 0"),
+    "cosine_mean": ("agreement of the task gradients", "mean pairwise cosine"),
+    "gramian_condition": ("conditioning of the Gramian", "condition number λmax/λmin (log)"),
+}
+
+
+def conflict(results: pd.DataFrame, out=None, name: str = "conflict") -> pd.DataFrame:
+    """The gradient diagnostics against the optimiser step, one line per method (mean over
+    seeds, 95% CI band), one panel per figure of :data:`CONFLICT` and benchmark panel.
+
+    Condition numbers of singular Gramians (infinite, logged as null) are left out of the means."""
+    rows = _mtl(results)
+    rows = rows[(rows["split"] == "diagnostics") & (rows["task"] == "all") & rows["metric"].isin(list(CONFLICT))]
+    rows = rows.dropna(subset=["value"])
+    if rows.empty:
+        raise ValueError("no gradient diagnostics in these runs: run them with diagnostics.every=K "
+                         "(e.g. diagnostics.every=50) to log them every K steps")
+    data = _seed_band(rows, ["panel", "metric", "method", "step"]).rename(columns={"mean": "value"})
+    panels = [(panel, metric) for panel in dict.fromkeys(data["panel"]) for metric in CONFLICT
+              if ((data["panel"] == panel) & (data["metric"] == metric)).any()]
+    fig, axes = _figure(len(panels), 4.4, 3.2)
+    for ax, (panel, metric) in zip(axes, panels):
+        group = data[(data["panel"] == panel) & (data["metric"] == metric)]
+        for method, line in group.groupby("method", sort=False):
+            drawn = ax.plot(line["step"], line["value"], label=method, marker="." if len(line) < 30 else None)
+            ax.fill_between(line["step"], line["low"], line["high"], alpha=0.2, color=drawn[0].get_color())
+        title, ylabel = CONFLICT[metric]
+        if metric == "gramian_condition":
+            ax.set_yscale("log")
+        else:
+            ax.axhline(0, color="k", lw=0.6)
+        if metric == "conflict_fraction":
+            ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"{title}\n{panel}", fontsize=8)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(ylabel)
+        _integer_ticks(ax)
+        ax.legend(fontsize=7)
+    _note(fig, data, f"task gradients of each step logged every diagnostics.every steps, in the method's gradient "
+                     f"space (loss weightings: shared parameters); lines: mean over {_seeds(data['n'])}; "
+                     f"bands: 95% CI over seeds (Student t)")
     return _save(fig, data, out, name)

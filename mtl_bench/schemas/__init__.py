@@ -12,12 +12,13 @@ from __future__ import annotations
 from .base import Schema, setting
 from .datasets import ArraysConfig, CelebAConfig, MultiMNISTConfig, NYUv2Config, SyntheticConfig
 from .models import FamoCNNConfig, MLPConfig, MultiLeNetConfig, ResNet18CelebAConfig, ResNet50DilatedConfig, SegNetConfig
-from .run import OPTIMIZERS, SCHEDULERS, GradConfig, ProtocolConfig, SelectionConfig, TopLevelConfig, TrainerConfig
+from .run import OPTIMIZERS, SCHEDULERS, DiagnosticsConfig, GradConfig, ProtocolConfig, SelectionConfig, TopLevelConfig, TrainerConfig
 
 #: ConfigStore name (under ``schema/``) -> schema: ``- /schema/NAME@_here_`` in a config file
 SCHEMAS: dict[str, type[Schema]] = {
     "trainer": TrainerConfig,
     "grad": GradConfig,
+    "diagnostics": DiagnosticsConfig,
     "protocol": ProtocolConfig,
     "dataset/synthetic": SyntheticConfig,
     "dataset/multimnist": MultiMNISTConfig,
@@ -45,5 +46,5 @@ def register() -> None:
 
 register()
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "SCHEMAS", "GradConfig", "ProtocolConfig", "Schema", "SelectionConfig",
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "SCHEMAS", "DiagnosticsConfig", "GradConfig", "ProtocolConfig", "Schema", "SelectionConfig",
            "TopLevelConfig", "TrainerConfig", "register", "setting"]

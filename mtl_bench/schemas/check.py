@@ -16,7 +16,7 @@ from .base import Schema, text, unknown_key, wrong_type
 from .run import GradConfig, TopLevelConfig
 
 #: nodes of the composed config that may hold a schema (user plug-ins hold none: no schema, no check here)
-GROUPS = ("trainer", "grad", "protocol", "dataset", "model")
+GROUPS = ("trainer", "grad", "diagnostics", "protocol", "dataset", "model")
 
 
 def schema_of(node: Any) -> type[Schema] | None:

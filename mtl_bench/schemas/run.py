@@ -84,6 +84,16 @@ class GradConfig(Schema):
 
 
 @dataclass
+class DiagnosticsConfig(Schema):
+    """The ``diagnostics`` node of configs/config.yaml: gradient diagnostics (docs/trackers.md)."""
+
+    GROUP = "diagnostics"
+    every: Optional[int] = setting(None, "null or 0 (off) or an integer >= 1 (steps)",
+                                   optional(lambda v: integer(v) and v >= 0),
+                                   "gradient diagnostics every K steps; null or 0 = off", example=50)
+
+
+@dataclass
 class SelectionConfig(Schema):
     """``protocol.selection``: which epoch a run reports (docs/protocols.md, model selection)."""
 

@@ -17,8 +17,10 @@ from ..models import build_model
 from ..schemas import ProtocolConfig, TrainerConfig
 from ..schemas.check import typed_node
 from ..strategies import strategy_from_config
+from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend
 from .provenance import library_versions, provenance
+from .trackers import build_trackers, close_trackers
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     refused before it), before anything is written there."""
     config = typed_node(cfg.trainer, TrainerConfig)  # the validated trainer node itself (mtl_bench/schemas)
     selection = dataclasses.asdict(typed_node(cfg.protocol, ProtocolConfig).selection)
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings.pop("hydra", None)
+    # before any data is loaded: a tracker whose package is missing is refused at once
+    trackers = build_trackers(settings.get("logger"), Path(run_dir), settings,
+                              run_name=f"{cfg.strategy.get('name')} seed={cfg.seed} ({Path(run_dir).name})")
     seed_everything(cfg.seed, config.deterministic)
     device = resolve_device(config.device)
     benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
@@ -86,9 +93,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
         "device": str(device),
         "data": {k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, dict, list))},
     }
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    settings.pop("hydra", None)
+    diagnostics = GradientDiagnostics((cfg.get("diagnostics") or {}).get("every"), benchmark.task_names)
     trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
                       settings=settings, provenance=provenance(device), on_resumable=on_resumable,
-                      selection=selection)
-    return trainer.fit()
+                      selection=selection, diagnostics=diagnostics, trackers=trackers)
+    try:
+        return trainer.fit()
+    finally:
+        close_trackers(trackers)

@@ -125,7 +125,9 @@ class GradientBackend:
         self.auto_decisions = list(state.get("decisions", []))
         self._vmap_failed = bool(state.get("vmap_failed", False))
 
-    def step(self, model, strategy: Strategy, x, targets: dict, tasks) -> StepResult:
+    def step(self, model, strategy: Strategy, x, targets: dict, tasks, probe=None) -> StepResult:
+        """``probe`` (a :class:`~mtl_bench.train.diagnostics.Probe`, or None): measures the rows
+        and the update of this step for the gradient diagnostics, from the Gramian when there is one."""
         self._input_shape = tuple(x.shape)
         if strategy.needs == "jacobian" and self.space == "last_shared_layer":
             raise ValueError(
@@ -159,6 +161,9 @@ class GradientBackend:
                 representation = z.detach() if self.space == "representation" else None
                 update, head_weights = strategy.aggregate(jacobian, raw_losses.to(dtype), representation=representation)
                 weights = head_weights
+            if probe is not None:
+                probe.measure(rows=jacobian.to(dtype), update=update, weights=weights,
+                              gramian=gramian if update is None else None)
 
         if self.space == "params":
             shared_update = weights @ jacobian if update is None else update

@@ -61,10 +61,14 @@ def record(epoch: int, step: int, split: str, task: str, metric: str, value: flo
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl``; each call writes whole lines and flushes them."""
+    """Appends records to ``metrics.jsonl``; each call writes whole lines and flushes them.
 
-    def __init__(self, run_dir: Path):
+    ``sinks`` (experiment trackers, :mod:`mtl_bench.train.trackers`) get the same records once
+    they are in the file, where the history restarts on resume, and each summary written."""
+
+    def __init__(self, run_dir: Path, sinks=None):
         self.path = Path(run_dir) / METRICS_FILE
+        self.sinks = list(sinks or [])
 
     def append(self, records: Iterable[dict]) -> None:
         lines = "".join(json.dumps(_clean(r)) + "\n" for r in records)
@@ -74,14 +78,23 @@ class MetricsLog:
             f.write(lines)
             f.flush()
             os.fsync(f.fileno())
+        for sink in self.sinks:
+            sink.log_records([_clean(r) for r in records])
+
+    def summary(self, summary: dict) -> None:
+        """Hand a summary just written to summary.json to the sinks."""
+        for sink in self.sinks:
+            sink.log_summary(_clean(summary))
 
     def truncate_after(self, epoch: int) -> None:
         """Drop records of epochs after ``epoch`` (work a killed run is about to redo)."""
-        if not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text().splitlines(keepends=True)
-                if line.strip() and _epoch_of(line) <= epoch]
-        atomic_write_text(self.path, "".join(kept))
+        kept = [] if not self.path.exists() else [
+            line for line in self.path.read_text().splitlines(keepends=True) if line.strip() and _epoch_of(line) <= epoch]
+        if self.path.exists():
+            atomic_write_text(self.path, "".join(kept))
+        last_step = max((_step_of(line) for line in kept), default=0)
+        for sink in self.sinks:  # the history goes on after the last kept record
+            sink.resume(epoch, last_step)
 
 
 def _epoch_of(line: str) -> int:
@@ -89,6 +102,13 @@ def _epoch_of(line: str) -> int:
         return int(json.loads(line)["epoch"])
     except (ValueError, KeyError, TypeError):
         return 1 << 62  # a torn last line is dropped with the unfinished epoch
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

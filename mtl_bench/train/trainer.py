@@ -23,6 +23,7 @@ from ..schemas import TrainerConfig  # the trainer group's schema: every key's t
 from ..strategies.base import Strategy
 from .checkpoint import SettingsMismatch, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
 from .cost import StepTimer, peak_memory_mb
+from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
 from .optim import build_optimizer, build_scheduler
 from .signals import Interrupted, deferred_signals, interrupt_on_signals
@@ -49,7 +50,7 @@ def evaluate_losses(model, tasks, x, targets, autocast=contextlib.nullcontext) -
 
 
 def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer, tasks, x, targets,
-                  autocast=contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor, int]:
+                  autocast=contextlib.nullcontext, probe=None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One optimiser step of any strategy: ``(losses [T], logged weights [T], encoder backward
     passes)``, all on the device. Shared by the trainer and scripts/bench_strategies.py.
 
@@ -57,21 +58,27 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
     backend. Strategies with ``needs_kpi`` get the batch KPIs (computed on the device from the
     detached predictions) before their weights; then the shared gradient is clipped at
     ``strategy.max_grad_norm`` (when set), the optimiser steps and ``after_step`` runs.
-    ``autocast`` is a context factory for the forward passes (the trainer's bf16 option)."""
+    ``autocast`` is a context factory for the forward passes (the trainer's bf16 option).
+    ``probe`` (None on all but the diagnosed steps): :mod:`.diagnostics` measures the step."""
     optimizer.zero_grad(set_to_none=True)
     if strategy.level == "loss":
         with autocast():
             preds = model(x)
-            losses = torch.stack([t.loss(preds[t.name], targets[t.name]).float() for t in tasks])
+            task_losses = [t.loss(preds[t.name], targets[t.name]).float() for t in tasks]
+            losses = torch.stack(task_losses)
         if strategy.needs_kpi:
             strategy.feed_kpi(batch_kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
         total, weights = strategy.combine(losses)
+        if probe is not None:  # T extra encoder backward passes, on the diagnosed steps only
+            probe.measure_loss_weighting(task_losses, model.shared_parameters())
         total.backward()
+        if probe is not None:
+            probe.finish_loss_weighting(model.shared_parameters())
         passes = 1
         losses = losses.detach()
     else:
         with autocast():
-            result = backend.step(model, strategy, x, targets, tasks)
+            result = backend.step(model, strategy, x, targets, tasks, probe=probe)
         losses, weights, passes = result.losses.float(), result.weights.float(), result.encoder_backward_passes
     if strategy.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.shared_parameters(), strategy.max_grad_norm)
@@ -84,7 +91,8 @@ class Trainer:
     def __init__(self, model, benchmark, strategy: Strategy, config: TrainerConfig, run_dir: Path,
                  device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
                  versions: dict | None = None, settings: dict | None = None, provenance: dict | None = None,
-                 on_resumable=None, selection: dict | None = None):
+                 on_resumable=None, selection: dict | None = None,
+                 diagnostics: GradientDiagnostics | None = None, trackers=None):
         self.model = model.to(device)
         self.benchmark = benchmark.to(device)
         self.strategy = strategy.to(device)
@@ -117,7 +125,8 @@ class Trainer:
             for module in (self.model.encoder, *self.model.heads.values()):
                 module.compile()
         self._check_selection()
-        self.metrics_log = MetricsLog(self.run_dir)
+        self.metrics_log = MetricsLog(self.run_dir, sinks=trackers)  # trackers get its records (trackers.py)
+        self.diagnostics = diagnostics or GradientDiagnostics(None, [t.name for t in self.tasks])
         self.timer = StepTimer(device)
         self.epoch = 0            # epochs finished
         self.step = 0             # optimiser steps taken
@@ -213,7 +222,8 @@ class Trainer:
 
     def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
         losses, weights, passes = training_step(self.model, self.strategy, self.backend, self.optimizer,
-                                                self.tasks, x, targets, autocast=self._autocast)
+                                                self.tasks, x, targets, autocast=self._autocast,
+                                                probe=self.diagnostics.probe(self.step + 1))
         self.encoder_passes += passes
         return losses, weights
 
@@ -230,7 +240,8 @@ class Trainer:
         tasks = [t.name for t, loss in zip(self.tasks, losses.tolist()) if not math.isfinite(loss)]
         logged = [item for item in step_records if item[0] != step]
         records = sorted([*logged, (step, losses, weights)], key=lambda item: item[0])
-        self.metrics_log.append(self._step_records(self.epoch + 1, records))
+        self.metrics_log.append(self._step_records(self.epoch + 1, records)
+                                + self.diagnostics.records(self.epoch + 1))
         raise Diverged(step, self.epoch + 1, tasks)
 
     def _step_records(self, epoch: int, step_records: list) -> list[dict]:
@@ -268,7 +279,7 @@ class Trainer:
         epoch = self.epoch + 1
         train_losses = mean_losses.tolist()
         train_weights = mean_weights.tolist()
-        records = self._step_records(epoch, step_records)
+        records = self._step_records(epoch, step_records) + self.diagnostics.records(epoch)
         evaluation = {"train": {t.name: {"loss": l, "weight": w} for t, l, w in zip(self.tasks, train_losses, train_weights)},
                       **evaluation}
         for split, tasks in evaluation.items():
@@ -420,6 +431,7 @@ class Trainer:
             **extra,
         }
         write_summary(self.run_dir, summary)
+        self.metrics_log.summary(summary)
         return summary
 
     def _progress(self, iterable, desc: str):
