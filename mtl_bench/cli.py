@@ -31,6 +31,9 @@ commands:
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
   plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR] [--verbose] [--csv FILE]
                          PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
+  tune --dir DIR --methods ew,gradnorm --trials N [--space NAME] [--seeds 0,1] [--n-jobs K] [OVERRIDES]
+                         Optuna tunes each method with the same number of trials on the val selection
+                         metric (search space configs/tune/NAME.yaml); resumable; mtl-bench table DIR --tune
   reproduce NAME [OVERRIDES]
                          run a paper preset (configs/experiment/NAME.yaml) and print its table beside
                          the published one; NAME: sener_koltun_multimnist, sener_koltun_celeba,
@@ -339,8 +342,9 @@ def _table_args(parser) -> None:
     group.add_argument("--select-split", dest="sel_split", help="split selected on (val; test only when named)")
     group.add_argument("--select-metric", dest="sel_metric", help="'task/metric' or 'mean/metric' for --select best")
     group.add_argument("--select-k", dest="sel_k", type=int, help="epochs averaged by --select mean_last_k")
-    group.add_argument("--tune", action="append", metavar="KEY",
-                       help="config key chosen per method on val, e.g. trainer.lr (repeatable or comma-separated)")
+    group.add_argument("--tune", action="append", metavar="KEY", nargs="?", const=STUDY_KEYS,
+                       help="config key chosen per method on val, e.g. trainer.lr (repeatable or comma-separated); "
+                            "alone: the keys of the mtl-bench tune studies in DIR, with the trials spent per method")
     group.add_argument("--tune-metric", help="'task/metric' or 'mean/metric' scored on val by --tune "
                        "(default: each run's protocol.selection.metric)")
 
@@ -349,11 +353,27 @@ def _split(text):
     return [t for t in text.split(",") if t] if text else None
 
 
+STUDY_KEYS = "<study>"  # `--tune` without a key: the keys an `mtl-bench tune` study tuned
+
+
 def _table_inputs(a) -> dict:
+    tune, tune_metric = [k for text in a.tune or [] for k in _split(text)], a.tune_metric
+    if STUDY_KEYS in tune:
+        from .tune.study import study_settings
+
+        studies = study_settings(a.dirs)
+        if not studies:
+            raise ValueError("--tune without a key needs an mtl-bench tune study folder (with tune.yaml) among DIR; "
+                             "else name the keys, e.g. --tune trainer.lr")
+        keys = [k for s in studies for k in s.get("keys", [])]
+        tune = list(dict.fromkeys(k for key in tune for k in (keys if key == STUDY_KEYS else [key])))
+        metrics = {s.get("metric") for s in studies}
+        if tune_metric is None and len(metrics) == 1:
+            tune_metric = metrics.pop()  # the metric the study optimised, so the table keeps its best trial
     return dict(split=a.split, columns=_split(a.columns), metrics=_split(a.metrics), delta_average=a.delta_average,
                 reference=a.reference, baseline=a.baseline,
                 selection={"rule": a.sel_rule, "split": a.sel_split, "metric": a.sel_metric, "k": a.sel_k},
-                tune=[k for text in a.tune or [] for k in _split(text)], tune_metric=a.tune_metric)
+                tune=tune, tune_metric=tune_metric)
 
 
 def _report_errors(fn):
@@ -456,6 +476,45 @@ def plot_command(argv: list[str]) -> None:
     print(f"{data.attrs['note']}\nwritten: " + ", ".join(data.attrs["files"]))
 
 
+def tune_command(argv: list[str]) -> None:
+    """``mtl-bench tune``: one Optuna study per method, equal budgets (mtl_bench/tune/study.py)."""
+    from .tune.study import Stopped, Tuner
+
+    def build(p):
+        p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                       help="Hydra overrides of every trial, e.g. dataset=multimnist trainer.epochs=10 "
+                            "hydra/launcher=local (not strategy, seed or hydra.sweep.dir)")
+        p.add_argument("--dir", required=True, help="study folder: optuna.db, tune.yaml, tune.json, METHOD/trial_K/")
+        p.add_argument("--methods", required=True, help="comma-separated strategy configs, e.g. ew,gradnorm,cagrad")
+        p.add_argument("--trials", type=int, required=True, help="finished trials per method (the same for all)")
+        p.add_argument("--space", help="search space preset configs/tune/NAME.yaml or a YAML path "
+                       "(default: the dataset's, e.g. synthetic)")
+        p.add_argument("--seeds", default="0", help="seeds of every trial, scored by their mean (default 0)")
+        p.add_argument("--metric", help="val metric tuned, task/metric or mean/metric (default: the preset's)")
+        p.add_argument("--n-jobs", type=int, default=1, help="trials run at once (default 1)")
+        p.add_argument("--sampler-seed", type=int, default=0, help="seed of Optuna's TPE sampler (default 0)")
+    a = _parse("tune", argv, build)
+    dataset = next((o.split("=", 1)[1] for o in a.overrides if o.split("=", 1)[0] == "dataset"), "synthetic")
+    try:
+        tuner = Tuner(Path(a.dir), methods=_split(a.methods) or [], trials=a.trials, space_name=a.space or dataset,
+                      seeds=[int(s) for s in _split(a.seeds) or []], overrides=a.overrides, metric=a.metric,
+                      n_jobs=a.n_jobs, sampler_seed=a.sampler_seed, log=lambda line: print(f"mtl-bench tune: {line}", flush=True))
+        state = tuner.run()
+    except ValueError as err:
+        print(f"mtl-bench: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Stopped as err:
+        print(f"mtl-bench: {err}; resume with the same command", file=sys.stderr)
+        raise SystemExit(143) from None
+    for method, info in state["methods"].items():
+        best = info["best"]
+        line = f"{method}: {info['trials']} trial(s) ({info['complete']} complete, {info['failed']} failed)"
+        if best:
+            line += f"; best trial {best['trial']}: val {state['metric']} = {best['value']:.6g} {best['params']}"
+        print(line)
+    print(f"table: mtl-bench table {a.dir} --tune")
+
+
 def reproduce_command(argv: list[str]) -> None:
     from .report.papers import available_presets, reproduce
 
@@ -475,7 +534,7 @@ def reproduce_command(argv: list[str]) -> None:
 
 
 COMMANDS = {"run": run, "list": list_command, "status": status_command, "collect": collect_command, "table": table_command,
-            "plot": plot_command, "reproduce": reproduce_command}
+            "plot": plot_command, "tune": tune_command, "reproduce": reproduce_command}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,11 +112,38 @@ def make_table(source, split: str = "test", columns=None, metrics=None, delta_av
                         delta_average=delta_average, reference=reference, tuned=sel.tuned)
     if sel.tuned and not sel.tuning.empty:
         metrics_used = ", ".join(sorted(sel.tuning["metric"].unique()))
-        grid = "; ".join(f"{key} in {{{', '.join(_values(sel.collection.results[f'cfg.{key}']))}}}"
-                         for key in sel.tuned)
+        grid = "; ".join(_grid(key, _values(sel.collection.results[f'cfg.{key}'])) for key in sel.tuned)
         table.notes.append(f"{', '.join(sel.tuned)} chosen per method (per task for stl) by the best mean over "
                            f"seeds of {TUNE_SPLIT} {metrics_used} ({grid}); test never used.")
+        _add_trials(table, source)
     return table, sel
+
+
+def _grid(key: str, values: list[str]) -> str:
+    """``key in {a, b, c}``, or the range of the values when there are many (an Optuna study)."""
+    if len(values) <= 8:
+        return f"{key} in {{{', '.join(values)}}}"
+    try:
+        numbers = sorted(float(v) for v in values if v != "–")
+        return f"{key}: {len(values)} values in [{numbers[0]:.4g}, {numbers[-1]:.4g}]"
+    except ValueError:
+        return f"{key}: {len(values)} values"
+
+
+def _add_trials(table: ScoreTable, source) -> None:
+    """The trials each method spent in the ``mtl-bench tune`` studies among ``source`` (tune.json):
+    a column ``trials`` after the tuned values, with a note."""
+    if isinstance(source, Collection):
+        return
+    from ..tune.study import trials_spent
+
+    spent = trials_spent(source)
+    if not spent:
+        return
+    table.frame["trials"] = [str(spent[m]) if m in spent else "" for m in table.frame["method"]]
+    table.tuned = table.tuned + ["trials"]
+    table.notes.append("trials: finished trials of the method's mtl-bench tune study (completed and failed: "
+                       "the same budget for every method), of which the best on val is shown.")
 
 
 def _values(column: pd.Series) -> list[str]:

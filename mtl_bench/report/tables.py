@@ -66,7 +66,7 @@ class ScoreTable:
                     # best as shown: values equal to the best at the printed precision tie
                     return (not row["is_baseline"] and c in best and not pd.isna(row[c])
                             and f"{row[c] * scale:.{digits}f}" == f"{best[c] * scale:.{digits}f}")
-                cells = [str(row["method"])] + ["" if pd.isna(row[k]) else str(row[k]) for k in tuned]
+                cells = [str(row["method"])] + ["" if pd.isna(row[k]) else _short(str(row[k])) for k in tuned]
                 for c in columns:
                     scale = display_scale(c.split("/")[1])
                     digits = _digits(best.get(c, row[c]) * scale)
@@ -138,6 +138,16 @@ def _cost_cell(row, column: str) -> str:
     if column == "solver_calls":
         return "–" if value == 0 else f"{int(row['solver_failures'])}/{int(value)}"
     return f"{value:.2f}"
+
+
+def _short(text: str) -> str:
+    """A tuned value as shown: long numbers drawn by Optuna (0.0017826497151386949) to 4 digits."""
+    if len(text) <= 8:
+        return text
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return text
 
 
 def _seeds_cell(n) -> str:
@@ -317,7 +327,7 @@ def _row_costs(runs: pd.DataFrame) -> dict:
 def _chosen(runs: pd.DataFrame, key: str) -> str:
     """The value of tuned config ``key`` of a row's runs: one value, else ``task=value`` per task
     (a count per value beyond 4 tasks, e.g. the 40 single-task CelebA baselines)."""
-    per_task = dict(zip(runs["tasks"].astype(str), runs[key].astype(str)))
+    per_task = dict(zip(runs["tasks"].astype(str), runs[key].map(lambda v: "–" if pd.isna(v) else str(v))))
     values = list(dict.fromkeys(per_task.values()))
     if len(values) == 1:
         return values[0]
