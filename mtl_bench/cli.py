@@ -28,8 +28,9 @@ commands:
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
                [--tune trainer.lr]   (choose trainer.lr per method on val)
                [--beside published:NAME]   (our rows beside the paper's printed numbers)
+               [--ci t|bootstrap] [--correction none|holm] [--poi] [--aggregate]   (statistics)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
-  plot DIR... --kind weights|curves|pareto|delta|cost [--out DIR] [--verbose] [--csv FILE]
+  plot DIR... --kind weights|curves|pareto|delta|cost|aggregate|profile [--out DIR] [--verbose] [--csv FILE]
                          PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
   tune --dir DIR --methods ew,gradnorm --trials N [--space NAME] [--seeds 0,1] [--n-jobs K] [OVERRIDES]
                          Optuna tunes each method with the same number of trials on the val selection
@@ -347,6 +348,14 @@ def _table_args(parser) -> None:
                             "alone: the keys of the mtl-bench tune studies in DIR, with the trials spent per method")
     group.add_argument("--tune-metric", help="'task/metric' or 'mean/metric' scored on val by --tune "
                        "(default: each run's protocol.selection.metric)")
+    group = parser.add_argument_group("statistics (docs/statistics.md)")
+    group.add_argument("--ci", default="t", choices=["t", "bootstrap"],
+                       help="95%% intervals over seeds: t (Student t, mean ± half-width; default) or bootstrap "
+                            "(percentile bootstrap of the mean, seeded, mean [low, high])")
+    group.add_argument("--correction", default="none", choices=["none", "holm"],
+                       help="multiple-comparison correction of the p-values against --reference (default none)")
+    group.add_argument("--poi", action="store_true",
+                       help="add P(Δm < reference): probability of improvement over the reference, ties 1/2")
 
 
 def _split(text):
@@ -373,7 +382,7 @@ def _table_inputs(a) -> dict:
     return dict(split=a.split, columns=_split(a.columns), metrics=_split(a.metrics), delta_average=a.delta_average,
                 reference=a.reference, baseline=a.baseline,
                 selection={"rule": a.sel_rule, "split": a.sel_split, "metric": a.sel_metric, "k": a.sel_k},
-                tune=tune, tune_metric=tune_metric)
+                tune=tune, tune_metric=tune_metric, ci=a.ci, correction=a.correction, poi=a.poi)
 
 
 def _report_errors(fn):
@@ -423,6 +432,9 @@ def table_command(argv: list[str]) -> None:
         p.add_argument("--out", help="also write the table to this file")
         p.add_argument("--beside", metavar="published:NAME",
                        help="add our rows beside the paper's printed numbers (results/published/NAME.csv; md only)")
+        p.add_argument("--aggregate", action="store_true",
+                       help="across benchmarks (the panels): IQM and mean of Δm, probability of improvement over "
+                            "--reference, stratified bootstrap CIs (Agarwal et al. 2021)")
     a = _parse("table", argv, build)
     if a.beside and (not a.beside.startswith("published:") or a.format != "md"):
         raise ValueError(f"--beside {a.beside}: give published:NAME (e.g. published:sener_koltun_multimnist) "
@@ -430,7 +442,12 @@ def table_command(argv: list[str]) -> None:
     table, sel = make_table(a.dirs, **_table_inputs(a))
     if not sel.collection.excluded.empty:
         print(sel.collection.describe_excluded(), file=sys.stderr)
-    text = table.render(a.format)
+    if a.aggregate:
+        from .report.aggregate import aggregate_table
+
+        text = aggregate_table(table).render(a.format)
+    else:
+        text = table.render(a.format)
     if a.beside:
         from .report.beside import beside_published
 
@@ -456,9 +473,10 @@ def plot_command(argv: list[str]) -> None:
         p.add_argument("--csv", metavar="FILE", help="also write the plotted data to FILE (CSV)")
     a = _parse("plot", argv, build)
     inputs = _table_inputs(a)
-    if a.kind in ("delta", "cost"):
+    if a.kind in ("delta", "cost", "aggregate", "profile"):
         table, _ = make_table(a.dirs, **inputs)
-        data = plots.delta(table, out=a.out) if a.kind == "delta" else plots.cost(table, out=a.out)
+        draw = {"delta": plots.delta, "cost": plots.cost, "aggregate": plots.aggregate, "profile": plots.profile}
+        data = draw[a.kind](table, out=a.out)
     else:
         sel = select_all(a.dirs, average=a.delta_average, baseline=a.baseline, tune=inputs["tune"],
                          tune_metric=inputs["tune_metric"], **inputs["selection"])

@@ -11,6 +11,9 @@ PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
   the static-weight front (Xin et al. 2022).
 - :func:`delta`: Delta_m% bars with their 95% confidence intervals over seeds.
 - :func:`cost`: Delta_m% against seconds per epoch.
+- :func:`aggregate`: across benchmarks, the IQM of Delta_m% and the probability of improvement
+  over the reference with stratified bootstrap intervals; :func:`profile`: performance profiles
+  (Agarwal et al. 2021; :mod:`mtl_bench.report.aggregate`).
 
 Lines are means over seeds and bands or error bars 95% confidence intervals over seeds (Student t;
 none with one seed); every figure says so, with the number of seeds, in a line under its panels
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = ("weights", "curves", "pareto", "delta", "cost")
+KINDS = ("weights", "curves", "pareto", "delta", "cost", "aggregate", "profile")
 
 
 def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2):
@@ -229,20 +232,42 @@ def _stl_point(selected: pd.DataFrame, split: str, metric: str | None, tasks) ->
 
 
 def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
-    """Delta_m% bars (mean over seeds) with 95% CI error bars, from a :class:`ScoreTable`."""
-    data = table.frame[~table.frame["is_baseline"]][["panel", "method", "delta_m", "delta_m:ci", "n"]]
-    data = data.rename(columns={"delta_m:ci": "ci"}).dropna(subset=["delta_m"]).reset_index(drop=True)
+    """Delta_m% bars (mean over seeds) with 95% CI error bars, from a :class:`ScoreTable`: Student t
+    half-widths, or percentile bootstrap intervals for a table made with ``ci="bootstrap"``; the
+    p-value against the reference (Holm-corrected when the table is) above each bar."""
+    bootstrap = getattr(table, "ci", "t") == "bootstrap"
+    columns = ["panel", "method", "delta_m", "delta_m:ci", "n"] + (["delta_m:low", "delta_m:high"] if bootstrap else [])
+    columns += ["p"] if "p" in table.frame else []
+    data = table.frame[~table.frame["is_baseline"]][columns]
+    data = data.rename(columns={"delta_m:ci": "ci", "delta_m:low": "low", "delta_m:high": "high"})
+    data = data.dropna(subset=["delta_m"]).reset_index(drop=True)
     if data.empty:
         raise ValueError("no Delta_m to plot: the runs need single-task baselines (or --baseline published:NAME)")
+    holm = getattr(table, "correction", "none") == "holm"
     groups = list(data.groupby("panel", sort=False))
     fig, axes = _figure(len(groups), 4.8, 3.2)
     for ax, (panel, group) in zip(axes, groups):
-        ax.bar(range(len(group)), group["delta_m"], yerr=group["ci"].fillna(0), capsize=3, color="C0")
+        if bootstrap:
+            below = (group["delta_m"] - group["low"]).fillna(0).clip(lower=0)
+            above = (group["high"] - group["delta_m"]).fillna(0).clip(lower=0)
+            yerr = [below.to_numpy(), above.to_numpy()]
+        else:
+            yerr = group["ci"].fillna(0)
+        ax.bar(range(len(group)), group["delta_m"], yerr=yerr, capsize=3, color="C0")
+        if holm:
+            for x, (_, row) in enumerate(group.iterrows()):
+                if not pd.isna(row["p"]):
+                    ax.annotate(f"p={row['p']:.2g}", (x, row["delta_m"]), ha="center", va="bottom", fontsize=6,
+                                xytext=(0, 2), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(group)), group["method"], rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("Δm% (lower is better)")
         ax.set_title(str(panel), fontsize=8)
-    _note(fig, data, f"bars: mean Δm over {_seeds(data['n'])}; error bars: 95% CI over seeds (Student t)")
+    kind = "percentile bootstrap" if bootstrap else "Student t"
+    note = f"bars: mean Δm over {_seeds(data['n'])}; error bars: 95% CI over seeds ({kind})"
+    if holm:
+        note += f"; p: paired t-test against {table.reference}, Holm-corrected per panel"
+    _note(fig, data, note)
     return _save(fig, data, out, name)
 
 
@@ -265,4 +290,49 @@ def cost(table, out=None, name: str = "cost") -> pd.DataFrame:
         ax.set_title(str(panel), fontsize=8)
         ax.legend(fontsize=7)
     _note(fig, data, f"points: mean over {_seeds(data['n'])}; error bars: 95% CI of Δm over seeds (Student t)")
+    return _save(fig, data, out, name)
+
+
+def aggregate(table, out=None, name: str = "aggregate") -> pd.DataFrame:
+    """Across the table's panels (benchmarks): IQM of Delta_m% and the probability of improvement
+    over the reference, each with its stratified bootstrap 95% interval (Agarwal et al. 2021, Fig. 9
+    and 8); the data is the frame of :func:`mtl_bench.report.aggregate.aggregate_table`."""
+    from .aggregate import aggregate_table
+
+    summary = aggregate_table(table)
+    data = summary.frame.copy()
+    fig, axes = _figure(2, 4.4, max(2.4, 0.35 * len(data) + 1.2))
+    for ax, (column, label, ref_line) in zip(axes, (("iqm", "IQM of Δm% (lower is better)", 0.0),
+                                                     ("poi", f"P(Δm < {table.reference}) (higher is better)", 0.5))):
+        rows = data.dropna(subset=[column]).reset_index(drop=True)
+        y = range(len(rows))
+        low = (rows[column] - rows[f"{column}:low"]).fillna(0).clip(lower=0)
+        high = (rows[f"{column}:high"] - rows[column]).fillna(0).clip(lower=0)
+        ax.errorbar(rows[column], list(y), xerr=[low.to_numpy(), high.to_numpy()], fmt="o", capsize=3)
+        ax.axvline(ref_line, color="k", lw=0.8, ls=":")
+        ax.set_yticks(list(y), rows["method"], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+    benchmarks = int(data["benchmarks"].max()) if len(data) else 0
+    _note(fig, data, f"points: over {benchmarks} benchmark(s), runs pooled; bars: 95% stratified percentile "
+                     f"bootstrap CI (runs resampled within each benchmark)")
+    return _save(fig, data, out, name)
+
+
+def profile(table, out=None, name: str = "profile") -> pd.DataFrame:
+    """Performance profiles: per method the fraction of runs (benchmarks weighted equally) whose
+    Delta_m% is at most tau (Agarwal et al. 2021, Fig. 5; higher is better)."""
+    from .aggregate import profile as profile_data
+
+    data = profile_data(table)
+    fig, axes = _figure(1, 5.0, 3.6)
+    ax = axes[0]
+    for method, line in data.groupby("method", sort=False):
+        ax.step(line["tau"], line["fraction"], where="post", label=method)
+    ax.axvline(0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("τ (Δm%)")
+    ax.set_ylabel("fraction of runs with Δm ≤ τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    _note(fig, data, "lines: per benchmark the fraction of a method's runs with Δm ≤ τ, averaged over benchmarks")
     return _save(fig, data, out, name)
