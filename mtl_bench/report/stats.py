@@ -124,14 +124,14 @@ def aggregate(runs: pd.DataFrame, reference: str = "ew", value: str = "delta_m",
     runs = runs.dropna(subset=[value])
     out = []
     for method, mine in runs.groupby("method", sort=False):
-        samples = [g[value].to_numpy(dtype=float) for _, g in mine.groupby("panel", sort=False)]
+        samples = [g[value].to_numpy(dtype=float) for _, g in mine.groupby("panel", sort=True)]  # benchmarks in name order
         pooled = np.concatenate(samples)
         row = {"method": method, "benchmarks": len(samples), "runs": len(pooled), "iqm": iqm(pooled),
                "mean": float(pooled.mean())}
         row["iqm:low"], row["iqm:high"] = _bootstrap(samples, _pooled_iqm, seed, n_resamples, confidence)
         row["mean:low"], row["mean:high"] = _bootstrap(samples, _pooled_mean, seed, n_resamples, confidence)
         pairs = []
-        for panel, group in mine.groupby("panel", sort=False):
+        for panel, group in mine.groupby("panel", sort=True):
             ref = runs[(runs["panel"] == panel) & (runs["method"] == reference)][value].to_numpy(dtype=float)
             if len(ref) and method != reference:
                 pairs += [group[value].to_numpy(dtype=float), ref]
