@@ -176,6 +176,7 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
         names = [m for m in rows["metric"].unique() if m not in ("loss", "weight")]
         metric = names[0] if names else "loss"
     rows = rows[rows["metric"] == metric]
+    every_task = rows
     tasks = list(tasks) if tasks else list(dict.fromkeys(rows["task"]))[:2]
     if len(tasks) != 2:
         raise ValueError(f"the pareto plot needs two tasks (--tasks A,B), found {tasks}")
@@ -193,6 +194,7 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
         static = group[group["is_static"]]
         if len(static):
             data.loc[static.index, "on_front"] = front(static, hib, hib)
+    hypervolumes = _all_task_fronts(data, every_task, hib)
     groups = list(data.groupby("panel", sort=False))
     fig, axes = _figure(len(groups), 4.8, 4.0)
     for ax, (panel, group) in zip(axes, groups):
@@ -201,9 +203,48 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
         ax.set_ylabel(f"{tasks[1]} {split} {metric}")
         ax.set_title(str(panel), fontsize=8)
         ax.legend(fontsize=7)
-    _note(fig, data, f"points: mean over {_seeds(data['n'])} per method; dashed: front of the non-dominated points")
-    data.attrs.update(tasks=tasks, metric=metric, stl=stl)
+    note = f"points: mean over {_seeds(data['n'])} per method; dashed: front of the non-dominated points"
+    if any(len(h["tasks"]) > 2 for h in hypervolumes.values()):
+        note += "; " + "; ".join(_describe_hypervolume(panel, h) for panel, h in hypervolumes.items())
+    _note(fig, data, note)
+    data.attrs.update(tasks=tasks, metric=metric, stl=stl, hypervolume=hypervolumes)
     return _save(fig, data, out, name)
+
+
+def _all_task_fronts(data: pd.DataFrame, rows: pd.DataFrame, hib: bool) -> dict:
+    """Over every task of the metric (N tasks, not only the two drawn): each method's non-domination
+    rank (column ``rank``, 0 = on the N-task front; Deb et al. 2002) and, per panel, the hypervolume
+    of the static-weight sweep, of the other methods and of all, against the reference point of each
+    task's worst mean among the panel's methods (:mod:`mtl_bench.report.pareto`)."""
+    from .pareto import hypervolume, nondominated_ranks
+
+    wide = rows.pivot_table(index=["panel", "method", "strategy", "seed"], columns="task", values="value")
+    means = wide.groupby(level=["panel", "method"], sort=False).mean().dropna(axis=1, how="any")
+    data["rank"] = -1
+    out = {}
+    for panel, points in means.groupby(level="panel", sort=False):
+        tasks = list(points.columns)
+        values = points.to_numpy(dtype=float)
+        methods = points.index.get_level_values("method")
+        ranks = dict(zip(methods, nondominated_ranks(values, [hib] * len(tasks))))
+        index = data.index[data["panel"] == panel]
+        data.loc[index, "rank"] = data.loc[index, "method"].map(ranks).fillna(-1).astype(int)
+        reference = values.min(axis=0) if hib else values.max(axis=0)
+        static = set(data.loc[index][data.loc[index, "is_static"]]["method"])
+        is_static = [m in static for m in methods]
+        def volume(mask):
+            chosen = values[[bool(x) for x in mask]]
+            return hypervolume(chosen, reference, [hib] * len(tasks)) if len(chosen) else float("nan")
+        out[panel] = {"tasks": tasks, "reference": reference.tolist(), "all": volume([True] * len(methods)),
+                      "static": volume(is_static), "methods": volume([not s for s in is_static])}
+    return out
+
+
+def _describe_hypervolume(panel, h: dict) -> str:
+    text = f"{panel}: {len(h['tasks'])}-task hypervolume (reference: each task's worst method) all {h['all']:.3g}"
+    if h["static"] == h["static"]:   # not NaN: the panel has static-weight runs
+        text += f", static sweep {h['static']:.3g}, methods {h['methods']:.3g}"
+    return text
 
 
 def _draw_pareto_panel(ax, group: pd.DataFrame, stl: tuple[float, float] | None) -> None:
