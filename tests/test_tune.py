@@ -90,6 +90,8 @@ def test_a_killed_study_resumes_to_the_same_budget_without_redoing_a_finished_tr
     for method, trials in after.items():  # the same budget for both, all finished, none lost
         assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2, (method, trials)
         assert sorted(p.name for p in (study / method).glob("trial_*")) == ["trial_000", "trial_001"]
+        drawn = [tuple(sorted(t.params.items())) for t in trials]
+        assert len(set(drawn)) == len(drawn)   # a resumed sampler draws new values, not its first ones again
         for old in before.get(method, []):
             kept = after[method][old.number]
             assert kept.value == old.value and kept.params == old.params

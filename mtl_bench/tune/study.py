@@ -28,10 +28,12 @@ import signal
 import subprocess
 import sys
 import threading
+import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from ..report.directions import higher_is_better
@@ -132,9 +134,16 @@ class Tuner:
         storage = optuna.storages.RDBStorage(f"sqlite:///{(self.directory / STORAGE_FILE).resolve()}",
                                              engine_kwargs={"connect_args": {"timeout": 60}})
         direction = "maximize" if self.higher else "minimize"
-        return {m: optuna.create_study(study_name=m, storage=storage, direction=direction, load_if_exists=True,
-                                       sampler=optuna.samplers.TPESampler(seed=self.sampler_seed + i))
-                for i, m in enumerate(self.methods)}
+        studies = {}
+        for method in self.methods:
+            study = optuna.create_study(study_name=method, storage=storage, direction=direction, load_if_exists=True)
+            # seeded by (sampler seed, method, trials so far): a resumed study draws new values, not the
+            # first draws of its first start again
+            key = [self.sampler_seed, zlib.crc32(method.encode()), len(study.trials)]
+            seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+            study.sampler = optuna.samplers.TPESampler(seed=seed)
+            studies[method] = study
+        return studies
 
     # ------------------------------------------------------------------ trials
     def trial_dir(self, method: str, number: int) -> Path:
@@ -240,7 +249,8 @@ class Tuner:
                 signal.signal(signal.SIGTERM, previous)
         state = self._write_state(studies)
         if self._stopping:
-            raise Stopped(f"tuning stopped by SIGTERM; {sum(len(v) for v in stale.values())} trial(s) not started")
+            raise Stopped("tuning stopped by SIGTERM; the finished trials are kept and the interrupted ones run "
+                          "again in their folders (from their checkpoints) when the study resumes")
         return state
 
     def _tell(self, studies, item: Item, score) -> None:
