@@ -358,6 +358,15 @@ def _table_args(parser) -> None:
                        help="add P(Δm < reference): probability of improvement over the reference, ties 1/2")
 
 
+def _bare_tune(argv: list[str]) -> list[str]:
+    """``--tune DIR`` (a bare --tune before a folder) means the study's keys, not a key named DIR."""
+    out = list(argv)
+    for i, word in enumerate(out[:-1]):
+        if word == "--tune" and ("/" in out[i + 1] or Path(out[i + 1]).exists()):
+            out[i] = f"--tune={STUDY_KEYS}"
+    return out
+
+
 def _split(text):
     return [t for t in text.split(",") if t] if text else None
 
@@ -435,7 +444,7 @@ def table_command(argv: list[str]) -> None:
         p.add_argument("--aggregate", action="store_true",
                        help="across benchmarks (the panels): IQM and mean of Δm, probability of improvement over "
                             "--reference, stratified bootstrap CIs (Agarwal et al. 2021)")
-    a = _parse("table", argv, build)
+    a = _parse("table", _bare_tune(argv), build)
     if a.beside and (not a.beside.startswith("published:") or a.format != "md"):
         raise ValueError(f"--beside {a.beside}: give published:NAME (e.g. published:sener_koltun_multimnist) "
                          "with --format md")
@@ -471,7 +480,7 @@ def plot_command(argv: list[str]) -> None:
         p.add_argument("--tasks", help="the two tasks of --kind pareto, e.g. left,right")
         p.add_argument("--verbose", "-v", action="store_true", help="also print the plotted data")
         p.add_argument("--csv", metavar="FILE", help="also write the plotted data to FILE (CSV)")
-    a = _parse("plot", argv, build)
+    a = _parse("plot", _bare_tune(argv), build)
     inputs = _table_inputs(a)
     if a.kind in ("delta", "cost", "aggregate", "profile"):
         table, _ = make_table(a.dirs, **inputs)

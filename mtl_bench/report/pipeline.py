@@ -17,7 +17,7 @@ from .baselines import Baselines
 from .collect import Collection, collect
 from .groups import annotate
 from .selection import TUNE_SPLIT, selected_values, tune as tune_runs
-from .tables import SKIP_METRICS, ScoreTable, score_table
+from .tables import SKIP_METRICS, ScoreTable, _short, score_table
 
 
 @dataclass
@@ -124,7 +124,7 @@ def make_table(source, split: str = "test", columns=None, metrics=None, delta_av
 def _grid(key: str, values: list[str]) -> str:
     """``key in {a, b, c}``, or the range of the values when there are many (an Optuna study)."""
     if len(values) <= 8:
-        return f"{key} in {{{', '.join(values)}}}"
+        return f"{key} in {{{', '.join(_short(v) for v in values)}}}"
     try:
         numbers = sorted(float(v) for v in values if v != "–")
         return f"{key}: {len(values)} values in [{numbers[0]:.4g}, {numbers[-1]:.4g}]"
@@ -137,15 +137,21 @@ def _add_trials(table: ScoreTable, source) -> None:
     a column ``trials`` after the tuned values, with a note."""
     if isinstance(source, Collection):
         return
-    from ..tune.study import trials_spent
+    from ..tune.study import study_of_run, trials_spent
 
     spent = trials_spent(source)
-    if not spent:
+    if not spent or table.runs.empty:
         return
-    table.frame["trials"] = [str(spent[m]) if m in spent else "" for m in table.frame["method"]]
+    counts = []
+    for _, row in table.frame.iterrows():   # a row's runs tell which studies (and which method of each) it came from
+        runs = table.runs[(table.runs["panel"] == row["panel"]) & (table.runs["method"] == row["method"])]["run"]
+        studies = {study_of_run(run) for run in runs} & set(spent)
+        counts.append(str(sum(spent[s] for s in studies)) if studies else "")
+    table.frame["trials"] = counts
     table.tuned = table.tuned + ["trials"]
     table.notes.append("trials: finished trials of the method's mtl-bench tune study (completed and failed: "
-                       "the same budget for every method), of which the best on val is shown.")
+                       "the same budget for every method; summed over the tasks' studies for stl), of which the "
+                       "best on val is shown.")
 
 
 def _values(column: pd.Series) -> list[str]:

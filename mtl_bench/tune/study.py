@@ -317,14 +317,20 @@ def tuned_keys(directories) -> list[str]:
     return list(dict.fromkeys(k for s in study_settings(directories) for k in s.get("keys", [])))
 
 
-def trials_spent(directories) -> dict[str, int]:
-    """Finished trials per method, summed over the studies found in ``directories``."""
-    spent: dict[str, int] = {}
+def trials_spent(directories) -> dict[tuple[Path, str], int]:
+    """Finished trials of each study found in ``directories``: ``{(study folder, method): trials}``."""
+    spent: dict[tuple[Path, str], int] = {}
     for directory in directories:
         for path in _study_files(Path(directory), STATE_FILE):
             for method, info in json.loads(path.read_text()).get("methods", {}).items():
-                spent[method] = spent.get(method, 0) + int(info.get("trials", 0))
+                spent[(path.parent.resolve(), method)] = int(info.get("trials", 0))
     return spent
+
+
+def study_of_run(run_dir) -> tuple[Path, str]:
+    """``(study folder, method)`` of a trial's run folder ``STUDY/METHOD/trial_K/seed_S``."""
+    trial = Path(run_dir).resolve().parent
+    return trial.parent.parent, trial.parent.name
 
 
 def _study_files(directory: Path, name: str) -> list[Path]:
