@@ -144,3 +144,16 @@ def test_parallel_trials_score_the_mean_over_seeds_of_the_val_metric(tmp_path):
     again = cli("tune", "--dir", str(study), "--methods", "ew,dwa", "--trials", "1", "--seeds", "0",
                 cwd=tmp_path)
     assert again.returncode == 2 and "seeds=[0, 1]" in again.stderr   # other settings: refused, nothing run
+
+
+def test_trials_spent_are_counted_per_study_and_method(tmp_path):
+    from mtl_bench.tune.study import study_of_run, trials_spent
+
+    for study, methods in (("mtl", {"ew": 3, "gradnorm": 3}), ("stl_task0", {"ew": 2})):
+        (tmp_path / study).mkdir()
+        (tmp_path / study / "tune.json").write_text(json.dumps({"methods": {m: {"trials": n} for m, n in methods.items()}}))
+    spent = trials_spent([tmp_path])
+    root = tmp_path.resolve()
+    assert spent == {(root / "mtl", "ew"): 3, (root / "mtl", "gradnorm"): 3, (root / "stl_task0", "ew"): 2}
+    assert study_of_run(tmp_path / "stl_task0" / "ew" / "trial_001" / "seed_0") == (root / "stl_task0", "ew")
+    assert trials_spent([tmp_path / "mtl"]) == {(root / "mtl", "ew"): 3, (root / "mtl", "gradnorm"): 3}

@@ -178,7 +178,7 @@ class Tuner:
         optuna = _optuna()
         stale = {}
         for method, study in studies.items():
-            states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+            states = (optuna.trial.TrialState.RUNNING,)
             stale[method] = [Item(method, t.number, t.params) for t in study.get_trials(deepcopy=False, states=states)]
         return stale
 
