@@ -157,3 +157,29 @@ def test_trials_spent_are_counted_per_study_and_method(tmp_path):
     assert spent == {(root / "mtl", "ew"): 3, (root / "mtl", "gradnorm"): 3, (root / "stl_task0", "ew"): 2}
     assert study_of_run(tmp_path / "stl_task0" / "ew" / "trial_001" / "seed_0") == (root / "stl_task0", "ew")
     assert trials_spent([tmp_path / "mtl"]) == {(root / "mtl", "ew"): 3, (root / "mtl", "gradnorm"): 3}
+
+
+def test_sigterm_interrupts_the_running_trial_which_the_next_start_resumes(tmp_path):
+    study = tmp_path / "study"
+    args = [sys.executable, "-m", "mtl_bench", "tune", "--dir", str(study), "--methods", "ew", "--trials", "1",
+            *SMALL[:-1], "trainer.epochs=40"]
+    first = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = study / "ew" / "trial_000" / "seed_0" / "checkpoint.pt"
+    deadline = time.time() + 180
+    while time.time() < deadline and first.poll() is None and not checkpoint.exists():
+        time.sleep(0.05)
+    assert first.poll() is None, first.communicate()
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM" in err and "resume with the same command" in err
+    run = checkpoint.parent
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    assert [t.state for t in _trials(study)["ew"]] == [optuna.trial.TrialState.RUNNING]
+
+    second = subprocess.run(args, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    (trial,) = _trials(study)["ew"]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.number == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert "resuming" in (run / "mtl-bench.log").read_text()
