@@ -142,7 +142,8 @@ def test_rows_of_few_seeds_are_marked_and_the_caption_names_selection_and_time(r
     assert row("uw")[-2] == "2/200" and row("ew")[-2] == "–" and row("ew")[-3] == "1.00"
     assert "fewer than 3 seeds; the 95% CI over seeds is not informative" in text
     assert "model selection: best: val mean/mse" in text
-    assert "comparable only between runs made together on one machine" in text
+    # CPU runs record the process CPU time per epoch: the time column uses it
+    assert "training CPU time of the process per epoch relative to ew" in text
     # CIs are not clipped: ew's CI half-width is the t-interval of its two seeds
     frame = table.frame.set_index("method")
     assert frame.loc["ew", "task0/mse:ci"] == pytest.approx(12.706 * frame.loc["ew", "task0/mse:std"] / math.sqrt(2),
@@ -156,3 +157,19 @@ def test_cost_columns_are_left_out_when_no_run_has_them(runs):
     found.results["backward_passes_per_step"] = float("nan")
     text = make_table(found, metrics=["mse"])[0].to_markdown()
     assert "enc. backward/step" not in text and "solver fails/calls" not in text
+
+
+def test_time_falls_back_to_wall_time_when_a_run_has_no_cpu_time(runs):
+    """Runs made before CPU time was recorded (or on a GPU) lack it: the panel is timed by the wall
+    clock, and the caption says that this compares only runs made together on one machine."""
+    from mtl_bench.report import collect
+
+    found = collect([runs])
+    table, _ = make_table(found, metrics=["mse"])
+    cpu = table.frame.set_index("method")
+    found.results.loc[found.results["strategy"] == "uw", "cpu_seconds_per_epoch"] = None
+    table, _ = make_table(found, metrics=["mse"])
+    wall = table.frame.set_index("method")
+    assert "comparable only between runs made together on one machine" in table.to_markdown()
+    assert wall.loc["uw", "time"] == pytest.approx(wall.loc["uw", "seconds_per_epoch"] / wall.loc["ew", "seconds_per_epoch"])
+    assert cpu.loc["uw", "time"] == pytest.approx(cpu.loc["uw", "cpu_seconds_per_epoch"] / cpu.loc["ew", "cpu_seconds_per_epoch"])

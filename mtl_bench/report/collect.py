@@ -23,7 +23,7 @@ from .integrity import DAMAGED, RunFiles, read_run
 
 RECORD_COLUMNS = ["epoch", "step", "split", "task", "metric", "value"]
 RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "strategy_config", "seed", "tasks", "n_tasks", "grad_space",
-               "epochs", "epochs_completed", "seconds_per_epoch", "seconds_per_step", "peak_memory_mb",
+               "epochs", "epochs_completed", "seconds_per_epoch", "cpu_seconds_per_epoch", "seconds_per_step", "peak_memory_mb",
                "backward_passes_per_step", "solver_calls", "solver_failures",
                "sel_rule", "sel_split", "sel_metric", "sel_k", "sel_average"]
 # config keys that never tell two runs' settings apart (paths, devices, display)
@@ -136,7 +136,8 @@ def _run_row(run: RunFiles) -> dict:
         "seed": ident.get("seed", config.get("seed")), "tasks": ",".join(tasks), "n_tasks": len(tasks),
         "grad_space": ident.get("grad_space"), "epochs": summary.get("epochs"),
         "epochs_completed": summary.get("epochs_completed"),
-        "seconds_per_epoch": cost.get("seconds_per_epoch_mean"), "seconds_per_step": cost.get("seconds_per_step_median"),
+        "seconds_per_epoch": cost.get("seconds_per_epoch_mean"),
+        "cpu_seconds_per_epoch": cost.get("cpu_seconds_per_epoch_mean"), "seconds_per_step": cost.get("seconds_per_step_median"),
         "peak_memory_mb": cost.get("peak_memory_mb"),
         "backward_passes_per_step": cost.get("encoder_backward_passes_per_step"),
         "solver_calls": cost.get("solver_calls"), "solver_failures": cost.get("solver_failures"),

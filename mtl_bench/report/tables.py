@@ -264,7 +264,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         info = group.iloc[0]
         record = {"panel": info["panel"], "method": info["method"], "is_baseline": bool(info["is_baseline"]),
                   "strategy": info["strategy"], "seed": info["seed"], "run": run,
-                  "seconds_per_epoch": info.get("seconds_per_epoch", math.nan), **_run_values(group, columns),
+                  "seconds_per_epoch": info.get("seconds_per_epoch", math.nan),
+                  "cpu_seconds_per_epoch": info.get("cpu_seconds_per_epoch", math.nan), **_run_values(group, columns),
                   **{c: info.get(c, math.nan) for c in RUN_COSTS},
                   "tasks": info.get("tasks"), **{key: info.get(f"cfg.{key}") for key in tuned}}
         used = group[[in_delta(t, m) for t, m in zip(group["task"], group["metric"])]]
@@ -298,7 +299,9 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
             row[column], row[f"{column}:ci"], row[f"{column}:std"] = stats["mean"], stats["ci"], stats["std"]
             if ci == "bootstrap":
                 row[f"{column}:low"], row[f"{column}:high"] = bootstrap_ci(per_seed)
-        row["seconds_per_epoch"] = pd.to_numeric(group["seconds_per_epoch"], errors="coerce").mean()
+        for clock in ("seconds_per_epoch", "cpu_seconds_per_epoch"):
+            # a row's mean over its runs; NaN when one of them did not record it
+            row[clock] = pd.to_numeric(group[clock], errors="coerce").mean(skipna=False)
         row.update(_row_costs(group))
         row.update({key: _chosen(group, key) for key in tuned})
         out.append(row)
@@ -306,13 +309,16 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
     table["mr"], table["time"], table["p"] = math.nan, math.nan, math.nan
     if poi:
         table["poi"] = math.nan
+    clocks = set()
     for panel, group in table.groupby("panel", sort=False):
         ranked = group[~group["is_baseline"]]
         if len(ranked):
             table.loc[ranked.index, "mr"] = mean_rank(ranked[columns], directions)
         ref = group[group["method"] == reference]
         if len(ref):
-            table.loc[group.index, "time"] = group["seconds_per_epoch"] / ref["seconds_per_epoch"].iloc[0]
+            clock = _clock(group)
+            clocks.add(clock)
+            table.loc[group.index, "time"] = group[clock] / ref[clock].iloc[0]
             ref_dm = per_run[(per_run["panel"] == panel) & (per_run["method"] == reference)]
             ref_dm = ref_dm.groupby("seed")["delta_m"].mean().dropna().to_dict()
             for idx, row in ranked.iterrows():
@@ -340,16 +346,14 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                f"{'/'.join(map(str, seeds))} seed(s) (column seeds). Δm% (Maninis et al. 2019) averaged per "
                f"{delta_average} against {baselines.source if baselines else 'no baseline'}; lower is better. "
                f"MR: mean rank over the metric columns (1 = best, ties take the lower rank). "
-               f"time/epoch: mean training wall time per epoch relative to {reference}, as measured on the machine "
-               f"that ran each run: comparable only between runs made together on one machine. "
+               f"{_time_caption(clocks, reference)}"
                f"p: paired t-test of Δm against {reference} over matching seeds"
                + (f", Holm-corrected for the comparisons with {reference} in each panel (family-wise error "
                   f"rate {1 - CONFIDENCE:.2g}: p < {1 - CONFIDENCE:.2g} is a difference)" if correction == "holm" else "")
                + ". "
                + (f"P(Δm < {reference}): probability that a run's Δm is lower than a {reference} run's, over all "
                   f"pairs, ties counted 1/2 (Agarwal et al. 2021). " if poi else "")
-               + 
-               f"Bold: best per column (the stl row is not ranked).")
+               + "Bold: best per column (the stl row is not ranked).")
     if _shown(table, "backward_passes"):
         caption += " enc. backward/step: encoder backward passes per training step (mean over runs)."
     if _shown(table, "solver_calls"):
@@ -361,6 +365,23 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                      f"add seeds before reading a difference.")
     return ScoreTable(table, columns, {**directions, "delta_m": False, "mr": False, "time": False}, caption,
                       notes, reference, list(tuned), ci=ci, correction=correction, poi=poi, runs=per_run)
+
+
+def _clock(panel: pd.DataFrame) -> str:
+    """The time column's clock in one panel: the process CPU time per epoch when every row has it
+    (CPU runs since 0.2: other processes on the machine barely move it), else the wall time."""
+    return "cpu_seconds_per_epoch" if panel["cpu_seconds_per_epoch"].notna().all() else "seconds_per_epoch"
+
+
+def _time_caption(clocks: set, reference: str) -> str:
+    if not clocks:
+        return ""
+    if clocks == {"cpu_seconds_per_epoch"}:
+        return (f"time/epoch: mean training CPU time of the process per epoch relative to {reference} (CPU "
+                f"runs; other load on the machine barely changes it, unlike the wall time). ")
+    what = "wall time" if clocks == {"seconds_per_epoch"} else "wall time (CPU time in panels where every run has it)"
+    return (f"time/epoch: mean training {what} per epoch relative to {reference}, as measured on the machine "
+            f"that ran each run: comparable only between runs made together on one machine. ")
 
 
 RUN_COSTS = ("backward_passes_per_step", "solver_calls", "solver_failures")

@@ -160,6 +160,7 @@ class Trainer:
         self.step = 0             # optimiser steps taken
         self.history: dict[int, dict] = {}
         self.epoch_seconds: list[float] = []
+        self.epoch_cpu_seconds: list[float] = []  # CPU runs: the process's CPU time per epoch (robust to other load)
         self.encoder_passes = 0
         self.started_at = time.time()
 
@@ -209,7 +210,7 @@ class Trainer:
         nonfinite_values = torch.full((2, T), math.nan, device=self.device)
         step_records: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         batches = 0
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for x, targets in self._progress(self.benchmark.train, f"epoch {self.epoch + 1}/{self.config.epochs}"):
             x, targets = self._to_device(x, targets)
             t0 = self.timer.start()
@@ -228,6 +229,8 @@ class Trainer:
                 self._check_finite(nonfinite_step, nonfinite_values, step_records)
         self._check_finite(nonfinite_step, nonfinite_values, step_records)
         self.epoch_seconds.append(time.perf_counter() - started)
+        if self.device.type == "cpu":
+            self.epoch_cpu_seconds.append(time.process_time() - cpu_started)
         self.timer.collect()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -333,6 +336,7 @@ class Trainer:
             "history": self.history,
             "settings": self.settings,
             "cost": {"step_seconds": self.timer.seconds, "epoch_seconds": self.epoch_seconds,
+                     "epoch_cpu_seconds": self.epoch_cpu_seconds,
                      "encoder_passes": self.encoder_passes},
             "gradient_backend": self.backend.state_dict(),
         }
@@ -355,6 +359,7 @@ class Trainer:
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
         self.timer.seconds = list(state["cost"]["step_seconds"])
         self.epoch_seconds = list(state["cost"]["epoch_seconds"])
+        self.epoch_cpu_seconds = list(state["cost"].get("epoch_cpu_seconds", []))  # absent before 0.2
         self.encoder_passes = state["cost"]["encoder_passes"]
         self.backend.load_state_dict(state.get("gradient_backend", {}))
         self.metrics_log.truncate_after(self.epoch)
@@ -432,6 +437,10 @@ class Trainer:
                 "seconds_per_step_median": self.timer.median(),
                 "seconds_per_epoch_mean": sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else None,
                 "seconds_total_train": sum(self.epoch_seconds),
+                # CPU runs: process CPU time per epoch (all threads), which other processes on the
+                # machine disturb far less than the wall clock (null on GPUs)
+                "cpu_seconds_per_epoch_mean": (sum(self.epoch_cpu_seconds) / len(self.epoch_cpu_seconds)
+                                               if self.epoch_cpu_seconds else None),
                 "peak_memory_mb": peak_memory_mb(self.device),
                 "memory_kind": "cuda_allocated" if self.device.type == "cuda" else "process_max_rss",
                 "encoder_backward_passes_per_step": self.encoder_passes / steps,
