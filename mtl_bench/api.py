@@ -4,8 +4,8 @@
     summary = mtl_bench.run("strategy=mgda", "seed=1", run_dir="runs/mgda-1")
     frame = mtl_bench.load_runs(["runs/"])
 
-``run`` goes through exactly the path of ``mtl-bench run`` (Hydra composition, the type check,
-the run directory contract); ``load_runs`` is ``mtl-bench collect`` with typed config columns.
+``run`` goes through exactly the path of ``mtl-bench run`` (Hydra composition onto the config
+schemas and their checks, the run directory contract); ``load_runs`` is ``mtl-bench collect`` with typed config columns.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def describe(path: Path) -> str:
 def variant_of(path: Path) -> tuple[str, dict] | None:
     """``(base config, the keys it sets)`` of a variant (a config whose defaults list names a sibling)."""
     node = yaml.safe_load(path.read_text()) or {}
-    bases = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    bases = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_" and not d.startswith("/")]
     if not bases:
         return None
     return bases[0], {k: v for k, v in node.items() if k != "defaults"}
@@ -120,19 +120,71 @@ def group_meanings(folder: Path, prefix: str) -> dict[str, str]:
     return meanings
 
 
+def schema_of(path: Path):
+    """The schema a config file names (``- /schema/NAME@_here_``), its base's for a variant; or None."""
+    from .schemas import SCHEMAS
+
+    node = yaml.safe_load(path.read_text()) or {}
+    for entry in node.get("defaults", []):
+        if isinstance(entry, str) and entry.startswith("/schema/"):
+            return SCHEMAS.get(entry[len("/schema/"):].split("@")[0])
+    base = variant_of(path)
+    return schema_of(path.parent / f"{base[0]}.yaml") if base and (path.parent / f"{base[0]}.yaml").exists() else None
+
+
+def schema_keys(schema, prefix: str) -> list[tuple[str, str, str]]:
+    """``(key, default, meaning)`` of every key of a schema (nested schemas flattened)."""
+    import dataclasses
+
+    from .schemas.base import text
+
+    out = []
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}.{f.name}"
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            out += schema_keys(f.default_factory, key)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out.append((key, text(default), f.metadata.get("help", "")))
+    return out
+
+
+def _file_chain(path: Path) -> list[Path]:
+    base = variant_of(path)
+    parent = path.parent / f"{base[0]}.yaml" if base else None
+    return (_file_chain(parent) if parent is not None and parent.exists() else []) + [path]
+
+
+def section_entries(path: Path, prefix: str) -> list[tuple[str, str, str]]:
+    """What ``mtl-bench run --help`` lists for one chosen config: every key of its schema with the
+    value the config (or its base) gives it, else the schema's default, and its meaning (the
+    file's comment, else the schema's); a config without a schema: the keys its file states."""
+    meanings = group_meanings(path.parent, prefix) if prefix else {}
+    stated = {}
+    for file in _file_chain(path):
+        stated.update({k: (v, m) for k, v, m in key_comments(file, prefix)})
+    schema = schema_of(path) if prefix else None
+    if schema is None:
+        return [(k, v, m or meanings.get(k, "")) for k, v, m in key_comments(path, prefix)]
+    entries = []
+    for key, default, meaning in schema_keys(schema, prefix):
+        value, comment = stated.get(key, (default, ""))
+        entries.append((key, value, comment or meaning or meanings.get(key, "")))
+    return entries
+
+
 def key_help(config_dir: Path, choices: dict[str, str]) -> str:
-    """What each key of the composed groups means (``mtl-bench run --help``), from the comments of
-    the config files: the top-level config, then each group's chosen config (``choices``)."""
+    """What each key of the composed groups means (``mtl-bench run --help``): the top-level
+    config's keys, then every key of each chosen group's config (``choices``), from the group's
+    schema (mtl_bench/schemas) and the config files' comments."""
     sections = [("config", config_dir / "config.yaml", "")]
     for group in ("dataset", "model", "strategy", "trainer", "protocol"):
         path = config_dir / group / f"{choices[group]}.yaml"
         if path.exists():
             sections.append((f"{group}={choices[group]}", path, group))
-    lines = ["== What each key means (from the config files' comments) =="]
+    lines = ["== What each key means (from the config schemas and files) =="]
     for title, path, prefix in sections:
-        meanings = group_meanings(path.parent, prefix) if prefix else {}
-        entries = [(k, v, m or meanings.get(k, "")) for k, v, m in key_comments(path, prefix)
-                   if not k.startswith("hydra.")]
+        entries = [e for e in section_entries(path, prefix) if not e[0].startswith("hydra.")]
         if not entries:
             continue
         lines.append(f"\n{title}:")

@@ -6,10 +6,12 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 USAGE = """usage: mtl-bench COMMAND [ARGS]
@@ -92,7 +94,7 @@ def _task(cfg) -> dict | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     save_config = lambda: _save_hydra_files(cfg, run_dir)  # noqa: E731
     try:
-        _check_types(cfg, hydra_cfg)
+        _validate(cfg)
         summary = run_experiment(cfg, run_dir, on_resumable=save_config)
     except Interrupted as err:
         print(f"mtl-bench: {err} after epoch {_epochs_done(run_dir)}; the run is marked interrupted. "
@@ -177,26 +179,11 @@ def _resume_command(hydra_cfg, run_dir: Path, multirun: bool) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def _check_types(cfg, hydra_cfg) -> None:
-    """Compare the user's overrides with the types of the same config composed without them."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
+def _validate(cfg) -> None:
+    """Unknown keys and out-of-range values of the composed config: one line each (mtl_bench/schemas)."""
+    from .schemas.check import validate
 
-    from .config_check import check_new_keys, check_override_types, check_values
-
-    task = set(hydra_cfg.overrides.task)
-    # groups appended on the command line (+experiment=NAME) must be appended again
-    choices = [f"+{group}={choice}" if f"+{group}={choice}" in task else f"{group}={choice}"
-               for group, choice in hydra_cfg.runtime.choices.items()
-               if choice is not None and not group.startswith("hydra")]
-    # a user's config folder (hydra.searchpath=[file://conf]) holds groups the reference needs too
-    searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath=")]
-    reference = GlobalHydra.instance().config_loader().load_configuration(
-        config_name=hydra_cfg.job.config_name, overrides=choices + searchpath, run_mode=RunMode.RUN)
-    keys = [o.split("=", 1)[0] for o in hydra_cfg.overrides.task]
-    check_new_keys(reference, hydra_cfg.overrides.task)
-    check_override_types(cfg, reference, keys)
-    check_values(cfg, _task_names(cfg))
+    validate(cfg, _task_names(cfg))
 
 
 def _task_names(cfg) -> list[str] | None:
@@ -253,12 +240,14 @@ class SweepReport(_HydraCallback):
             raise SystemExit(1)
 
 
-def _check_writable(argv: list[str]) -> None:
-    """Fail early, with the fix, when the run or sweep directory cannot be written."""
+def _check_writable(argv: list[str]) -> list[Path]:
+    """Fail early, with the fix, when the run or sweep directory cannot be written; the folders
+    made for the check (removed again when the run is refused before it starts)."""
     multirun = "-m" in argv or "--multirun" in argv
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
     given = [a.split("=", 1)[1] for a in argv if a.startswith(key)]
     target = Path(given[-1]) if given else Path.cwd()
+    made = [p for p in [target, *target.parents] if not p.exists()]  # folders this check creates
     try:
         target.mkdir(parents=True, exist_ok=True)
         probe = target / f".mtl-bench-write-test-{os.getpid()}"
@@ -270,6 +259,7 @@ def _check_writable(argv: list[str]) -> None:
             f"mtl-bench: error: cannot write the output directory {str(target)!r} ({err.strerror or err}); "
             f"choose a writable place with {option}=PATH, or run from a writable folder"
         ) from None
+    return made
 
 
 def _headline(summary: dict) -> str:
@@ -281,12 +271,16 @@ def _headline(summary: dict) -> str:
 def run(argv: list[str]) -> None:
     import hydra
 
+    from . import schemas  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
+
+    made = []
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
-        _check_writable(argv)
+        made = _check_writable(argv)
 
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_task)
-    saved = sys.argv
+    saved, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["mtl-bench run", *argv]
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises composition errors to us instead of printing them
     wants_help = "--help" in argv or "-h" in argv
     try:
         app()
@@ -294,10 +288,49 @@ def run(argv: list[str]) -> None:
         if wants_help:  # Hydra ends its help with an exit
             _print_key_help(argv)
         raise
+    except Exception as err:
+        message = _composition_error(err)
+        if message is None:
+            raise
+        _USER_ERRORS.append(message)
+        print(f"mtl-bench: error: {message}", file=sys.stderr)
+        for folder in made:  # refused before the run: leave no empty run folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise SystemExit(2) from None
     finally:
         sys.argv = saved
+        if saved_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full_error
     if wants_help:
         _print_key_help(argv)
+
+
+def _composition_error(err: BaseException) -> str | None:
+    """The message of an error Hydra raised before the run (a bad override, an unknown config):
+    one line for the schemas' errors, Hydra's own text for the others; None for anything else."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .schemas.check import explain
+
+    if not isinstance(err, (HydraException, OmegaConfBaseException)):
+        return None
+    if any(frame.f_code is _task.__code__ for frame, _ in traceback.walk_tb(err.__traceback__)):
+        return None  # raised inside a run, not while composing: a bug, shown with its traceback
+    message = explain(err)
+    if message is not None:
+        return message
+    text = str(err).split("\nConfig search path:")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    options = [line for line in lines[1:] if not line.startswith("Available options")]
+    if any(line.startswith("Available options") for line in lines):  # an unknown config of a group
+        return f"{lines[0]}; available: {', '.join(options)}"
+    cause = err.__cause__
+    reason = f" ({str(cause).splitlines()[0]})" if isinstance(cause, OmegaConfBaseException) else ""
+    return " ".join(lines) + reason
 
 
 def _print_key_help(argv: list[str]) -> None:

@@ -61,6 +61,8 @@ def compose():
     """Compose the real config tree with Hydra's compose API: ``compose(["strategy=mgda"])``."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
+    import mtl_bench.schemas  # noqa: F401  (the config files name their schemas in Hydra's ConfigStore)
+
     def _compose(overrides=(), return_hydra_config=False):
         with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
             return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)

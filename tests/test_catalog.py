@@ -1,6 +1,7 @@
 """`mtl-bench list`: every config of every group, variants included, each with a description."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,16 @@ def test_run_help_prints_the_chosen_groups_keys(run_cli, tmp_path):
     text = proc.stdout[proc.stdout.index("What each key means"):]
     assert "strategy.gramian_scaling" in text and "official" in text
     assert "dataset.label_fraction" in text and "trainer.momentum" in text and "protocol.selection.metric" in text
+    # every key of the chosen trainer, from its schema, though trainer/multimnist.yaml states only a few
+    assert "trainer.log_interval" in text and "steps between step-level loss/weight records" in text
+    assert re.search(r"trainer.optimizer +sgd ", text) and "_target_" in text
+
+
+def test_every_schema_key_has_a_meaning_for_run_help():
+    from mtl_bench.catalog import schema_keys, schema_of
+
+    for group in ("dataset", "model", "trainer", "protocol"):
+        for path in (CONFIGS / group).glob("*.yaml"):
+            schema = schema_of(path)
+            assert schema is not None, f"{group}/{path.stem} names no schema"
+            assert all(meaning for key, _, meaning in schema_keys(schema, group) if not key.endswith(".name"))

@@ -69,7 +69,7 @@ def test_multimnist_run_and_single_task_baseline(run_cli, tmp_path, mnist_root):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("trainer.epocs=3", "Could not override 'trainer.epocs'"),
+    ("trainer.epocs=3", "trainer.epocs is not a key of trainer: did you mean trainer.epochs?"),
     ("strategy=gradnorn", "Could not find 'strategy/gradnorn'"),
     ("grad.space=weights", "grad.space='weights'"),
     ("dataset.tasks=[task7]", "unknown task"),

@@ -98,9 +98,9 @@ def test_a_failing_run_does_not_stop_the_sweep(run_cli, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["strategy.name=nosuch"], "unknown strategy 'nosuch'"),
     (["dataset=nosuch"], "Could not find 'dataset/nosuch'"),
-    (["trainer.epochs=ten"], "trainer.epochs='ten' has the wrong type: expected an integer"),
-    (["strategy=gradnorm", "strategy.alpha=high"], "strategy.alpha='high' has the wrong type"),
-    (["trainer.lr=[1,2]"], "trainer.lr=[1, 2] has the wrong type"),
+    (["trainer.epochs=ten"], "trainer.epochs=ten has the wrong type: an integer >= 1, e.g. trainer.epochs=20"),
+    (["strategy=gradnorm", "strategy.alpha=high"], "strategy.alpha='high' has the wrong type: a number like the default"),
+    (["trainer.lr=[1,2]"], "trainer.lr=[1,2] has the wrong type: a number > 0"),
     (["hydra.run.dir=afile/run"], "cannot write the output directory 'afile/run'"),
 ])
 def test_bad_input_gives_a_clear_error(run_cli, tmp_path, args, message):

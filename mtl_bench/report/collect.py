@@ -1,4 +1,4 @@
-"""Collect run directories into one tidy results table (DESIGN.md "Results table").
+"""Collect run directories into one tidy results table (README.md, "Tables, plots and paper reproductions").
 
 One row per (run, epoch, step, split, task, metric) with the run's identity, status, protocol,
 cost and flattened config (``cfg.*`` columns, values as text) repeated on every row, so scores,

@@ -11,7 +11,8 @@
   (``static weights=[0.2,0.8]``, ``gradnorm alpha=0.12``); seeds of a method are pooled.
 - **Tuned** config keys (``annotate(..., tuned=["trainer.lr"])``) tell neither panels nor methods
   apart: their runs stay in one (panel, method) so that :func:`.selection.tune` can choose their
-  value on validation (Sener & Koltun 2018: lr "chosen on validation", REFERENCE.md section 2).
+  value on validation (Sener & Koltun 2018, appendix: the lr is chosen on validation;
+  docs/protocols.md#model-selection).
 """
 from __future__ import annotations
 

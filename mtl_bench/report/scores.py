@@ -1,4 +1,4 @@
-"""Aggregate scores of multi-task results (REFERENCE.md section 3).
+"""Aggregate scores of multi-task results (docs/protocols.md#scores-delta_m-and-mean-rank).
 
 - :func:`delta_m`: Delta_m% of Maninis et al. 2019 (CVPR, "Attentive single-tasking of multiple
   tasks", eq. 5): ``(100/K) sum_k (-1)^{s_k} (M_k - B_k) / B_k`` with ``s_k = 1`` when higher is

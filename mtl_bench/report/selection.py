@@ -6,7 +6,7 @@ read the selection split, which is val unless test is asked for by name - a run 
 split then fails with a message instead of silently selecting on test.
 
 :func:`tune` then chooses hyper-parameters across runs (Sener & Koltun 2018: "lr from {1e-4, ...,
-5e-2} chosen on validation", REFERENCE.md section 2): for each (panel, method) it keeps the runs of
+5e-2} chosen on validation", appendix; docs/protocols.md#model-selection): for each (panel, method) it keeps the runs of
 the config value with the best mean over seeds of their selected val score; test never enters.
 """
 from __future__ import annotations

@@ -129,7 +129,7 @@ def build_strategy(name, n_tasks: int, **hparams) -> Strategy:
     unknown = sorted(set(hparams) - set(known))
     if unknown:
         raise ValueError(
-            f"strategy {name!r} has no hyper-parameter(s) {unknown}; its hyper-parameters are "
+            f"strategy {getattr(name, '__name__', name)!r} has no hyper-parameter(s) {unknown}; its hyper-parameters are "
             f"{', '.join(f'{k}={v!r}' for k, v in known.items()) or 'none'}"
         )
     strategy = cls(n_tasks, **hparams)

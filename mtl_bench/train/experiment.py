@@ -1,6 +1,7 @@
 """Build and run one experiment from a composed config (the Python face of ``mtl-bench run``)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import random
@@ -13,10 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from .. import __version__
 from ..data import build_benchmark
 from ..models import build_model
+from ..schemas import ProtocolConfig, TrainerConfig
+from ..schemas.check import typed_node
 from ..strategies import strategy_from_config
 from .gradients import GradientBackend
 from .provenance import library_versions, provenance
-from .trainer import Trainer, TrainerConfig
+from .trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
-    seed_everything(cfg.seed, cfg.trainer.get("deterministic", False))
-    device = resolve_device(cfg.trainer.device)
-    benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
+    config = typed_node(cfg.trainer, TrainerConfig)  # the validated trainer node itself (mtl_bench/schemas)
+    selection = dataclasses.asdict(typed_node(cfg.protocol, ProtocolConfig).selection)
+    seed_everything(cfg.seed, config.deterministic)
+    device = resolve_device(config.device)
+    benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
     n_tasks = len(benchmark.tasks)
     strategy = strategy_from_config(cfg.strategy, n_tasks)
@@ -69,13 +74,6 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     space = cfg.grad.space or cfg.strategy.get("space") or strategy.default_space
     backend = GradientBackend(space=space, method=cfg.grad.method, chunk_size=cfg.grad.get("chunk_size"),
                               vmap_max_bytes=cfg.grad.get("vmap_max_bytes", 2**31))
-    t = cfg.trainer
-    config = TrainerConfig(
-        epochs=t.epochs, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-        scheduler=t.scheduler, step_size=t.step_size, gamma=t.gamma, log_interval=t.log_interval,
-        checkpoint=t.checkpoint, progress=t.progress, precision=t.precision, compile=t.compile,
-        selection=OmegaConf.to_container(cfg.protocol.selection, resolve=True),
-    )
     identity = {
         "dataset": cfg.dataset.get("name") or benchmark.name,
         "model": cfg.model.get("name") or cfg.model.get("_target_"),
@@ -91,5 +89,6 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     settings = OmegaConf.to_container(cfg, resolve=True)
     settings.pop("hydra", None)
     trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
-                      settings=settings, provenance=provenance(device), on_resumable=on_resumable)
+                      settings=settings, provenance=provenance(device), on_resumable=on_resumable,
+                      selection=selection)
     return trainer.fit()

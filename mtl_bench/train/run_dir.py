@@ -1,4 +1,4 @@
-"""The run directory contract (DESIGN.md): ``metrics.jsonl``, ``summary.json``, ``checkpoint.pt``.
+"""The run directory contract (README.md, "A short tour"): ``metrics.jsonl``, ``summary.json``, ``checkpoint.pt``.
 
 ``metrics.jsonl`` holds one JSON object per line with keys epoch, step, split, task, metric,
 value. Task weights are logged as split=train, metric=weight; losses as metric=loss (epoch means);

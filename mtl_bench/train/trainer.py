@@ -13,17 +13,18 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..protocol import select
+from ..schemas import TrainerConfig  # the trainer group's schema: every key's type, default and range
 from ..strategies.base import Strategy
 from .checkpoint import SettingsMismatch, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
 from .cost import StepTimer, peak_memory_mb
 from .gradients import GradientBackend, batch_kpis
+from .optim import build_optimizer, build_scheduler
 from .signals import Interrupted, deferred_signals, interrupt_on_signals
 from .run_dir import CHECKPOINT_FILE, MetricsLog, read_summary, record, write_summary
 
@@ -37,45 +38,6 @@ class Diverged(RuntimeError):
         super().__init__(f"the loss of task(s) {', '.join(tasks)} became NaN or infinite at step {step} "
                          f"(epoch {epoch})")
         self.step, self.epoch, self.tasks = step, epoch, tasks
-
-
-@dataclass
-class TrainerConfig:
-    epochs: int = 10
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    scheduler: str = "none"          # none | step | cosine
-    step_size: int = 30              # epochs between lr decays (scheduler=step)
-    gamma: float = 0.5               # lr decay factor (scheduler=step)
-    log_interval: int = 50           # steps between step-level records (and divergence checks)
-    checkpoint: bool = True
-    progress: str = "auto"           # auto (tqdm on a terminal) | always | never
-    precision: str = "fp32"          # fp32 | bf16 (autocast of forward passes)
-    compile: bool = False            # torch.compile the encoder and heads
-    selection: dict = field(default_factory=lambda: {"rule": "last", "split": "val", "metric": None, "k": 10})
-
-
-def build_optimizer(name: str, param_groups: list[dict], lr: float, momentum: float, weight_decay: float):
-    name = name.lower()
-    if name == "sgd":
-        return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"trainer.optimizer={name!r}: choose sgd, adam or adamw")
-
-
-def build_scheduler(name: str, optimizer, epochs: int, step_size: int, gamma: float):
-    if name == "none":
-        return None
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    raise ValueError(f"trainer.scheduler={name!r}: choose none, step or cosine")
 
 
 @torch.no_grad()
@@ -122,11 +84,12 @@ class Trainer:
     def __init__(self, model, benchmark, strategy: Strategy, config: TrainerConfig, run_dir: Path,
                  device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
                  versions: dict | None = None, settings: dict | None = None, provenance: dict | None = None,
-                 on_resumable=None):
+                 on_resumable=None, selection: dict | None = None):
         self.model = model.to(device)
         self.benchmark = benchmark.to(device)
         self.strategy = strategy.to(device)
         self.config = config
+        self.selection = selection or {"rule": "last", "split": "val", "metric": None, "k": 10}  # protocol.selection
         self.run_dir = Path(run_dir)
         self.device = device
         self.backend = backend or GradientBackend()
@@ -146,8 +109,8 @@ class Trainer:
                 f"choose one of {', '.join(strategy.spaces)}"
             )
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + strategy.optimizer_groups()
-        self.optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum, config.weight_decay)
-        self.scheduler = build_scheduler(config.scheduler, self.optimizer, config.epochs, config.step_size, config.gamma)
+        self.optimizer = build_optimizer(config, groups)
+        self.scheduler = build_scheduler(config, self.optimizer)
         if config.precision not in ("fp32", "bf16"):
             raise ValueError(f"trainer.precision={config.precision!r}: choose fp32 or bf16")
         if config.compile:
@@ -377,7 +340,7 @@ class Trainer:
     # ----------------------------------------------------------------------------- summary
     def _check_selection(self) -> None:
         """Reject a selection rule this benchmark cannot satisfy before any epoch is trained."""
-        sel = self.config.selection
+        sel = self.selection
         rule, split, metric = sel.get("rule", "last"), sel.get("split", "val"), sel.get("metric")
         if rule != "best":
             return
@@ -405,7 +368,7 @@ class Trainer:
             return {"error": str(err)}
 
     def _selection(self) -> dict:
-        sel = dict(self.config.selection)
+        sel = dict(self.selection)
         metric = sel.get("metric")
         direction = None
         if metric:
