@@ -193,6 +193,7 @@ class Tuner:
         from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
+        from .. import schemas  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
         from ..cli import config_dir
 
         plain = [o for o in self.overrides if not o.lstrip("+~").startswith("hydra")]
