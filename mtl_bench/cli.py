@@ -30,9 +30,13 @@ commands:
   table DIR... [--format md|latex|csv] [--baseline stl|published:NAME|none] [--delta-average metric|task]
                [--tune trainer.lr]   (choose trainer.lr per method on val)
                [--beside published:NAME]   (our rows beside the paper's printed numbers)
+               [--ci t|bootstrap] [--correction none|holm] [--poi] [--aggregate]   (statistics)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
-  plot DIR... --kind weights|curves|pareto|delta|cost|conflict [--out DIR] [--verbose] [--csv FILE]
+  plot DIR... --kind weights|curves|pareto|delta|cost|conflict|aggregate|profile [--out DIR] [--verbose] [--csv FILE]
                          PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
+  tune --dir DIR --methods ew,gradnorm --trials N [--space NAME] [--seeds 0,1] [--n-jobs K] [OVERRIDES]
+                         Optuna tunes each method with the same number of trials on the val selection
+                         metric (search space configs/tune/NAME.yaml); resumable; mtl-bench table DIR --tune
   reproduce NAME [OVERRIDES]
                          run a paper preset (configs/experiment/NAME.yaml) and print its table beside
                          the published one; NAME: sener_koltun_multimnist, sener_koltun_celeba,
@@ -372,21 +376,55 @@ def _table_args(parser) -> None:
     group.add_argument("--select-split", dest="sel_split", help="split selected on (val; test only when named)")
     group.add_argument("--select-metric", dest="sel_metric", help="'task/metric' or 'mean/metric' for --select best")
     group.add_argument("--select-k", dest="sel_k", type=int, help="epochs averaged by --select mean_last_k")
-    group.add_argument("--tune", action="append", metavar="KEY",
-                       help="config key chosen per method on val, e.g. trainer.lr (repeatable or comma-separated)")
+    group.add_argument("--tune", action="append", metavar="KEY", nargs="?", const=STUDY_KEYS,
+                       help="config key chosen per method on val, e.g. trainer.lr (repeatable or comma-separated); "
+                            "alone: the keys of the mtl-bench tune studies in DIR, with the trials spent per method")
     group.add_argument("--tune-metric", help="'task/metric' or 'mean/metric' scored on val by --tune "
                        "(default: each run's protocol.selection.metric)")
+    group = parser.add_argument_group("statistics (docs/statistics.md)")
+    group.add_argument("--ci", default="t", choices=["t", "bootstrap"],
+                       help="95%% intervals over seeds: t (Student t, mean ± half-width; default) or bootstrap "
+                            "(percentile bootstrap of the mean, seeded, mean [low, high])")
+    group.add_argument("--correction", default="none", choices=["none", "holm"],
+                       help="multiple-comparison correction of the p-values against --reference (default none)")
+    group.add_argument("--poi", action="store_true",
+                       help="add P(Δm < reference): probability of improvement over the reference, ties 1/2")
+
+
+def _bare_tune(argv: list[str]) -> list[str]:
+    """``--tune DIR`` (a bare --tune before a folder) means the study's keys, not a key named DIR."""
+    out = list(argv)
+    for i, word in enumerate(out[:-1]):
+        if word == "--tune" and ("/" in out[i + 1] or Path(out[i + 1]).exists()):
+            out[i] = f"--tune={STUDY_KEYS}"
+    return out
 
 
 def _split(text):
     return [t for t in text.split(",") if t] if text else None
 
 
+STUDY_KEYS = "<study>"  # `--tune` without a key: the keys an `mtl-bench tune` study tuned
+
+
 def _table_inputs(a) -> dict:
+    tune, tune_metric = [k for text in a.tune or [] for k in _split(text)], a.tune_metric
+    if STUDY_KEYS in tune:
+        from .tune.study import study_settings
+
+        studies = study_settings(a.dirs)
+        if not studies:
+            raise ValueError("--tune without a key needs an mtl-bench tune study folder (with tune.yaml) among DIR; "
+                             "else name the keys, e.g. --tune trainer.lr")
+        keys = [k for s in studies for k in s.get("keys", [])]
+        tune = list(dict.fromkeys(k for key in tune for k in (keys if key == STUDY_KEYS else [key])))
+        metrics = {s.get("metric") for s in studies}
+        if tune_metric is None and len(metrics) == 1:
+            tune_metric = metrics.pop()  # the metric the study optimised, so the table keeps its best trial
     return dict(split=a.split, columns=_split(a.columns), metrics=_split(a.metrics), delta_average=a.delta_average,
                 reference=a.reference, baseline=a.baseline,
                 selection={"rule": a.sel_rule, "split": a.sel_split, "metric": a.sel_metric, "k": a.sel_k},
-                tune=[k for text in a.tune or [] for k in _split(text)], tune_metric=a.tune_metric)
+                tune=tune, tune_metric=tune_metric, ci=a.ci, correction=a.correction, poi=a.poi)
 
 
 def _report_errors(fn):
@@ -436,14 +474,22 @@ def table_command(argv: list[str]) -> None:
         p.add_argument("--out", help="also write the table to this file")
         p.add_argument("--beside", metavar="published:NAME",
                        help="add our rows beside the paper's printed numbers (results/published/NAME.csv; md only)")
-    a = _parse("table", argv, build)
+        p.add_argument("--aggregate", action="store_true",
+                       help="across benchmarks (the panels): IQM and mean of Δm, probability of improvement over "
+                            "--reference, stratified bootstrap CIs (Agarwal et al. 2021)")
+    a = _parse("table", _bare_tune(argv), build)
     if a.beside and (not a.beside.startswith("published:") or a.format != "md"):
         raise ValueError(f"--beside {a.beside}: give published:NAME (e.g. published:sener_koltun_multimnist) "
                          "with --format md")
     table, sel = make_table(a.dirs, **_table_inputs(a))
     if not sel.collection.excluded.empty:
         print(sel.collection.describe_excluded(), file=sys.stderr)
-    text = table.render(a.format)
+    if a.aggregate:
+        from .report.aggregate import aggregate_table
+
+        text = aggregate_table(table).render(a.format)
+    else:
+        text = table.render(a.format)
     if a.beside:
         from .report.beside import beside_published
 
@@ -467,11 +513,12 @@ def plot_command(argv: list[str]) -> None:
         p.add_argument("--tasks", help="the two tasks of --kind pareto, e.g. left,right")
         p.add_argument("--verbose", "-v", action="store_true", help="also print the plotted data")
         p.add_argument("--csv", metavar="FILE", help="also write the plotted data to FILE (CSV)")
-    a = _parse("plot", argv, build)
+    a = _parse("plot", _bare_tune(argv), build)
     inputs = _table_inputs(a)
-    if a.kind in ("delta", "cost"):
+    if a.kind in ("delta", "cost", "aggregate", "profile"):
         table, _ = make_table(a.dirs, **inputs)
-        data = plots.delta(table, out=a.out) if a.kind == "delta" else plots.cost(table, out=a.out)
+        draw = {"delta": plots.delta, "cost": plots.cost, "aggregate": plots.aggregate, "profile": plots.profile}
+        data = draw[a.kind](table, out=a.out)
     else:
         sel = select_all(a.dirs, average=a.delta_average, baseline=a.baseline, tune=inputs["tune"],
                          tune_metric=inputs["tune_metric"], **inputs["selection"])
@@ -489,6 +536,45 @@ def plot_command(argv: list[str]) -> None:
         data.to_csv(a.csv, index=False)
         print(f"data written to {a.csv}")
     print(f"{data.attrs['note']}\nwritten: " + ", ".join(data.attrs["files"]))
+
+
+def tune_command(argv: list[str]) -> None:
+    """``mtl-bench tune``: one Optuna study per method, equal budgets (mtl_bench/tune/study.py)."""
+    from .tune.study import Stopped, Tuner
+
+    def build(p):
+        p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                       help="Hydra overrides of every trial, e.g. dataset=multimnist trainer.epochs=10 "
+                            "hydra/launcher=local (not strategy, seed or hydra.sweep.dir)")
+        p.add_argument("--dir", required=True, help="study folder: optuna.db, tune.yaml, tune.json, METHOD/trial_K/")
+        p.add_argument("--methods", required=True, help="comma-separated strategy configs, e.g. ew,gradnorm,cagrad")
+        p.add_argument("--trials", type=int, required=True, help="finished trials per method (the same for all)")
+        p.add_argument("--space", help="search space preset configs/tune/NAME.yaml or a YAML path "
+                       "(default: the dataset's, e.g. synthetic)")
+        p.add_argument("--seeds", default="0", help="seeds of every trial, scored by their mean (default 0)")
+        p.add_argument("--metric", help="val metric tuned, task/metric or mean/metric (default: the preset's)")
+        p.add_argument("--n-jobs", type=int, default=1, help="trials run at once (default 1)")
+        p.add_argument("--sampler-seed", type=int, default=0, help="seed of Optuna's TPE sampler (default 0)")
+    a = _parse("tune", argv, build)
+    dataset = next((o.split("=", 1)[1] for o in a.overrides if o.split("=", 1)[0] == "dataset"), "synthetic")
+    try:
+        tuner = Tuner(Path(a.dir), methods=_split(a.methods) or [], trials=a.trials, space_name=a.space or dataset,
+                      seeds=[int(s) for s in _split(a.seeds) or []], overrides=a.overrides, metric=a.metric,
+                      n_jobs=a.n_jobs, sampler_seed=a.sampler_seed, log=lambda line: print(f"mtl-bench tune: {line}", flush=True))
+        state = tuner.run()
+    except ValueError as err:
+        print(f"mtl-bench: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Stopped as err:
+        print(f"mtl-bench: {err}; resume with the same command", file=sys.stderr)
+        raise SystemExit(143) from None
+    for method, info in state["methods"].items():
+        best = info["best"]
+        line = f"{method}: {info['trials']} trial(s) ({info['complete']} complete, {info['failed']} failed)"
+        if best:
+            line += f"; best trial {best['trial']}: val {state['metric']} = {best['value']:.6g} {best['params']}"
+        print(line)
+    print(f"table: mtl-bench table {a.dir} --tune")
 
 
 def reproduce_command(argv: list[str]) -> None:
@@ -510,7 +596,7 @@ def reproduce_command(argv: list[str]) -> None:
 
 
 COMMANDS = {"run": run, "list": list_command, "status": status_command, "collect": collect_command, "table": table_command,
-            "plot": plot_command, "reproduce": reproduce_command}
+            "plot": plot_command, "tune": tune_command, "reproduce": reproduce_command}
 
 
 def main(argv: list[str] | None = None) -> None:

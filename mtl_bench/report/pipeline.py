@@ -17,7 +17,7 @@ from .baselines import Baselines
 from .collect import Collection, collect
 from .groups import annotate
 from .selection import TUNE_SPLIT, selected_values, tune as tune_runs
-from .tables import SKIP_METRICS, ScoreTable, score_table
+from .tables import SKIP_METRICS, ScoreTable, _short, score_table
 
 
 @dataclass
@@ -102,21 +102,56 @@ def annotated_run(run: pd.Series, results: pd.DataFrame) -> pd.Series:
 
 def make_table(source, split: str = "test", columns=None, metrics=None, delta_average: str = "metric",
                reference: str = "ew", baseline: str = "stl", selection: dict | None = None,
-               tune: Sequence[str] = (), tune_metric=None) -> tuple[ScoreTable, Selection]:
+               tune: Sequence[str] = (), tune_metric=None, ci: str = "t", correction: str = "none",
+               poi: bool = False) -> tuple[ScoreTable, Selection]:
     """Collect, select, tune and score: the table of ``mtl-bench table``. ``selection`` holds the
     overrides of the runs' protocol (rule, split, metric, k); ``split`` is the reported split;
     ``tune`` the config keys chosen on val (shown as columns of the table, with a note)."""
     sel = select_all(source, average=delta_average, baseline=baseline, tune=tune, tune_metric=tune_metric,
                      **(selection or {}))
     table = score_table(sel.selected, sel.baselines, split=split, columns=columns, metrics=metrics,
-                        delta_average=delta_average, reference=reference, tuned=sel.tuned)
+                        delta_average=delta_average, reference=reference, tuned=sel.tuned, ci=ci,
+                        correction=correction, poi=poi)
     if sel.tuned and not sel.tuning.empty:
         metrics_used = ", ".join(sorted(sel.tuning["metric"].unique()))
-        grid = "; ".join(f"{key} in {{{', '.join(_values(sel.collection.results[f'cfg.{key}']))}}}"
-                         for key in sel.tuned)
+        grid = "; ".join(_grid(key, _values(sel.collection.results[f'cfg.{key}'])) for key in sel.tuned)
         table.notes.append(f"{', '.join(sel.tuned)} chosen per method (per task for stl) by the best mean over "
                            f"seeds of {TUNE_SPLIT} {metrics_used} ({grid}); test never used.")
+        _add_trials(table, source)
     return table, sel
+
+
+def _grid(key: str, values: list[str]) -> str:
+    """``key in {a, b, c}``, or the range of the values when there are many (an Optuna study)."""
+    if len(values) <= 8:
+        return f"{key} in {{{', '.join(_short(v) for v in values)}}}"
+    try:
+        numbers = sorted(float(v) for v in values if v != "–")
+        return f"{key}: {len(values)} values in [{numbers[0]:.4g}, {numbers[-1]:.4g}]"
+    except ValueError:
+        return f"{key}: {len(values)} values"
+
+
+def _add_trials(table: ScoreTable, source) -> None:
+    """The trials each method spent in the ``mtl-bench tune`` studies among ``source`` (tune.json):
+    a column ``trials`` after the tuned values, with a note."""
+    if isinstance(source, Collection):
+        return
+    from ..tune.study import study_of_run, trials_spent
+
+    spent = trials_spent(source)
+    if not spent or table.runs.empty:
+        return
+    counts = []
+    for _, row in table.frame.iterrows():   # a row's runs tell which studies (and which method of each) it came from
+        runs = table.runs[(table.runs["panel"] == row["panel"]) & (table.runs["method"] == row["method"])]["run"]
+        studies = {study_of_run(run) for run in runs} & set(spent)
+        counts.append(str(sum(spent[s] for s in studies)) if studies else "")
+    table.frame["trials"] = counts
+    table.tuned = table.tuned + ["trials"]
+    table.notes.append("trials: finished trials of the method's mtl-bench tune study (completed and failed: "
+                       "the same budget for every method; summed over the tasks' studies for stl), of which the "
+                       "best on val is shown.")
 
 
 def _values(column: pd.Series) -> list[str]:

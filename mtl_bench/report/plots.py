@@ -13,6 +13,9 @@ PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
 - :func:`cost`: Delta_m% against seconds per epoch.
 - :func:`conflict`: the gradient diagnostics (``diagnostics.every``) over training: share of
   conflicting task-gradient pairs, their mean cosine and the Gramian's condition number.
+- :func:`aggregate`: across benchmarks, the IQM of Delta_m% and the probability of improvement
+  over the reference with stratified bootstrap intervals; :func:`profile`: performance profiles
+  (Agarwal et al. 2021; :mod:`mtl_bench.report.aggregate`).
 
 Lines are means over seeds and bands or error bars 95% confidence intervals over seeds (Student t;
 none with one seed); every figure says so, with the number of seeds, in a line under its panels
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = ("weights", "curves", "pareto", "delta", "cost", "conflict")
+KINDS = ("weights", "curves", "pareto", "delta", "cost", "conflict", "aggregate", "profile")
 
 
 def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2):
@@ -175,6 +178,7 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
         names = [m for m in rows["metric"].unique() if m not in ("loss", "weight")]
         metric = names[0] if names else "loss"
     rows = rows[rows["metric"] == metric]
+    every_task = rows
     tasks = list(tasks) if tasks else list(dict.fromkeys(rows["task"]))[:2]
     if len(tasks) != 2:
         raise ValueError(f"the pareto plot needs two tasks (--tasks A,B), found {tasks}")
@@ -192,6 +196,7 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
         static = group[group["is_static"]]
         if len(static):
             data.loc[static.index, "on_front"] = front(static, hib, hib)
+    hypervolumes = _all_task_fronts(data, every_task, hib)
     groups = list(data.groupby("panel", sort=False))
     fig, axes = _figure(len(groups), 4.8, 4.0)
     for ax, (panel, group) in zip(axes, groups):
@@ -200,9 +205,48 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
         ax.set_ylabel(f"{tasks[1]} {split} {metric}")
         ax.set_title(str(panel), fontsize=8)
         ax.legend(fontsize=7)
-    _note(fig, data, f"points: mean over {_seeds(data['n'])} per method; dashed: front of the non-dominated points")
-    data.attrs.update(tasks=tasks, metric=metric, stl=stl)
+    note = f"points: mean over {_seeds(data['n'])} per method; dashed: front of the non-dominated points"
+    if any(len(h["tasks"]) > 2 for h in hypervolumes.values()):
+        note += "; " + "; ".join(_describe_hypervolume(panel, h) for panel, h in hypervolumes.items())
+    _note(fig, data, note)
+    data.attrs.update(tasks=tasks, metric=metric, stl=stl, hypervolume=hypervolumes)
     return _save(fig, data, out, name)
+
+
+def _all_task_fronts(data: pd.DataFrame, rows: pd.DataFrame, hib: bool) -> dict:
+    """Over every task of the metric (N tasks, not only the two drawn): each method's non-domination
+    rank (column ``rank``, 0 = on the N-task front; Deb et al. 2002) and, per panel, the hypervolume
+    of the static-weight sweep, of the other methods and of all, against the reference point of each
+    task's worst mean among the panel's methods (:mod:`mtl_bench.report.pareto`)."""
+    from .pareto import hypervolume, nondominated_ranks
+
+    wide = rows.pivot_table(index=["panel", "method", "strategy", "seed"], columns="task", values="value")
+    means = wide.groupby(level=["panel", "method"], sort=False).mean().dropna(axis=1, how="any")
+    data["rank"] = -1
+    out = {}
+    for panel, points in means.groupby(level="panel", sort=False):
+        tasks = list(points.columns)
+        values = points.to_numpy(dtype=float)
+        methods = points.index.get_level_values("method")
+        ranks = dict(zip(methods, nondominated_ranks(values, [hib] * len(tasks))))
+        index = data.index[data["panel"] == panel]
+        data.loc[index, "rank"] = data.loc[index, "method"].map(ranks).fillna(-1).astype(int)
+        reference = values.min(axis=0) if hib else values.max(axis=0)
+        static = set(data.loc[index][data.loc[index, "is_static"]]["method"])
+        is_static = [m in static for m in methods]
+        def volume(mask):
+            chosen = values[[bool(x) for x in mask]]
+            return hypervolume(chosen, reference, [hib] * len(tasks)) if len(chosen) else float("nan")
+        out[panel] = {"tasks": tasks, "reference": reference.tolist(), "all": volume([True] * len(methods)),
+                      "static": volume(is_static), "methods": volume([not s for s in is_static])}
+    return out
+
+
+def _describe_hypervolume(panel, h: dict) -> str:
+    text = f"{panel}: {len(h['tasks'])}-task hypervolume (reference: each task's worst method) all {h['all']:.3g}"
+    if h["static"] == h["static"]:   # not NaN: the panel has static-weight runs
+        text += f", static sweep {h['static']:.3g}, methods {h['methods']:.3g}"
+    return text
 
 
 def _draw_pareto_panel(ax, group: pd.DataFrame, stl: tuple[float, float] | None) -> None:
@@ -231,20 +275,42 @@ def _stl_point(selected: pd.DataFrame, split: str, metric: str | None, tasks) ->
 
 
 def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
-    """Delta_m% bars (mean over seeds) with 95% CI error bars, from a :class:`ScoreTable`."""
-    data = table.frame[~table.frame["is_baseline"]][["panel", "method", "delta_m", "delta_m:ci", "n"]]
-    data = data.rename(columns={"delta_m:ci": "ci"}).dropna(subset=["delta_m"]).reset_index(drop=True)
+    """Delta_m% bars (mean over seeds) with 95% CI error bars, from a :class:`ScoreTable`: Student t
+    half-widths, or percentile bootstrap intervals for a table made with ``ci="bootstrap"``; the
+    p-value against the reference (Holm-corrected when the table is) above each bar."""
+    bootstrap = getattr(table, "ci", "t") == "bootstrap"
+    columns = ["panel", "method", "delta_m", "delta_m:ci", "n"] + (["delta_m:low", "delta_m:high"] if bootstrap else [])
+    columns += ["p"] if "p" in table.frame else []
+    data = table.frame[~table.frame["is_baseline"]][columns]
+    data = data.rename(columns={"delta_m:ci": "ci", "delta_m:low": "low", "delta_m:high": "high"})
+    data = data.dropna(subset=["delta_m"]).reset_index(drop=True)
     if data.empty:
         raise ValueError("no Delta_m to plot: the runs need single-task baselines (or --baseline published:NAME)")
+    holm = getattr(table, "correction", "none") == "holm"
     groups = list(data.groupby("panel", sort=False))
     fig, axes = _figure(len(groups), 4.8, 3.2)
     for ax, (panel, group) in zip(axes, groups):
-        ax.bar(range(len(group)), group["delta_m"], yerr=group["ci"].fillna(0), capsize=3, color="C0")
+        if bootstrap:
+            below = (group["delta_m"] - group["low"]).fillna(0).clip(lower=0)
+            above = (group["high"] - group["delta_m"]).fillna(0).clip(lower=0)
+            yerr = [below.to_numpy(), above.to_numpy()]
+        else:
+            yerr = group["ci"].fillna(0)
+        ax.bar(range(len(group)), group["delta_m"], yerr=yerr, capsize=3, color="C0")
+        if holm:
+            for x, (_, row) in enumerate(group.iterrows()):
+                if not pd.isna(row["p"]):
+                    ax.annotate(f"p={row['p']:.2g}", (x, row["delta_m"]), ha="center", va="bottom", fontsize=6,
+                                xytext=(0, 2), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(group)), group["method"], rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("Δm% (lower is better)")
         ax.set_title(str(panel), fontsize=8)
-    _note(fig, data, f"bars: mean Δm over {_seeds(data['n'])}; error bars: 95% CI over seeds (Student t)")
+    kind = "percentile bootstrap" if bootstrap else "Student t"
+    note = f"bars: mean Δm over {_seeds(data['n'])}; error bars: 95% CI over seeds ({kind})"
+    if holm:
+        note += f"; p: paired t-test against {table.reference}, Holm-corrected per panel"
+    _note(fig, data, note)
     return _save(fig, data, out, name)
 
 
@@ -317,4 +383,48 @@ def conflict(results: pd.DataFrame, out=None, name: str = "conflict") -> pd.Data
     _note(fig, data, f"task gradients of each step logged every diagnostics.every steps, in the method's gradient "
                      f"space (loss weightings: shared parameters); lines: mean over {_seeds(data['n'])}; "
                      f"bands: 95% CI over seeds (Student t)")
+
+
+def aggregate(table, out=None, name: str = "aggregate") -> pd.DataFrame:
+    """Across the table's panels (benchmarks): IQM of Delta_m% and the probability of improvement
+    over the reference, each with its stratified bootstrap 95% interval (Agarwal et al. 2021, Fig. 9
+    and 8); the data is the frame of :func:`mtl_bench.report.aggregate.aggregate_table`."""
+    from .aggregate import aggregate_table
+
+    summary = aggregate_table(table)
+    data = summary.frame.copy()
+    fig, axes = _figure(2, 4.4, max(2.4, 0.35 * len(data) + 1.2))
+    for ax, (column, label, ref_line) in zip(axes, (("iqm", "IQM of Δm% (lower is better)", 0.0),
+                                                     ("poi", f"P(Δm < {table.reference}) (higher is better)", 0.5))):
+        rows = data.dropna(subset=[column]).reset_index(drop=True)
+        y = range(len(rows))
+        low = (rows[column] - rows[f"{column}:low"]).fillna(0).clip(lower=0)
+        high = (rows[f"{column}:high"] - rows[column]).fillna(0).clip(lower=0)
+        ax.errorbar(rows[column], list(y), xerr=[low.to_numpy(), high.to_numpy()], fmt="o", capsize=3)
+        ax.axvline(ref_line, color="k", lw=0.8, ls=":")
+        ax.set_yticks(list(y), rows["method"], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+    benchmarks = int(data["benchmarks"].max()) if len(data) else 0
+    _note(fig, data, f"points: over {benchmarks} benchmark(s), runs pooled; bars: 95% stratified percentile "
+                     f"bootstrap CI (runs resampled within each benchmark)")
+    return _save(fig, data, out, name)
+
+
+def profile(table, out=None, name: str = "profile") -> pd.DataFrame:
+    """Performance profiles: per method the fraction of runs (benchmarks weighted equally) whose
+    Delta_m% is at most tau (Agarwal et al. 2021, Fig. 5; higher is better)."""
+    from .aggregate import profile as profile_data
+
+    data = profile_data(table)
+    fig, axes = _figure(1, 5.0, 3.6)
+    ax = axes[0]
+    for method, line in data.groupby("method", sort=False):
+        ax.step(line["tau"], line["fraction"], where="post", label=method)
+    ax.axvline(0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("τ (Δm%)")
+    ax.set_ylabel("fraction of runs with Δm ≤ τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    _note(fig, data, "lines: per benchmark the fraction of a method's runs with Δm ≤ τ, averaged over benchmarks")
     return _save(fig, data, out, name)

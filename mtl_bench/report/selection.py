@@ -171,7 +171,9 @@ def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
                 raise ValueError(f"run {run} has no {TUNE_SPLIT} values to tune {','.join(keys)} on "
                                  f"(tuning never reads test)")
             scores[run] = _tune_score(rows, name, int(info["n_tasks"]) == 1)
-        frame = group[columns].astype(str).assign(score=pd.Series(scores), seed=group["seed"])
+        # a key another method lacks (strategy.alpha of ew, tuned by mtl-bench tune for gradnorm) reads "–"
+        frame = group[columns].map(lambda v: "–" if pd.isna(v) else str(v)).assign(score=pd.Series(scores),
+                                                                                   seed=group["seed"])
         per_value = (frame.groupby(columns + ["seed"], dropna=False)["score"].mean()          # mean over a seed's runs,
                      .groupby(level=list(range(len(columns)))).mean())           # then over seeds
         per_value = per_value.sort_index(key=_value_order)

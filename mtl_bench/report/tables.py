@@ -17,8 +17,11 @@ import pandas as pd
 from .baselines import Baselines
 from .directions import arrow, display_scale, label
 from .scores import delta_m, mean_rank, paired_test, seed_stats
+from .stats import CONFIDENCE, N_RESAMPLES, SEED, bootstrap_ci, holm, probability_of_improvement
 
 SKIP_METRICS = ("loss", "weight")
+CI_KINDS = ("t", "bootstrap")       # --ci: Student t half-widths (default) | percentile bootstrap intervals
+CORRECTIONS = ("none", "holm")      # --correction of the p-values against the reference
 MIN_SEEDS = 3    # rows with fewer seeds are marked: their 95% CI says little (Student t, n - 1 dof)
 FEW_SEEDS = "†"
 FEW_SEEDS_NOTE = (f"{FEW_SEEDS}: fewer than {MIN_SEEDS} seeds; the 95% CI over seeds is not informative "
@@ -39,6 +42,10 @@ class ScoreTable:
     reference: str = "ew"
     tuned: list[str] = field(default_factory=list)   # config keys chosen on val: text columns of frame
     label_column: str | None = None  # a text column of frame shown after the method (the paper's row name)
+    ci: str = "t"                    # t: mean ± half-width | bootstrap: mean [low, high] (<column>:low/:high)
+    correction: str = "none"         # holm: column p holds Holm-adjusted p-values (p_raw the raw ones)
+    poi: bool = False                # a column P(Δm better than the reference), ties 1/2
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per run: its Δm and metric columns
 
     # ------------------------------------------------------------------ rendering
     def _cells(self, fmt: str) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -51,7 +58,9 @@ class ScoreTable:
             header = ["method"] + tuned + [f"{c.split('/')[0]} {label(c.split('/')[1])} "
                                    f"{arrow(c.split('/')[1], self.directions[c])}" for c in columns]
             header += ["Δm% ↓"] + (["printed Δm%"] if printed else [])
-            header += ["MR ↓", f"time/epoch (×{self.reference}) ↓", f"p vs {self.reference}"]
+            header += ["MR ↓", f"time/epoch (×{self.reference}) ↓",
+                       f"p vs {self.reference}" + (" (Holm)" if self.correction == "holm" else "")]
+            header += [f"P(Δm < {self.reference})"] if self.poi else []
             cost = [c for c in COST_COLUMNS if _shown(self.frame, c)]
             header += [COST_COLUMNS[c] for c in cost] + ["seeds"]
             ranked = rows[~rows["is_baseline"]]
@@ -66,23 +75,31 @@ class ScoreTable:
                     # best as shown: values equal to the best at the printed precision tie
                     return (not row["is_baseline"] and c in best and not pd.isna(row[c])
                             and f"{row[c] * scale:.{digits}f}" == f"{best[c] * scale:.{digits}f}")
-                cells = [str(row["method"])] + ["" if pd.isna(row[k]) else str(row[k]) for k in tuned]
+                cells = [str(row["method"])] + ["" if pd.isna(row[k]) else _short(str(row[k])) for k in tuned]
                 for c in columns:
                     scale = display_scale(c.split("/")[1])
                     digits = _digits(best.get(c, row[c]) * scale)
-                    cells.append(_cell(row[c], row[f"{c}:ci"], scale, digits, mark(c, scale, digits), fmt))
-                cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2, mark("delta_m"), fmt))
+                    cells.append(_cell(row[c], row[f"{c}:ci"], scale, digits, mark(c, scale, digits), fmt,
+                                       self._interval(row, c)))
+                cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2, mark("delta_m"), fmt,
+                                   self._interval(row, "delta_m")))
                 if printed:
                     flag = " (!)" if row.get("inconsistent") else ""
                     cells.append(_cell(row["printed_delta_m"], math.nan, 1, 2, False, fmt) + flag)
                 cells.append(_cell(row["mr"], math.nan, 1, 2, mark("mr"), fmt))
                 cells.append(_cell(row["time"], math.nan, 1, 2, mark("time"), fmt))
                 cells.append("" if pd.isna(row["p"]) else f"{row['p']:.3g}")
+                if self.poi:
+                    cells.append("" if pd.isna(row.get("poi")) else f"{row['poi']:.2f}")
                 cells += [_cost_cell(row, c) for c in cost]
                 cells.append(_seeds_cell(row["n"]))
                 lines.append(cells)
             panels[str(panel)] = (header, lines)
         return panels
+
+    def _interval(self, row, column: str):
+        """``(low, high)`` of a bootstrap table, else None (a ± half-width is shown)."""
+        return (row[f"{column}:low"], row[f"{column}:high"]) if self.ci == "bootstrap" else None
 
     def to_markdown(self) -> str:
         out = []
@@ -140,6 +157,16 @@ def _cost_cell(row, column: str) -> str:
     return f"{value:.2f}"
 
 
+def _short(text: str) -> str:
+    """A tuned value as shown: long numbers drawn by Optuna (0.0017826497151386949) to 4 digits."""
+    if len(text) <= 8:
+        return text
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return text
+
+
 def _seeds_cell(n) -> str:
     if n is None or pd.isna(n):
         return ""
@@ -152,11 +179,14 @@ def _digits(value: float) -> int:
     return 2 if abs(value) >= 1 else max(2, 1 - int(math.floor(math.log10(abs(value)))) + 2)
 
 
-def _cell(value, ci, scale: float, digits: int, bold: bool, fmt: str) -> str:
+def _cell(value, ci, scale: float, digits: int, bold: bool, fmt: str, interval=None) -> str:
     if value is None or pd.isna(value):
         return "–"
     text = f"{value * scale:.{digits}f}"
-    if ci is not None and not pd.isna(ci):
+    if interval is not None:
+        if not pd.isna(interval[0]):
+            text += f" [{interval[0] * scale:.{digits}f}, {interval[1] * scale:.{digits}f}]"
+    elif ci is not None and not pd.isna(ci):
         text += f" ± {ci * scale:.{digits}f}"
     if bold:
         text = f"**{text}**" if fmt == "md" else (rf"\textbf{{{text}}}" if fmt == "latex" else text)
@@ -200,14 +230,23 @@ def _run_values(rows: pd.DataFrame, columns: list[str]) -> dict[str, float]:
 
 
 def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str = "test", columns=None,
-                metrics=None, delta_average: str = "metric", reference: str = "ew", tuned=()) -> ScoreTable:
+                metrics=None, delta_average: str = "metric", reference: str = "ew", tuned=(), ci: str = "t",
+                correction: str = "none", poi: bool = False) -> ScoreTable:
     """The comparison table of annotated selected values on ``split`` (see module docstring).
 
     Delta_m of each run is taken over the ``task/metric`` columns (a ``mean/metric`` column
     stands for that metric of every task), against ``baselines`` matched by panel, task and seed; its mean, 95% CI and paired
     test against ``reference`` are over seeds. MR ranks the non-baseline methods of a panel on
     the metric columns (mean over seeds). ``tuned``: config keys whose chosen values are shown.
+    ``ci="bootstrap"`` adds percentile bootstrap intervals of the mean over seeds (``<column>:low`` /
+    ``:high``, shown as ``[low, high]``); ``correction="holm"`` adjusts the p-values of each panel's
+    comparisons with ``reference`` (Holm 1979; ``p_raw`` keeps the raw ones); ``poi`` adds the
+    probability that a seed's Δm is lower than a reference seed's, ties counted 1/2 (``poi``).
     """
+    if ci not in CI_KINDS:
+        raise ValueError(f"--ci {ci!r}: choose {' or '.join(CI_KINDS)}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"--correction {correction!r}: choose {' or '.join(CORRECTIONS)}")
     rows = selected[selected["split"] == split]
     if rows.empty:
         raise ValueError(f"no selected values on split {split!r}")
@@ -255,8 +294,11 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                "strategy": group["strategy"].iloc[0], "n": group["seed"].nunique(),
                "seeds": ",".join(str(s) for s in sorted(group["seed"].unique()))}
         for column in columns + ["delta_m"]:
-            stats = seed_stats(group.groupby("seed")[column].mean().tolist())
+            per_seed = group.groupby("seed")[column].mean().tolist()
+            stats = seed_stats(per_seed)
             row[column], row[f"{column}:ci"], row[f"{column}:std"] = stats["mean"], stats["ci"], stats["std"]
+            if ci == "bootstrap":
+                row[f"{column}:low"], row[f"{column}:high"] = bootstrap_ci(per_seed)
         for clock in ("seconds_per_epoch", "cpu_seconds_per_epoch"):
             # a row's mean over its runs; NaN when one of them did not record it
             row[clock] = pd.to_numeric(group[clock], errors="coerce").mean(skipna=False)
@@ -265,6 +307,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         out.append(row)
     table = pd.DataFrame(out)
     table["mr"], table["time"], table["p"] = math.nan, math.nan, math.nan
+    if poi:
+        table["poi"] = math.nan
     clocks = set()
     for panel, group in table.groupby("panel", sort=False):
         ranked = group[~group["is_baseline"]]
@@ -283,6 +327,12 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                 mine = per_run[(per_run["panel"] == panel) & (per_run["method"] == row["method"])]
                 mine = mine.groupby("seed")["delta_m"].mean().dropna().to_dict()
                 table.loc[idx, "p"] = paired_test(mine, ref_dm)["pvalue"]
+                if poi:
+                    table.loc[idx, "poi"] = probability_of_improvement(list(mine.values()), list(ref_dm.values()))
+    if correction == "holm":
+        table["p_raw"] = table["p"]
+        for _, group in table.groupby("panel", sort=False):
+            table.loc[group.index, "p"] = holm(group["p"].tolist())
     table["_order"] = (~table["is_baseline"]).astype(int)  # the single-task row first
     table = table.sort_values(["panel", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
     if baselines is not None:
@@ -290,21 +340,31 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
     seeds = sorted(table["n"].unique())
     rule_column = "selection_rule" if "selection_rule" in selected else "selection"
     rules = "; ".join(sorted(selected[rule_column].dropna().unique())) if rule_column in selected else "config"
-    caption = (f"{split} split, model selection: {rules}; values: mean ± 95% CI (Student t) over "
+    interval = (f"mean [95% CI] (percentile bootstrap of the mean, {N_RESAMPLES} resamples, seed {SEED})"
+                if ci == "bootstrap" else "mean ± 95% CI (Student t)")
+    caption = (f"{split} split, model selection: {rules}; values: {interval} over "
                f"{'/'.join(map(str, seeds))} seed(s) (column seeds). Δm% (Maninis et al. 2019) averaged per "
                f"{delta_average} against {baselines.source if baselines else 'no baseline'}; lower is better. "
                f"MR: mean rank over the metric columns (1 = best, ties take the lower rank). "
                f"{_time_caption(clocks, reference)}"
-               f"p: paired t-test of Δm against {reference} over matching seeds. "
-               f"Bold: best per column (the stl row is not ranked).")
+               f"p: paired t-test of Δm against {reference} over matching seeds"
+               + (f", Holm-corrected for the comparisons with {reference} in each panel (family-wise error "
+                  f"rate {1 - CONFIDENCE:.2g}: p < {1 - CONFIDENCE:.2g} is a difference)" if correction == "holm" else "")
+               + ". "
+               + (f"P(Δm < {reference}): probability that a run's Δm is lower than a {reference} run's, over all "
+                  f"pairs, ties counted 1/2 (Agarwal et al. 2021). " if poi else "")
+               + "Bold: best per column (the stl row is not ranked).")
     if _shown(table, "backward_passes"):
         caption += " enc. backward/step: encoder backward passes per training step (mean over runs)."
     if _shown(table, "solver_calls"):
         caption += " solver fails/calls: failed and total calls of the strategy's solver, summed over seeds."
     if (table["n"] < MIN_SEEDS).any():
         notes.append(FEW_SEEDS_NOTE)
+    if (ci != "t" or correction != "none" or poi) and (table["n"] < MIN_SEEDS).any():
+        notes.append(f"Intervals, tests and probabilities over fewer than {MIN_SEEDS} seeds say next to nothing: "
+                     f"add seeds before reading a difference.")
     return ScoreTable(table, columns, {**directions, "delta_m": False, "mr": False, "time": False}, caption,
-                      notes, reference, list(tuned))
+                      notes, reference, list(tuned), ci=ci, correction=correction, poi=poi, runs=per_run)
 
 
 def _clock(panel: pd.DataFrame) -> str:
@@ -339,7 +399,7 @@ def _row_costs(runs: pd.DataFrame) -> dict:
 def _chosen(runs: pd.DataFrame, key: str) -> str:
     """The value of tuned config ``key`` of a row's runs: one value, else ``task=value`` per task
     (a count per value beyond 4 tasks, e.g. the 40 single-task CelebA baselines)."""
-    per_task = dict(zip(runs["tasks"].astype(str), runs[key].astype(str)))
+    per_task = dict(zip(runs["tasks"].astype(str), runs[key].map(lambda v: "–" if pd.isna(v) else str(v))))
     values = list(dict.fromkeys(per_task.values()))
     if len(values) == 1:
         return values[0]
