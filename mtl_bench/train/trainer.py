@@ -87,7 +87,7 @@ def evaluate_losses(model, tasks, x, targets, autocast=contextlib.nullcontext) -
 
 
 def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer, tasks, x, targets,
-                  autocast=contextlib.nullcontext) -> tuple[torch.Tensor, torch.Tensor, int]:
+                  autocast=contextlib.nullcontext, dist=None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One optimiser step of any strategy: ``(losses [T], logged weights [T], encoder backward
     passes)``, all on the device. Shared by the trainer and scripts/bench_strategies.py.
 
@@ -95,16 +95,23 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
     backend. Strategies with ``needs_kpi`` get the batch KPIs (computed on the device from the
     detached predictions) before their weights; then the shared gradient is clipped at
     ``strategy.max_grad_norm`` (when set), the optimiser steps and ``after_step`` runs.
-    ``autocast`` is a context factory for the forward passes (the trainer's bf16 option)."""
+    ``autocast`` is a context factory for the forward passes (the trainer's bf16 option).
+    ``dist``: this rank's :class:`~.distributed.DistContext` when data-parallel (``x`` is the
+    rank's shard of the global batch), else None."""
     optimizer.zero_grad(set_to_none=True)
     if strategy.level == "loss":
         with autocast():
             preds = model(x)
             losses = torch.stack([t.loss(preds[t.name], targets[t.name]).float() for t in tasks])
+        if dist is not None:
+            losses = dist.global_losses(losses)
         if strategy.needs_kpi:
-            strategy.feed_kpi(batch_kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
+            kpis = batch_kpis if dist is None else lambda *args: dist.global_kpis(batch_kpis, *args)
+            strategy.feed_kpi(kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
         total, weights = strategy.combine(losses)
         total.backward()
+        if dist is not None:
+            dist.average_gradients(model.parameters())
         passes = 1
         losses = losses.detach()
     else:
@@ -114,7 +121,8 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
     if strategy.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.shared_parameters(), strategy.max_grad_norm)
     optimizer.step()
-    strategy.after_step(losses, lambda: evaluate_losses(model, tasks, x, targets, autocast))
+    reevaluate = lambda: evaluate_losses(model, tasks, x, targets, autocast)  # noqa: E731
+    strategy.after_step(losses, reevaluate if dist is None else lambda: dist.weighted_mean(reevaluate()))
     return losses, weights, passes
 
 
@@ -122,9 +130,10 @@ class Trainer:
     def __init__(self, model, benchmark, strategy: Strategy, config: TrainerConfig, run_dir: Path,
                  device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
                  versions: dict | None = None, settings: dict | None = None, provenance: dict | None = None,
-                 on_resumable=None):
+                 on_resumable=None, dist=None):
         self.model = model.to(device)
         self.benchmark = benchmark.to(device)
+        self.dist = dist  # a DistContext when data-parallel (.distributed); only its rank 0 writes the run dir
         self.strategy = strategy.to(device)
         self.config = config
         self.run_dir = Path(run_dir)
@@ -155,6 +164,10 @@ class Trainer:
                 module.compile()
         self._check_selection()
         self.metrics_log = MetricsLog(self.run_dir)
+        if dist is not None:
+            from .distributed import attach
+
+            attach(self, dist)
         self.timer = StepTimer(device)
         self.epoch = 0            # epochs finished
         self.step = 0             # optimiser steps taken
@@ -177,7 +190,7 @@ class Trainer:
             log.info("run in %s already %s; nothing to do", self.run_dir, status)
             return previous
         self._resume()
-        if self.on_resumable is not None:
+        if self.on_resumable is not None and (self.dist is None or self.dist.is_main):
             self.on_resumable()
         self._write_summary("running")
         try:
@@ -247,7 +260,7 @@ class Trainer:
 
     def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
         losses, weights, passes = training_step(self.model, self.strategy, self.backend, self.optimizer,
-                                                self.tasks, x, targets, autocast=self._autocast)
+                                                self.tasks, x, targets, autocast=self._autocast, dist=self.dist)
         self.encoder_passes += passes
         return losses, weights
 
@@ -280,6 +293,10 @@ class Trainer:
     def evaluate(self, batches) -> dict[str, dict[str, float]]:
         self.model.eval()
         metrics = {t.name: t.new_metrics() for t in self.tasks}
+        if self.dist is not None:
+            from .distributed import ShardedBatches
+
+            batches = ShardedBatches(batches, self.dist)
         for x, targets in batches:
             x, targets = self._to_device(x, targets)
             with self._autocast():
@@ -288,6 +305,10 @@ class Trainer:
             for task in self.tasks:
                 for metric in metrics[task.name]:
                     metric.update(preds[task.name], targets[task.name])
+        if self.dist is not None:  # the split's sums, counts and confusion matrices over all ranks
+            for ms in metrics.values():
+                for metric in ms:
+                    self.dist.reduce_metric(metric)
         keys = [(task, m.name) for task, ms in metrics.items() for m in ms]
         values = torch.stack([m.compute().to(self.device, torch.float64) for ms in metrics.values() for m in ms])
         values = values.tolist()  # the one host sync of the evaluation
@@ -309,11 +330,13 @@ class Trainer:
             for task, metrics in tasks.items():
                 for name, value in metrics.items():
                     records.append(record(epoch, self.step, split, task, name, value))
+        if self.dist is not None:
+            self.dist.check_in_step(self.model)
         with deferred_signals():  # the epoch's history, checkpoint and summary agree when a signal comes
             self.metrics_log.append(records)
             self.history[epoch] = evaluation
             self.epoch = epoch
-            if self.config.checkpoint:
+            if self.config.checkpoint and (self.dist is None or self.dist.is_main):
                 save_checkpoint(self.run_dir / CHECKPOINT_FILE, self._state())
             self._write_summary("running")
         log.info("epoch %d/%d %s", epoch, self.config.epochs, _brief(evaluation))
@@ -440,6 +463,7 @@ class Trainer:
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
                 # grad.method=auto, per input shape: the path kept and the best timed step of each
                 "grad_method_auto": self.backend.auto_decisions,
+                **({"distributed": self.dist.cost()} if self.dist is not None else {}),
             },
             "versions": self.versions,
             "provenance": self.provenance,
@@ -447,7 +471,8 @@ class Trainer:
             "updated_at": time.time(),
             **extra,
         }
-        write_summary(self.run_dir, summary)
+        if self.dist is None or self.dist.is_main:
+            write_summary(self.run_dir, summary)
         return summary
 
     def _progress(self, iterable, desc: str):

@@ -1,0 +1,316 @@
+"""Data-parallel training over several processes that equals the one-process run.
+
+W processes (ranks) each take a shard of every global batch of B examples (rank r: a contiguous
+slice of n_r rows, ``torch.tensor_split`` sizes, so sum_r n_r = B) and end every step with the
+parameters that one process would have after the same step on the whole batch. The losses are
+means over examples, so with ``a_r = n_r / B`` the global task loss and its gradient are
+
+    L_i = sum_r a_r L_i^r,        dL_i/dtheta = sum_r a_r dL_i^r/dtheta.
+
+Surrogate losses make every strategy exact without knowing what it does with the losses: each
+rank differentiates ``s_i^r = W a_r L_i^r + (L_i - W a_r L_i^r).detach()``, whose value is the
+global loss L_i (identical on every rank, so every strategy computes the same weights, state,
+transformed losses ``f(L_i)`` - DB-MTL's log - and learned loss weights) and whose gradient is
+``W a_r dL_i^r``, so that for any ``f``: ``mean_r d f(s_i^r) = f'(L_i) dL_i/dtheta``. Hence
+everything a rank differentiates is W times its share of the global quantity, and:
+
+- loss weightings: one backward of ``combine(s^r)``, then the mean over ranks of the model's
+  gradients (one all-reduce of the gradient vector); the strategy's own parameters see identical
+  gradients on every rank and are not reduced.
+- ``grad.space=params`` and ``last_shared_layer``: the per-task rows are means over ranks
+  (``J = mean_r J^r``: one all-reduce of T x P numbers); the Gramian ``J J^T`` and the update
+  ``w^T J`` follow on every rank identically; only the heads' gradients (and, for
+  ``last_shared_layer``, the encoder's after the one weighted backward) are all-reduced after.
+  This also serves Jacobian aggregators (GradDrop, DB-MTL) in ``params``: they get the global rows.
+- ``grad.space=representation``: the rows of the global batch are the ranks' blocks ``dL_i/dz_b``
+  side by side, each rank's block being ``z_grads^r / W``. Hence the global Gramian is
+  ``G = sum_r (1/W^2) Z^r Z^r^T`` (Z^r: the rank's T x (n_r D) rows of the surrogates): an
+  all-reduce of T^2 numbers. The update ``sum_i w_i z_grads^r_i`` is W times the rank's block of
+  the global one; the encoder backward of it, then the mean over ranks, gives the exact gradient.
+  Jacobian aggregators in this space (GradDrop: a sum over the batch, per-feature draws) get the
+  gathered global rows and representation, and each rank backpropagates W times its own block of
+  their update.
+
+We do not wrap the model in torch's DistributedDataParallel: its reducer all-reduces during every
+backward, and gradient methods run several backward passes of which only the gradients of the
+final update must be reduced (a hook that reduces rows is exactly what the explicit all-reduce
+here does, with no ``no_sync`` bookkeeping). One all-reduce of the flattened gradients after the
+step's backward is exact and simple; the cost is that communication does not overlap the backward.
+
+Random draws of strategies (RLW's weights, PCGrad's order, GradDrop's U) come from torch's global
+generator, seeded identically on every rank and consumed identically (same shapes): they agree.
+Forward randomness (dropout) draws per rank from the same generator: equal shards keep the ranks
+in step; a model with dropout then uses the same masks pattern on every rank's shard (documented
+limitation).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def environment() -> dict | None:
+    """Rank, world size and local rank from the environment, or None for one process.
+
+    torchrun (and submitit's ``TorchDistributedEnvironment().export()``) set ``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. Inside a SLURM job of
+    several tasks without them (the submitit launcher), submitit's helper exports them."""
+    env = os.environ
+    if "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        try:
+            from submitit.helpers import TorchDistributedEnvironment
+
+            TorchDistributedEnvironment().export(overwrite=False)
+        except (ImportError, RuntimeError) as err:
+            raise ValueError(f"a SLURM job of {env['SLURM_NTASKS']} tasks needs submitit to set up the process "
+                             f"group ({err}); pip install submitit, or run one task per job") from None
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    world = int(env["WORLD_SIZE"])
+    if world <= 1:
+        return None
+    return {"rank": int(env["RANK"]), "world": world, "local_rank": int(env.get("LOCAL_RANK", "0"))}
+
+
+def setup(device: torch.device) -> "DistContext | None":
+    """The process group of this run (joined from the environment, or the one already joined),
+    or None for a one-process run. Backend: nccl on CUDA, gloo on the CPU."""
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), device)
+    env = environment()
+    if env is None:
+        return None
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, rank=env["rank"], world_size=env["world"],
+                            timeout=datetime.timedelta(minutes=30))
+    return DistContext(env["rank"], env["world"], device)
+
+
+def local_device(device: torch.device) -> torch.device:
+    """One GPU per process: ``cuda:LOCAL_RANK`` when the run uses CUDA without an index."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return device
+
+
+@dataclass
+class DistContext:
+    """This process's rank in a group of ``world`` processes and the step's exact reductions."""
+
+    rank: int
+    world: int
+    device: torch.device
+    train_steps: int = 0            # training batches this process took part in
+    bytes_reduced: int = 0          # bytes all-reduced or gathered so far (this rank's payloads)
+    seconds_communicating: float = 0.0
+    _share: float = field(default=0.0, repr=False)         # a_r = n_r / B of the current batch
+    _sizes: list = field(default_factory=list, repr=False)  # n_r of every rank for the current batch
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ---------------------------------------------------------------------------- sharding
+    def shard(self, x: torch.Tensor, targets: dict) -> tuple[torch.Tensor, dict]:
+        """This rank's contiguous slice of a global batch; remembers the shard sizes."""
+        n = x.shape[0]
+        self._sizes = [len(part) for part in torch.arange(n).tensor_split(self.world)]
+        lo = sum(self._sizes[: self.rank])
+        hi = lo + self._sizes[self.rank]
+        self._share = self._sizes[self.rank] / max(n, 1)
+        return x[lo:hi], {k: v[lo:hi] for k, v in targets.items()}
+
+    # ---------------------------------------------------------------------------- collectives
+    def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        dist.all_reduce(tensor)
+        self.seconds_communicating += time.perf_counter() - start
+        self.bytes_reduced += tensor.numel() * tensor.element_size()
+        return tensor
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self._all_reduce(tensor.detach().clone())
+
+    def weighted_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """``sum_r a_r values^r``: a batch mean of the global batch from the shards' means."""
+        return self.sum(values.detach() * self._share)
+
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The global batch of a per-example tensor (rows in rank order), on every rank."""
+        pad = max(self._sizes) - tensor.shape[0]
+        padded = torch.cat([tensor, tensor.new_zeros((pad, *tensor.shape[1:]))]) if pad else tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        start = time.perf_counter()
+        dist.all_gather(parts, padded.contiguous())
+        self.seconds_communicating += time.perf_counter() - start
+        self.bytes_reduced += padded.numel() * padded.element_size() * self.world
+        return torch.cat([part[:n] for part, n in zip(parts, self._sizes)])
+
+    def global_kpis(self, kpis, tasks, preds, targets: dict) -> torch.Tensor:
+        """``kpis(tasks, preds, targets)`` of the global batch: a KPI need not be a mean over
+        examples (a regression KPI is ``exp(-MSE)``), so the detached predictions and targets are
+        gathered and the KPI computed on the whole batch."""
+        preds = [self.gather_batch(p.detach()) for p in preds]
+        targets = {t.name: self.gather_batch(targets[t.name]) for t in tasks}
+        return kpis(tasks, preds, targets)
+
+    def global_losses(self, losses):
+        """Surrogates of the task losses (a [T] tensor or a list of scalars): value the global
+        loss, gradient W a_r times the rank's own (see the module docstring)."""
+        stacked = torch.stack([loss.reshape(()) for loss in losses]) if isinstance(losses, (list, tuple)) else losses
+        scale = self.world * self._share
+        local = stacked * scale if scale != 1.0 else stacked
+        total = self.weighted_mean(stacked)
+        surrogate = local + (total.to(local.dtype) - local).detach()
+        return list(surrogate.unbind()) if isinstance(losses, (list, tuple)) else surrogate
+
+    def average_gradients(self, params) -> None:
+        """The mean over ranks of the ``.grad`` of ``params`` (one all-reduce of them all)."""
+        params = [p for p in params if p.grad is not None]
+        if not params:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        self._all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p)
+            offset += n
+
+    def mean_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """``mean_r J^r`` of per-task gradient rows of parameters (in place)."""
+        self._all_reduce(rows)
+        return rows.div_(self.world)
+
+    def representation_gramian(self, rows: torch.Tensor) -> torch.Tensor:
+        """``G = sum_r Z^r Z^r^T / W^2`` from this rank's T x (n_r D) surrogate rows."""
+        return self._all_reduce(rows @ rows.T).div_(self.world**2)
+
+    def gather_rows(self, rows: torch.Tensor, representation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global batch's representation rows ``[T, B*D]`` (each rank's block divided by W)
+        and representation ``[B, ...]``, gathered in rank order (shards padded to the largest)."""
+        T = rows.shape[0]
+        feature = representation.shape[1:]
+        local = rows.reshape(T, -1, *feature)
+        largest = max(self._sizes)
+        pad = largest - local.shape[1]
+        padded_rows = torch.nn.functional.pad(local.reshape(T, local.shape[1], -1), (0, 0, 0, pad))
+        padded_z = torch.nn.functional.pad(representation.reshape(representation.shape[0], -1), (0, 0, 0, pad))
+        start = time.perf_counter()
+        all_rows = [torch.empty_like(padded_rows) for _ in range(self.world)]
+        all_z = [torch.empty_like(padded_z) for _ in range(self.world)]
+        dist.all_gather(all_rows, padded_rows.contiguous())
+        dist.all_gather(all_z, padded_z.contiguous())
+        self.seconds_communicating += time.perf_counter() - start
+        self.bytes_reduced += (padded_rows.numel() * padded_rows.element_size()
+                               + padded_z.numel() * padded_z.element_size()) * self.world
+        rows_global = torch.cat([r[:, :n] for r, n in zip(all_rows, self._sizes)], dim=1) / self.world
+        z_global = torch.cat([z[:n] for z, n in zip(all_z, self._sizes)], dim=0)
+        return rows_global.reshape(T, -1), z_global.reshape(-1, *feature)
+
+    def own_block(self, update: torch.Tensor, feature_numel: int) -> torch.Tensor:
+        """W times this rank's block of an update of the global batch's representation."""
+        lo = sum(self._sizes[: self.rank]) * feature_numel
+        return update[lo : lo + self._sizes[self.rank] * feature_numel] * self.world
+
+    # ---------------------------------------------------------------------------- evaluation
+    def reduce_metric(self, metric) -> None:
+        """Sum a metric's accumulated state over ranks: tensors (sums, counts, confusion
+        matrices) are summed, lists of tensors (values kept for a median) are gathered. Exact for
+        every metric whose state is additive over examples."""
+        for name, value in list(vars(metric).items()):
+            if isinstance(value, torch.Tensor):
+                setattr(metric, name, self.sum(value))
+            elif isinstance(value, list) and value and all(isinstance(v, torch.Tensor) for v in value):
+                setattr(metric, name, [self.gather_vectors(torch.cat([v.reshape(-1) for v in value]))])
+
+    def gather_vectors(self, vector: torch.Tensor) -> torch.Tensor:
+        sizes = [torch.zeros(1, dtype=torch.long, device=vector.device) for _ in range(self.world)]
+        dist.all_gather(sizes, torch.tensor([vector.numel()], device=vector.device))
+        lengths = [int(s) for s in sizes]
+        padded = torch.nn.functional.pad(vector, (0, max(lengths) - vector.numel()))
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:n] for p, n in zip(parts, lengths)])
+
+    # ---------------------------------------------------------------------------- setup
+    def broadcast_parameters(self, module: torch.nn.Module) -> None:
+        """Every rank starts from rank 0's parameters and buffers."""
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+    def broadcast_object(self, value):
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def check_in_step(self, module: torch.nn.Module) -> None:
+        """Raise when the ranks' parameters differ (one all-reduce of one number per tensor)."""
+        sums = torch.stack([p.detach().double().sum() for p in module.parameters()])
+        spread = self.sum(sums) / self.world - sums
+        if bool(spread.abs().max() > 1e-6 * (1 + sums.abs().max())):
+            raise RuntimeError(f"rank {self.rank}'s parameters left those of the other ranks")
+
+    def cost(self) -> dict:
+        """summary.json's ``cost.distributed``: this process's training steps, bytes it sent into
+        collectives per step, and the wall time inside them (on CUDA the launch only: nccl is
+        asynchronous)."""
+        return {"world_size": self.world, "steps_here": self.train_steps,
+                "bytes_communicated_per_step": self.bytes_reduced / max(self.train_steps, 1),
+                "seconds_communicating": self.seconds_communicating}
+
+
+class ShardedBatches:
+    """The global batches of ``batches``, each cut to this rank's shard (see :meth:`DistContext.shard`).
+
+    Every rank draws the same global batches (same loader, same seed: same order, same steps per
+    epoch) and keeps its slice, so data order and augmentation equal the one-process run's.
+    ``state_dict`` is the wrapped loader's (its generator)."""
+
+    def __init__(self, batches, context: DistContext, training: bool = False):
+        self.batches = batches
+        self.context = context
+        self.training = training
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for x, targets in self.batches:
+            self.context.train_steps += self.training
+            yield self.context.shard(x, targets)
+
+    def __getattr__(self, name):  # num_examples, state_dict, load_state_dict, ...
+        if name in ("batches", "context", "training"):
+            raise AttributeError(name)
+        return getattr(self.batches, name)
+
+
+class _NoLog:
+    """The metrics log of ranks other than 0: they write nothing."""
+
+    def append(self, records) -> None:
+        pass
+
+    def truncate_after(self, epoch) -> None:
+        pass
+
+
+def attach(trainer, context: DistContext) -> None:
+    """Make ``trainer`` one rank of a data-parallel run: rank 0's parameters everywhere, this
+    rank's shard of every training batch, the backend's exact reductions, and no writes to the
+    run directory except on rank 0."""
+    context.broadcast_parameters(trainer.model)
+    trainer.backend.dist = context
+    trainer.benchmark.train = ShardedBatches(trainer.benchmark.train, context, training=True)
+    if not context.is_main:
+        trainer.metrics_log = _NoLog()

@@ -1,0 +1,133 @@
+"""Data-parallel training equals one process (issue 14's acceptance).
+
+Two processes on the CPU (gloo), each with half of every global batch, end with the parameters of
+one process that takes the whole batch, for every strategy of ``mtl-bench list strategies`` in its
+default space (plus the other spaces of a few), on the synthetic MLP and on MultiLeNet with dropout
+off, after a few SGD steps in float64. One process group runs every case in sequence (a group per
+case would cost seconds each).
+
+Tolerance: the largest parameter difference is at most 1e-9 for gradient methods (float64 rows
+summed in another order), and 1e-6 for loss weightings, whose losses the training step combines in
+float32 (``training_step`` casts them), so their weights agree to float32's 1e-7.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from mtl_bench.data.tasks import classification_task, regression_task
+from mtl_bench.models.lenet import build_multilenet
+from mtl_bench.models.mlp import build_mlp
+from mtl_bench.strategies import available_strategies, build_strategy, strategy_class
+from mtl_bench.train.distributed import DistContext
+from mtl_bench.train.gradients import GradientBackend
+from mtl_bench.train.trainer import build_optimizer, training_step
+
+STEPS = 3
+GLOBAL_BATCH = 8
+TOL_GRADIENT = 1e-9
+TOL_LOSS = 1e-6
+
+
+def cases() -> list[tuple[str, str, str, dict]]:
+    out = []
+    for problem in ("synthetic", "multilenet"):
+        for name in available_strategies():
+            cls = strategy_class(name)
+            out.append((problem, name, cls.default_space, {}))
+    for name, space in (("mgda", "params"), ("mgda", "last_shared_layer"), ("graddrop", "params"),
+                        ("upgrad", "representation"), ("pcgrad", "representation")):
+        out.append(("synthetic", name, space, {}))
+    out.append(("synthetic", "pcgrad", "params", {"loss_weighting": "uw"}))
+    return out
+
+
+def problem(name: str):
+    """(model, tasks, global batches) built from seed 0: identical in every process."""
+    torch.manual_seed(0)
+    data = torch.Generator().manual_seed(1)
+    if name == "synthetic":
+        task_names = ["a", "b", "c"]
+        model = build_mlp(task_names, input_dim=6, output_dim=1, hidden=8, layers=2)
+        tasks = [regression_task(t) for t in task_names]
+        batches = [(torch.randn(GLOBAL_BATCH, 6, generator=data),
+                    {t: torch.randn(GLOBAL_BATCH, 1, generator=data) for t in task_names}) for _ in range(STEPS)]
+    else:
+        task_names = ["left", "right"]
+        model = build_multilenet(task_names, dropout="standard", p=0.0)
+        tasks = [classification_task(t) for t in task_names]
+        batches = [(torch.randn(GLOBAL_BATCH, 1, 28, 28, generator=data),
+                    {t: torch.randint(10, (GLOBAL_BATCH,), generator=data) for t in task_names}) for _ in range(STEPS)]
+    model = model.double()
+    batches = [(x.double(), {t: y.double() if y.is_floating_point() else y for t, y in ys.items()}) for x, ys in batches]
+    return model, tasks, batches
+
+
+def train(problem_name, name, space, hparams, context):
+    """The parameters after ``STEPS`` steps: of the whole batch (context None) or of this rank's shard."""
+    model, tasks, batches = problem(problem_name)
+    strategy = build_strategy(name, len(tasks), **hparams).double()
+    backend = GradientBackend(space, "loop")
+    backend.dist = context
+    groups = [{"params": list(model.parameters())}] + strategy.optimizer_groups()
+    optimizer = build_optimizer("sgd", groups, lr=0.05, momentum=0.0, weight_decay=0.0)
+    for x, targets in batches:
+        if context is not None:
+            x, targets = context.shard(x, targets)
+        training_step(model, strategy, backend, optimizer, tasks, x, targets, dist=context)
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def worker(rank: int, world: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    context = DistContext(rank, world, torch.device("cpu"))
+    results = []
+    for problem_name, name, space, hparams in cases():
+        params = train(problem_name, name, space, hparams, context)
+        gathered = [torch.empty_like(params) for _ in range(world)]
+        dist.all_gather(gathered, params)
+        if rank == 0:
+            reference = train(problem_name, name, space, hparams, None)
+            initial = torch.cat([p.detach().reshape(-1) for p in problem(problem_name)[0].parameters()])
+            results.append({"case": [problem_name, name, space, hparams],
+                            "vs_one_process": float((params - reference).abs().max()),
+                            "between_ranks": float(max((g - params).abs().max() for g in gathered)),
+                            "moved": float((reference - initial).abs().max())})
+        dist.barrier()
+    if rank == 0:
+        with open(out, "w") as f:
+            json.dump(results, f)
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddp")
+    out = folder / "results.json"
+    mp.spawn(worker, args=(2, str(folder / "init"), str(out)), nprocs=2, join=True)
+    return {json.dumps(r["case"]): r for r in json.loads(out.read_text())}
+
+
+CASES = cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{p}-{n}-{s}{'-' + '-'.join(map(str, h.values())) if h else ''}"
+                                             for p, n, s, h in CASES])
+def test_two_processes_equal_one(results, case):
+    result = results[json.dumps(list(case))]
+    problem_name, name, space, hparams = case
+    tol = TOL_LOSS if strategy_class(name).level == "loss" else TOL_GRADIENT
+    assert result["moved"] > 1e-4, "the parameters must move for the comparison to mean anything"
+    assert result["vs_one_process"] <= tol, result
+    assert result["between_ranks"] == 0.0, result
+
+
+def test_every_listed_strategy_is_covered():
+    assert {n for p, n, s, h in CASES if p == "multilenet"} == set(available_strategies())
+    assert len(available_strategies()) == 23
