@@ -46,7 +46,9 @@ limitation).
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -310,7 +312,64 @@ def attach(trainer, context: DistContext) -> None:
     rank's shard of every training batch, the backend's exact reductions, and no writes to the
     run directory except on rank 0."""
     context.broadcast_parameters(trainer.model)
+    if not context.is_main:  # one log of the run: rank 0's (the others say only what goes wrong)
+        logging.getLogger("mtl_bench").setLevel(logging.WARNING)
     trainer.backend.dist = context
     trainer.benchmark.train = ShardedBatches(trainer.benchmark.train, context, training=True)
     if not context.is_main:
         trainer.metrics_log = _NoLog()
+
+
+# ------------------------------------------------------------------------------ local launch
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tuple, results) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        value = fn(*args, rank)
+        if rank == 0:
+            results.put(("returned", value))
+    except BaseException as err:  # handed to the launching process, which raises it
+        try:
+            results.put(("raised", err))
+        except Exception:  # an exception that does not pickle: its message
+            results.put(("raised", RuntimeError(f"rank {rank}: {type(err).__name__}: {err}")))
+        raise SystemExit(1) from None
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch_local(nproc: int, fn, args: tuple, cpu: bool):
+    """Rank 0's ``fn(*args, rank)``, run in ``nproc`` new processes on this machine (torch.multiprocessing,
+    spawn), joined into one process group through ``RANK``/``WORLD_SIZE``/``MASTER_*``, like
+    torchrun. On the CPU the cores are divided among them. The first error of a rank is raised
+    here (user errors keep their type, so the CLI reports them as for one process)."""
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    results = context.SimpleQueue()
+    threads = max(1, torch.get_num_threads() // nproc) if cpu else 0
+    try:
+        mp.start_processes(_local_worker, args=(nproc, _free_port(), threads, fn, args, results), nprocs=nproc,
+                           join=True, start_method="spawn")
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
+        failure = err
+    else:
+        failure = None
+    outcomes = []
+    while not results.empty():
+        outcomes.append(results.get())
+    raised = [value for kind, value in outcomes if kind == "raised"]
+    if raised:
+        raise raised[0]
+    if failure is not None:
+        raise RuntimeError(f"a process of the local distributed run failed: {failure}")
+    return next(value for kind, value in outcomes if kind == "returned")

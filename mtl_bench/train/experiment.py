@@ -59,8 +59,19 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
+    from .distributed import environment, launch_local, local_device, setup
+
+    nproc = int(cfg.trainer.get("distributed", {}).get("nproc", 1) or 1)
+    if nproc > 1 and environment() is None and not torch.distributed.is_initialized():
+        device = resolve_device(cfg.trainer.device)
+        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra resolvers in the ranks
+        return launch_local(nproc, _rank_of_local_run, (resolved, str(run_dir), on_resumable),
+                            cpu=device.type == "cpu")
     seed_everything(cfg.seed, cfg.trainer.get("deterministic", False))
-    device = resolve_device(cfg.trainer.device)
+    device = local_device(resolve_device(cfg.trainer.device))
+    context = setup(device)  # None unless launched as several processes (torchrun, SLURM tasks)
+    if context is not None:  # every rank trains into rank 0's folder (Hydra's may differ by a timestamp)
+        run_dir = context.broadcast_object(str(run_dir))
     benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
     n_tasks = len(benchmark.tasks)
@@ -91,5 +102,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     settings = OmegaConf.to_container(cfg, resolve=True)
     settings.pop("hydra", None)
     trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
-                      settings=settings, provenance=provenance(device), on_resumable=on_resumable)
+                      settings=settings, provenance=provenance(device), on_resumable=on_resumable, dist=context)
     return trainer.fit()
+
+
+def _rank_of_local_run(cfg, run_dir: str, on_resumable, rank: int) -> dict:
+    """One of the ``trainer.distributed.nproc`` processes of a run launched by mtl-bench itself."""
+    return run_experiment(cfg, run_dir, on_resumable=on_resumable if rank == 0 else None)
