@@ -83,6 +83,39 @@ def train(problem_name, name, space, hparams, context):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
+def metric_cases():
+    """(name, metric factory, global batches of (pred, target)) for metrics of every kind of state:
+    sums and counts, a confusion matrix, TP/FP/FN counts, and kept values (an exact median)."""
+    from mtl_bench.data.celeba import BinaryF1
+    from mtl_bench.data.dense import MeanIoU, NormalAngleMedian, PixelAccuracy
+    from mtl_bench.data.tasks import Accuracy, MeanSquaredError
+
+    g = torch.Generator().manual_seed(2)
+    sizes = (5, 3)  # shards 3 + 2, then 2 + 1
+    labels = [(torch.randn(n, 4, generator=g), torch.randint(-1, 4, (n,), generator=g)) for n in sizes]
+    binary = [(torch.randn(n, 2, generator=g), torch.randint(-1, 2, (n,), generator=g)) for n in sizes]
+    pixels = [(torch.randn(n, 3, 4, 5, generator=g), torch.randint(-1, 3, (n, 4, 5), generator=g)) for n in sizes]
+    normals = [(torch.randn(n, 3, 4, 5, generator=g), torch.randn(n, 3, 4, 5, generator=g)
+                * (torch.rand(n, 1, 4, 5, generator=g) > 0.3)) for n in sizes]
+    values = [(torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)) for n in sizes]
+    return [("accuracy", Accuracy, labels), ("mse", MeanSquaredError, values), ("f1", BinaryF1, binary),
+            ("miou", lambda: MeanIoU(3), pixels), ("pixel_accuracy", lambda: PixelAccuracy(3), pixels),
+            ("median_angle", NormalAngleMedian, normals)]
+
+
+def evaluate_metric(factory, batches, context) -> float:
+    metric = factory()
+    metric.reset()
+    for pred, target in batches:
+        if context is not None:
+            pred, target = context.shard(pred, {"t": target})
+            target = target["t"]
+        metric.update(pred, target)
+    if context is not None:
+        context.reduce_metric(metric)
+    return float(metric.compute())
+
+
 def worker(rank: int, world: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -100,6 +133,11 @@ def worker(rank: int, world: int, init_file: str, out: str) -> None:
                             "between_ranks": float(max((g - params).abs().max() for g in gathered)),
                             "moved": float((reference - initial).abs().max())})
         dist.barrier()
+    for name, factory, batches in metric_cases():
+        value = evaluate_metric(factory, batches, context)
+        if rank == 0:
+            results.append({"case": ["metric", name], "sharded": value,
+                            "one_process": evaluate_metric(factory, batches, None)})
     if rank == 0:
         with open(out, "w") as f:
             json.dump(results, f)
@@ -128,6 +166,49 @@ def test_two_processes_equal_one(results, case):
     assert result["between_ranks"] == 0.0, result
 
 
+@pytest.mark.parametrize("name", ["accuracy", "mse", "f1", "miou", "pixel_accuracy", "median_angle"])
+def test_sharded_evaluation_reduces_metrics_exactly(results, name):
+    result = results[json.dumps(["metric", name])]
+    # counts and kept values: exact; float32 sums of a batch are summed per shard first (1e-7)
+    assert result["sharded"] == pytest.approx(result["one_process"], rel=1e-6, abs=0), result
+
+
 def test_every_listed_strategy_is_covered():
     assert {n for p, n, s, h in CASES if p == "multilenet"} == set(available_strategies())
     assert len(available_strategies()) == 23
+
+
+def _clear(monkeypatch):
+    """No launcher variables; those the code exports are restored (removed) after the test."""
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                "SUBMITIT_EXECUTOR", "CUDA_VISIBLE_DEVICES", *[k for k in os.environ if k.startswith("SLURM_")]):
+        monkeypatch.setenv(key, "")  # recorded, so that monkeypatch restores the key's original state
+        monkeypatch.delenv(key)
+
+
+def test_environment_of_torchrun(monkeypatch):
+    from mtl_bench.train.distributed import environment
+
+    _clear(monkeypatch)
+    assert environment() is None
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert environment() is None  # one process: no group
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert environment() == {"rank": 3, "world": 8, "local_rank": 1}
+
+
+def test_environment_of_a_slurm_job_of_several_tasks(monkeypatch):
+    """The submitit launcher (or srun) starts one task per GPU; submitit's helper names the
+    master (the first host of the job), and LOCAL_RANK picks the task's GPU on its node."""
+    from mtl_bench.train.distributed import environment
+
+    _clear(monkeypatch)
+    for key, value in {"SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123",
+                       "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2", "SLURM_NODEID": "1"}.items():
+        monkeypatch.setenv(key, value)
+    assert environment() == {"rank": 3, "world": 4, "local_rank": 1}
+    assert os.environ["MASTER_ADDR"] == "node1" and os.environ["MASTER_PORT"].isdigit()
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ  # every GPU of the node stays visible

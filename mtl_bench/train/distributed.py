@@ -63,13 +63,16 @@ def environment() -> dict | None:
 
     torchrun (and submitit's ``TorchDistributedEnvironment().export()``) set ``RANK``,
     ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. Inside a SLURM job of
-    several tasks without them (the submitit launcher), submitit's helper exports them."""
+    several tasks without them (the submitit launcher, or ``srun``), submitit's helper exports
+    them from ``SLURM_*`` (rank 0's host as ``MASTER_ADDR``, a port drawn from the job id);
+    ``LOCAL_RANK`` then picks this task's GPU among the node's."""
     env = os.environ
     if "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
         try:
             from submitit.helpers import TorchDistributedEnvironment
 
-            TorchDistributedEnvironment().export(overwrite=False)
+            env.setdefault("SUBMITIT_EXECUTOR", "slurm")  # srun without submitit: read SLURM_* all the same
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         except (ImportError, RuntimeError) as err:
             raise ValueError(f"a SLURM job of {env['SLURM_NTASKS']} tasks needs submitit to set up the process "
                              f"group ({err}); pip install submitit, or run one task per job") from None
@@ -81,18 +84,21 @@ def environment() -> dict | None:
     return {"rank": int(env["RANK"]), "world": world, "local_rank": int(env.get("LOCAL_RANK", "0"))}
 
 
-def setup(device: torch.device) -> "DistContext | None":
-    """The process group of this run (joined from the environment, or the one already joined),
-    or None for a one-process run. Backend: nccl on CUDA, gloo on the CPU."""
+def setup(device: torch.device) -> "tuple[DistContext | None, torch.device]":
+    """The process group of this run (joined from the environment, or the one already joined)
+    and this process's device (``cuda:LOCAL_RANK`` for a CUDA run), or ``(None, device)`` for a
+    one-process run. Backend: nccl on CUDA, gloo on the CPU."""
     if dist.is_available() and dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), device)
+        device = local_device(device)
+        return DistContext(dist.get_rank(), dist.get_world_size(), device), device
     env = environment()
     if env is None:
-        return None
+        return None, device
+    device = local_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, rank=env["rank"], world_size=env["world"],
                             timeout=datetime.timedelta(minutes=30))
-    return DistContext(env["rank"], env["world"], device)
+    return DistContext(env["rank"], env["world"], device), device
 
 
 def local_device(device: torch.device) -> torch.device:

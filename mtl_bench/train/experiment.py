@@ -59,7 +59,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
-    from .distributed import environment, launch_local, local_device, setup
+    from .distributed import environment, launch_local, setup
 
     nproc = int(cfg.trainer.get("distributed", {}).get("nproc", 1) or 1)
     if nproc > 1 and environment() is None and not torch.distributed.is_initialized():
@@ -68,8 +68,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
         return launch_local(nproc, _rank_of_local_run, (resolved, str(run_dir), on_resumable),
                             cpu=device.type == "cpu")
     seed_everything(cfg.seed, cfg.trainer.get("deterministic", False))
-    device = local_device(resolve_device(cfg.trainer.device))
-    context = setup(device)  # None unless launched as several processes (torchrun, SLURM tasks)
+    # context: None unless launched as several processes (torchrun, SLURM tasks); device: this rank's
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    context, device = setup(resolve_device(cfg.trainer.device))
     if context is not None:  # every rank trains into rank 0's folder (Hydra's may differ by a timestamp)
         run_dir = context.broadcast_object(str(run_dir))
     benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
@@ -103,7 +104,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     settings.pop("hydra", None)
     trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
                       settings=settings, provenance=provenance(device), on_resumable=on_resumable, dist=context)
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        if context is not None and not joined:  # the group this run made ends with it
+            torch.distributed.destroy_process_group()
 
 
 def _rank_of_local_run(cfg, run_dir: str, on_resumable, rank: int) -> dict:
