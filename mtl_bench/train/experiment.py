@@ -61,7 +61,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     refused before it), before anything is written there."""
     from .distributed import environment, launch_local, setup
 
-    nproc = int(cfg.trainer.get("distributed", {}).get("nproc", 1) or 1)
+    nproc = cfg.trainer.get("distributed", {}).get("nproc", 1)
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"trainer.distributed.nproc={nproc!r} must be a number of processes >= 1 "
+                         "(1: this process alone), e.g. trainer.distributed.nproc=2")
     if nproc > 1 and environment() is None and not torch.distributed.is_initialized():
         device = resolve_device(cfg.trainer.device)
         resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra resolvers in the ranks
