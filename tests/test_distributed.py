@@ -24,7 +24,7 @@ from mtl_bench.data.tasks import classification_task, regression_task
 from mtl_bench.models.lenet import build_multilenet
 from mtl_bench.models.mlp import build_mlp
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class
-from mtl_bench.train.distributed import DistContext
+from mtl_bench.train.distributed import DistContext, RankRandomness
 from mtl_bench.train.gradients import GradientBackend
 from mtl_bench.train.trainer import build_optimizer, training_step
 
@@ -47,7 +47,7 @@ def cases() -> list[tuple[str, str, str, dict]]:
     return out
 
 
-def problem(name: str):
+def problem(name: str, dropout: float = 0.0):
     """(model, tasks, global batches) built from seed 0: identical in every process."""
     torch.manual_seed(0)
     data = torch.Generator().manual_seed(1)
@@ -59,7 +59,7 @@ def problem(name: str):
                    for n in BATCHES]
     else:
         task_names = ["left", "right"]
-        model = build_multilenet(task_names, dropout="standard", p=0.0)
+        model = build_multilenet(task_names, dropout="standard", p=dropout)
         tasks = [classification_task(t) for t in task_names]
         batches = [(torch.randn(n, 1, 28, 28, generator=data), {t: torch.randint(10, (n,), generator=data)
                                                                    for t in task_names}) for n in BATCHES]
@@ -68,9 +68,12 @@ def problem(name: str):
     return model, tasks, batches
 
 
-def train(problem_name, name, space, hparams, context):
-    """The parameters after the steps of ``BATCHES``: of the whole batch (context None) or of this rank's shard."""
-    model, tasks, batches = problem(problem_name)
+def train(problem_name, name, space, hparams, context, dropout=0.0):
+    """The parameters after the steps of ``BATCHES``: of the whole batch (context None) or of this
+    rank's shard (forward passes drawing from the rank's own generator, as in the trainer)."""
+    model, tasks, batches = problem(problem_name, dropout)
+    if context is not None:
+        RankRandomness([model.encoder, *model.heads.values()], context.device, 0, context.rank)
     strategy = build_strategy(name, len(tasks), **hparams).double()
     backend = GradientBackend(space, "loop")
     backend.dist = context
@@ -133,6 +136,19 @@ def worker(rank: int, world: int, init_file: str, out: str) -> None:
                             "between_ranks": float(max((g - params).abs().max() for g in gathered)),
                             "moved": float((reference - initial).abs().max())})
         dist.barrier()
+    # dropout on, a random strategy, shards of 4 and 3 rows: the ranks' masks differ, their shared
+    # draws (RLW's weights) do not, and their parameters stay identical
+    params = train("multilenet", "rlw", "params", {}, context, dropout=0.5)
+    gathered = [torch.empty_like(params) for _ in range(world)]
+    dist.all_gather(gathered, params)
+    model = problem("multilenet", 0.5)[0]
+    RankRandomness([model.encoder, *model.heads.values()], context.device, 0, context.rank)
+    features = model.encoder(torch.ones(4, 1, 28, 28, dtype=torch.float64)).detach()
+    all_features = [torch.empty_like(features) for _ in range(world)]
+    dist.all_gather(all_features, features)
+    if rank == 0:
+        results.append({"case": ["dropout"], "between_ranks": float(max((g - params).abs().max() for g in gathered)),
+                        "masks_differ": bool((all_features[0] != all_features[1]).any())})
     for name, factory, batches in metric_cases():
         value = evaluate_metric(factory, batches, context)
         if rank == 0:
@@ -171,6 +187,12 @@ def test_sharded_evaluation_reduces_metrics_exactly(results, name):
     result = results[json.dumps(["metric", name])]
     # counts and kept values: exact; float32 sums of a batch are summed per shard first (1e-7)
     assert result["sharded"] == pytest.approx(result["one_process"], rel=1e-6, abs=0), result
+
+
+def test_dropout_draws_per_rank_and_shared_draws_agree(results):
+    result = results[json.dumps(["dropout"])]
+    assert result["masks_differ"], "the ranks' dropout masks must be drawn independently"
+    assert result["between_ranks"] == 0.0, result
 
 
 def test_every_listed_strategy_is_covered():

@@ -38,10 +38,10 @@ here does, with no ``no_sync`` bookkeeping). One all-reduce of the flattened gra
 step's backward is exact and simple; the cost is that communication does not overlap the backward.
 
 Random draws of strategies (RLW's weights, PCGrad's order, GradDrop's U) come from torch's global
-generator, seeded identically on every rank and consumed identically (same shapes): they agree.
-Forward randomness (dropout) draws per rank from the same generator: equal shards keep the ranks
-in step; a model with dropout then uses the same masks pattern on every rank's shard (documented
-limitation).
+generator, seeded identically on every rank and consumed identically (same shapes): they agree,
+and equal the one-process run's. Forward passes (dropout) draw from a generator state of their
+own rank (:class:`RankRandomness`), swapped in around the encoder's and the heads' forward: the
+ranks' masks are independent, and shards of unequal size cannot make the shared draws drift apart.
 """
 from __future__ import annotations
 
@@ -119,6 +119,8 @@ class DistContext:
     train_steps: int = 0            # training batches this process took part in
     bytes_reduced: int = 0          # bytes all-reduced or gathered so far (this rank's payloads)
     seconds_communicating: float = 0.0
+    randomness: "RankRandomness | None" = field(default=None, repr=False)  # set by attach()
+    rng_states: list | None = field(default=None, repr=False)  # every rank's, gathered at epoch ends
     _share: float = field(default=0.0, repr=False)         # a_r = n_r / B of the current batch
     _sizes: list = field(default_factory=list, repr=False)  # n_r of every rank for the current batch
 
@@ -261,6 +263,24 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def end_epoch(self, module: torch.nn.Module) -> None:
+        """At the end of an epoch: check that the ranks' parameters agree, and gather every rank's
+        forward generator state for rank 0's checkpoint (:attr:`rng_states`)."""
+        self.check_in_step(module)
+        if self.randomness is not None:
+            states = [None] * self.world
+            dist.all_gather_object(states, self.randomness.state())
+            self.rng_states = states
+
+    def checkpoint_state(self) -> dict:
+        return {"world_size": self.world, "forward_rng": self.rng_states}
+
+    def load_checkpoint_state(self, state: dict | None) -> None:
+        """This rank's forward generator of the checkpointed run (when it had this many ranks;
+        else each rank keeps its fresh one: the shared draws are unaffected)."""
+        if state and state.get("world_size") == self.world and state.get("forward_rng") and self.randomness:
+            self.randomness.load(state["forward_rng"][self.rank])
+
     def check_in_step(self, module: torch.nn.Module) -> None:
         """Raise when the ranks' parameters differ (one all-reduce of one number per tensor)."""
         sums = torch.stack([p.detach().double().sum() for p in module.parameters()])
@@ -303,6 +323,52 @@ class ShardedBatches:
         return getattr(self.batches, name)
 
 
+class RankRandomness:
+    """Forward hooks on the encoder and the heads that swap in this rank's own generator state
+    (CPU and, on CUDA, the device's) for the forward pass and restore the shared state after it.
+
+    The rank's state starts from ``manual_seed(seed, rank)``; ``state()`` / ``load(state)``
+    carry it through checkpoints (:meth:`DistContext.end_epoch` gathers every rank's)."""
+
+    def __init__(self, modules, device: torch.device, seed: int, rank: int):
+        self.cuda = device if device.type == "cuda" else None
+        with torch.random.fork_rng(devices=[self.cuda] if self.cuda is not None else []):
+            torch.manual_seed((int(seed) * 1_000_003 + 7919 * (rank + 1)) % 2**63)
+            self.local = self._get()
+        self.shared = None
+        self.depth = 0
+        self.handles = []
+        for module in modules:
+            self.handles.append(module.register_forward_pre_hook(self._enter))
+            self.handles.append(module.register_forward_hook(self._exit))
+
+    def _get(self):
+        return torch.get_rng_state(), (torch.cuda.get_rng_state(self.cuda) if self.cuda is not None else None)
+
+    def _set(self, state) -> None:
+        torch.set_rng_state(state[0])
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(state[1], self.cuda)
+
+    def _enter(self, module, args) -> None:
+        if self.depth == 0:
+            self.shared = self._get()
+            self._set(self.local)
+        self.depth += 1
+
+    def _exit(self, module, args, output) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.local = self._get()
+            self._set(self.shared)
+
+    def state(self):
+        return self.local
+
+    def load(self, state) -> None:
+        self.local = state
+
+
 class _NoLog:
     """The metrics log of ranks other than 0: they write nothing."""
 
@@ -318,6 +384,9 @@ def attach(trainer, context: DistContext) -> None:
     rank's shard of every training batch, the backend's exact reductions, and no writes to the
     run directory except on rank 0."""
     context.broadcast_parameters(trainer.model)
+    model = trainer.model
+    context.randomness = RankRandomness([model.encoder, *model.heads.values()], context.device,
+                                        torch.initial_seed(), context.rank)
     if not context.is_main:  # one log of the run: rank 0's (the others say only what goes wrong)
         logging.getLogger("mtl_bench").setLevel(logging.WARNING)
     trainer.backend.dist = context

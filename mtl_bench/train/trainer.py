@@ -331,7 +331,7 @@ class Trainer:
                 for name, value in metrics.items():
                     records.append(record(epoch, self.step, split, task, name, value))
         if self.dist is not None:
-            self.dist.check_in_step(self.model)
+            self.dist.end_epoch(self.model)
         with deferred_signals():  # the epoch's history, checkpoint and summary agree when a signal comes
             self.metrics_log.append(records)
             self.history[epoch] = evaluation
@@ -358,6 +358,7 @@ class Trainer:
             "cost": {"step_seconds": self.timer.seconds, "epoch_seconds": self.epoch_seconds,
                      "encoder_passes": self.encoder_passes},
             "gradient_backend": self.backend.state_dict(),
+            **({"distributed": self.dist.checkpoint_state()} if self.dist is not None else {}),
         }
 
     def _resume(self) -> None:
@@ -380,6 +381,8 @@ class Trainer:
         self.epoch_seconds = list(state["cost"]["epoch_seconds"])
         self.encoder_passes = state["cost"]["encoder_passes"]
         self.backend.load_state_dict(state.get("gradient_backend", {}))
+        if self.dist is not None:
+            self.dist.load_checkpoint_state(state.get("distributed"))
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
