@@ -3,7 +3,8 @@
 Two processes on the CPU (gloo), each with half of every global batch, end with the parameters of
 one process that takes the whole batch, for every strategy of ``mtl-bench list strategies`` in its
 default space (plus the other spaces of a few), on the synthetic MLP and on MultiLeNet with dropout
-off, after three SGD steps in float64, the last one on a batch of odd size (shards of 4 and 3 rows). One process group runs every case in sequence (a group per
+off, and for a set of strategies with masked losses (IGNORE labels; a tiny dense net whose targets
+have invalid pixels, where shards must be weighted by labelled elements, not examples), after three SGD steps in float64, the last one on a batch of odd size (shards of 4 and 3 rows). One process group runs every case in sequence (a group per
 case would cost seconds each).
 
 Tolerance: the largest parameter difference is at most 1e-8 for gradient methods (float64 rows
@@ -44,6 +45,13 @@ def cases() -> list[tuple[str, str, str, dict]]:
                         ("nash", "representation"), ("aligned", "representation"), ("gradnorm", "params")):
         out.append(("synthetic", name, space, {}))
     out.append(("synthetic", "pcgrad", "params", {"loss_weighting": "uw"}))
+    # losses over labelled elements (IGNORE labels; invalid pixels of dense tasks): shards weighted
+    # by their labelled counts, not by their examples
+    masked = [("ew", "params"), ("uw", "params"), ("famo", "params"), ("mgda", "representation"),
+              ("nash", "params"), ("nash", "representation"), ("graddrop", "representation"),
+              ("db_mtl", "params"), ("gradnorm", "last_shared_layer")]
+    out += [("labelled", name, space, {}) for name, space in masked + [("dtp", "params")]]
+    out += [("dense", name, space, {}) for name, space in masked]
     return out
 
 
@@ -51,7 +59,24 @@ def problem(name: str, dropout: float = 0.0):
     """(model, tasks, global batches) built from seed 0: identical in every process."""
     torch.manual_seed(0)
     data = torch.Generator().manual_seed(1)
-    if name == "synthetic":
+    if name == "dense":  # segmentation, depth and normals with invalid pixels, on a tiny conv net
+        from torch import nn
+
+        from mtl_bench.data.dense import depth_task, normal_task, segmentation_task
+        from mtl_bench.models.multitask import MultiTaskModel
+
+        conv = nn.Conv2d(3, 4, 3, padding=1)
+        heads = {"segmentation": nn.Conv2d(4, 3, 1), "depth": nn.Conv2d(4, 1, 1), "normal": nn.Conv2d(4, 3, 1)}
+        model = MultiTaskModel(nn.Sequential(conv, nn.Tanh()), heads, last_shared_layer=conv)
+        tasks = [segmentation_task(num_classes=3), depth_task(), normal_task()]
+        batches = []
+        for n in BATCHES:
+            valid = torch.rand(n, 1, 4, 5, generator=data) > torch.linspace(0.1, 0.9, n).view(n, 1, 1, 1)
+            normals = torch.nn.functional.normalize(torch.randn(n, 3, 4, 5, generator=data), dim=1)
+            batches.append((torch.randn(n, 3, 4, 5, generator=data), {
+                "segmentation": torch.where(valid[:, 0], torch.randint(3, (n, 4, 5), generator=data), -1),
+                "depth": torch.rand(n, 1, 4, 5, generator=data) * valid, "normal": normals * valid}))
+    elif name == "synthetic":
         task_names = ["a", "b", "c"]
         model = build_mlp(task_names, input_dim=6, output_dim=1, hidden=8, layers=2)
         tasks = [regression_task(t) for t in task_names]
@@ -61,8 +86,12 @@ def problem(name: str, dropout: float = 0.0):
         task_names = ["left", "right"]
         model = build_multilenet(task_names, dropout="standard", p=dropout)
         tasks = [classification_task(t) for t in task_names]
-        batches = [(torch.randn(n, 1, 28, 28, generator=data), {t: torch.randint(10, (n,), generator=data)
+        low = -1 if name == "labelled" else 0  # labelled: about one label in 11 is IGNORE (-1)
+        batches = [(torch.randn(n, 1, 28, 28, generator=data), {t: torch.randint(low, 10, (n,), generator=data)
                                                                    for t in task_names}) for n in BATCHES]
+        if name == "labelled":  # the first examples unlabelled for the first task: shards 0 of 4 and 3 of 4
+            for _, targets in batches:
+                targets["left"][:3] = -1
     model = model.double()
     batches = [(x.double(), {t: y.double() if y.is_floating_point() else y for t, y in ys.items()}) for x, ys in batches]
     return model, tasks, batches

@@ -2,16 +2,18 @@
 
 W processes (ranks) each take a shard of every global batch of B examples (rank r: a contiguous
 slice of n_r rows, ``torch.tensor_split`` sizes, so sum_r n_r = B) and end every step with the
-parameters that one process would have after the same step on the whole batch. The losses are
-means over examples, so with ``a_r = n_r / B`` the global task loss and its gradient are
+parameters that one process would have after the same step on the whole batch. A task loss is a
+mean over the m_ri elements it counts in rank r's shard (examples; labelled examples or valid
+pixels for masked losses: ``Task.loss_count``), so with ``a_ri = m_ri / sum_r m_ri`` the global
+task loss and its gradient are
 
-    L_i = sum_r a_r L_i^r,        dL_i/dtheta = sum_r a_r dL_i^r/dtheta.
+    L_i = sum_r a_ri L_i^r,        dL_i/dtheta = sum_r a_ri dL_i^r/dtheta.
 
 Surrogate losses make every strategy exact without knowing what it does with the losses: each
-rank differentiates ``s_i^r = W a_r L_i^r + (L_i - W a_r L_i^r).detach()``, whose value is the
+rank differentiates ``s_i^r = W a_ri L_i^r + (L_i - W a_ri L_i^r).detach()``, whose value is the
 global loss L_i (identical on every rank, so every strategy computes the same weights, state,
 transformed losses ``f(L_i)`` - DB-MTL's log - and learned loss weights) and whose gradient is
-``W a_r dL_i^r``, so that for any ``f``: ``mean_r d f(s_i^r) = f'(L_i) dL_i/dtheta``. Hence
+``W a_ri dL_i^r``, so that for any ``f``: ``mean_r d f(s_i^r) = f'(L_i) dL_i/dtheta``. Hence
 everything a rank differentiates is W times its share of the global quantity, and:
 
 - loss weightings: one backward of ``combine(s^r)``, then the mean over ranks of the model's
@@ -23,7 +25,8 @@ everything a rank differentiates is W times its share of the global quantity, an
   ``last_shared_layer``, the encoder's after the one weighted backward) are all-reduced after.
   This also serves Jacobian aggregators (GradDrop, DB-MTL) in ``params``: they get the global rows.
 - ``grad.space=representation``: the rows of the global batch are the ranks' blocks ``dL_i/dz_b``
-  side by side, each rank's block being ``z_grads^r / W``. Hence the global Gramian is
+  side by side, each rank's block being ``z_grads^r / W`` (``dL_i/dz_b = a_ri dL_i^r/dz_b``).
+  Hence the global Gramian is
   ``G = sum_r (1/W^2) Z^r Z^r^T`` (Z^r: the rank's T x (n_r D) rows of the surrogates): an
   all-reduce of T^2 numbers. The update ``sum_i w_i z_grads^r_i`` is W times the rank's block of
   the global one; the encoder backward of it, then the mean over ranks, gives the exact gradient.
@@ -149,10 +152,6 @@ class DistContext:
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return self._all_reduce(tensor.detach().clone())
 
-    def weighted_mean(self, values: torch.Tensor) -> torch.Tensor:
-        """``sum_r a_r values^r``: a batch mean of the global batch from the shards' means."""
-        return self.sum(values.detach() * self._share)
-
     def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
         """The global batch of a per-example tensor (rows in rank order), on every rank."""
         pad = max(self._sizes) - tensor.shape[0]
@@ -172,13 +171,32 @@ class DistContext:
         targets = {t.name: self.gather_batch(targets[t.name]) for t in tasks}
         return kpis(tasks, preds, targets)
 
-    def global_losses(self, losses):
+    def global_values(self, losses: torch.Tensor, tasks, targets: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L, a)``: the global batch's task losses ``L_i = sum_r a_ri L_i^r`` from this rank's
+        [T] losses, and this rank's shares ``a_ri = m_ri / M_i`` (one all-reduce of 3T numbers).
+
+        ``m_ri`` is the number of elements task i's loss averages over in this shard
+        (``Task.loss_count``: labelled examples, valid pixels), so that a loss masked with
+        ``IGNORE`` or invalid pixels is the mean over the labelled elements of the whole batch,
+        as in one process; tasks without ``loss_count``, and a task with no labelled element in
+        the whole batch, weight the shards by their examples (``a_r = n_r / B``)."""
+        losses = losses.detach()
+        counts = torch.stack([
+            (t.loss_count(targets[t.name]) if getattr(t, "loss_count", None) is not None
+             else torch.full((), self._sizes[self.rank], device=losses.device)).to(losses.dtype).reshape(())
+            for t in tasks])
+        sums = self.sum(torch.stack([counts * losses, counts, losses * self._share]))
+        labelled = sums[1] > 0
+        total = torch.where(labelled, sums[0] / sums[1].clamp_min(1), sums[2])
+        share = torch.where(labelled, counts / sums[1].clamp_min(1), torch.full_like(counts, self._share))
+        return total, share
+
+    def global_losses(self, losses, tasks, targets: dict):
         """Surrogates of the task losses (a [T] tensor or a list of scalars): value the global
-        loss, gradient W a_r times the rank's own (see the module docstring)."""
+        loss ``L_i``, gradient ``W a_ri`` times the rank's own (see the module docstring)."""
         stacked = torch.stack([loss.reshape(()) for loss in losses]) if isinstance(losses, (list, tuple)) else losses
-        scale = self.world * self._share
-        local = stacked * scale if scale != 1.0 else stacked
-        total = self.weighted_mean(stacked)
+        total, share = self.global_values(stacked, tasks, targets)
+        local = stacked * (self.world * share).to(stacked.dtype)
         surrogate = local + (total.to(local.dtype) - local).detach()
         return list(surrogate.unbind()) if isinstance(losses, (list, tuple)) else surrogate
 

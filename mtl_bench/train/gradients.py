@@ -139,7 +139,7 @@ class GradientBackend:
         losses = [task.loss(pred, targets[task.name]) for task, pred in zip(tasks, preds)]
         dist = self.dist
         if dist is not None:  # values: the global batch's losses; gradients: this rank's share
-            losses = dist.global_losses(losses)
+            losses = dist.global_losses(losses, tasks, targets)
         if strategy.needs_kpi:
             kpis = batch_kpis if dist is None else lambda *args: dist.global_kpis(batch_kpis, *args)
             strategy.feed_kpi(kpis(tasks, [p.detach() for p in preds], targets))

@@ -104,7 +104,7 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
             preds = model(x)
             losses = torch.stack([t.loss(preds[t.name], targets[t.name]).float() for t in tasks])
         if dist is not None:
-            losses = dist.global_losses(losses)
+            losses = dist.global_losses(losses, tasks, targets)
         if strategy.needs_kpi:
             kpis = batch_kpis if dist is None else lambda *args: dist.global_kpis(batch_kpis, *args)
             strategy.feed_kpi(kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
@@ -122,7 +122,7 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
         torch.nn.utils.clip_grad_norm_(model.shared_parameters(), strategy.max_grad_norm)
     optimizer.step()
     reevaluate = lambda: evaluate_losses(model, tasks, x, targets, autocast)  # noqa: E731
-    strategy.after_step(losses, reevaluate if dist is None else lambda: dist.weighted_mean(reevaluate()))
+    strategy.after_step(losses, reevaluate if dist is None else lambda: dist.global_values(reevaluate(), tasks, targets)[0])
     return losses, weights, passes
 
 
