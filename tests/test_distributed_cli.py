@@ -4,7 +4,8 @@
 gloo) log the metrics of the one-process run of the same global batch: every record of
 metrics.jsonl (training losses and weights, sharded evaluation reduced exactly) within 1e-4
 relative (float32 training; the sums over two shards are added in another order). Only rank 0
-writes the run folder, and a distributed run resumes in any number of processes.
+writes the run folder, a distributed run resumes in any number of processes, and the SLURM path
+(submitit, one task per GPU) forms one run from the job's tasks.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ SYNTHETIC = ["dataset=synthetic", "dataset.num_samples=300", "dataset.num_val=10
 
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "mtl_bench",
-                           "run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mtl_bench"]
+    return subprocess.run([*command, "run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def records(run: Path) -> dict[tuple, float]:
@@ -87,3 +88,18 @@ def test_nproc_reports_a_user_error_like_one_process(tmp_path):
     assert result.returncode == 2
     assert "db_mtl" in result.stderr.lower() or "DBMTL" in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_submitit_tasks_form_one_run(tmp_path):
+    """The SLURM path on this machine: submitit's local executor starts 2 tasks of the job
+    (``hydra.launcher.tasks_per_node=2``); they join one process group through submitit's
+    environment and train the one-process run's model into one folder."""
+    args = [*SYNTHETIC, "strategy=nash", "trainer.epochs=1", "trainer.log_interval=1"]
+    one = cli("run", *args, "hydra.run.dir=one", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    sweep = cli("run", "-m", "hydra/launcher=slurm_local", "hydra.launcher.tasks_per_node=2", *args,
+                "hydra.sweep.dir=sweep", "hydra.sweep.subdir=two", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    assert_same_run(tmp_path / "one", tmp_path / "sweep" / "two")
+    summary = json.loads((tmp_path / "sweep" / "two" / "summary.json").read_text())
+    assert summary["cost"]["distributed"]["world_size"] == 2

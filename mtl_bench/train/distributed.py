@@ -70,15 +70,18 @@ def environment() -> dict | None:
     them from ``SLURM_*`` (rank 0's host as ``MASTER_ADDR``, a port drawn from the job id);
     ``LOCAL_RANK`` then picks this task's GPU among the node's."""
     env = os.environ
-    if "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+    slurm = int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env
+    local = int(env.get("SUBMITIT_LOCAL_NTASKS", "1")) > 1 and "SUBMITIT_LOCAL_GLOBALID" in env  # slurm_local
+    if "RANK" not in env and (slurm or local):
         try:
             from submitit.helpers import TorchDistributedEnvironment
 
             env.setdefault("SUBMITIT_EXECUTOR", "slurm")  # srun without submitit: read SLURM_* all the same
             TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         except (ImportError, RuntimeError) as err:
-            raise ValueError(f"a SLURM job of {env['SLURM_NTASKS']} tasks needs submitit to set up the process "
-                             f"group ({err}); pip install submitit, or run one task per job") from None
+            tasks = env.get("SLURM_NTASKS") or env.get("SUBMITIT_LOCAL_NTASKS")
+            raise ValueError(f"a job of {tasks} tasks needs submitit to set up the process group ({err}); "
+                             "pip install submitit, or run one task per job") from None
     if "RANK" not in env or "WORLD_SIZE" not in env:
         return None
     world = int(env["WORLD_SIZE"])
