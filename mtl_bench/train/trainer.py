@@ -122,7 +122,9 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
         torch.nn.utils.clip_grad_norm_(model.shared_parameters(), strategy.max_grad_norm)
     optimizer.step()
     reevaluate = lambda: evaluate_losses(model, tasks, x, targets, autocast)  # noqa: E731
-    strategy.after_step(losses, reevaluate if dist is None else lambda: dist.global_values(reevaluate(), tasks, targets)[0])
+    if dist is not None:  # the global batch's losses under the updated model
+        reevaluate = lambda local=reevaluate: dist.global_values(local(), tasks, targets)[0]  # noqa: E731
+    strategy.after_step(losses, reevaluate)
     return losses, weights, passes
 
 
