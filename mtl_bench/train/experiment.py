@@ -67,6 +67,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
                          "(1: this process alone), e.g. trainer.distributed.nproc=2")
     if nproc > 1 and environment() is None and not torch.distributed.is_initialized():
         device = resolve_device(cfg.trainer.device)
+        if device.type == "cuda" and nproc > torch.cuda.device_count():
+            raise ValueError(f"trainer.distributed.nproc={nproc} needs one GPU per process, and "
+                             f"{torch.cuda.device_count()} are visible; lower it, or use trainer.device=cpu")
         resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra resolvers in the ranks
         return launch_local(nproc, _rank_of_local_run, (resolved, str(run_dir), on_resumable),
                             cpu=device.type == "cpu")
