@@ -48,6 +48,7 @@ ranks' masks are independent, and shards of unequal size cannot make the shared 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -123,8 +124,10 @@ class DistContext:
     world: int
     device: torch.device
     train_steps: int = 0            # training batches this process took part in
-    bytes_reduced: int = 0          # bytes all-reduced or gathered so far (this rank's payloads)
-    seconds_communicating: float = 0.0
+    bytes_reduced: int = 0          # bytes the training steps all-reduced or gathered (this rank's payloads)
+    seconds_communicating: float = 0.0  # wall time of the training steps in collectives
+    bytes_outside_steps: int = 0    # evaluation's metric reductions, end-of-epoch checks
+    seconds_outside_steps: float = 0.0
     randomness: "RankRandomness | None" = field(default=None, repr=False)  # set by attach()
     rng_states: list | None = field(default=None, repr=False)  # every rank's, gathered at epoch ends
     _share: float = field(default=0.0, repr=False)         # a_r = n_r / B of the current batch
@@ -258,6 +261,10 @@ class DistContext:
         """Sum a metric's accumulated state over ranks: tensors (sums, counts, confusion
         matrices) are summed, lists of tensors (values kept for a median) are gathered. Exact for
         every metric whose state is additive over examples."""
+        with self._outside_steps():
+            self._reduce_metric(metric)
+
+    def _reduce_metric(self, metric) -> None:
         for name, value in list(vars(metric).items()):
             if isinstance(value, torch.Tensor):
                 setattr(metric, name, self.sum(value))
@@ -266,12 +273,26 @@ class DistContext:
 
     def gather_vectors(self, vector: torch.Tensor) -> torch.Tensor:
         sizes = [torch.zeros(1, dtype=torch.long, device=vector.device) for _ in range(self.world)]
+        start = time.perf_counter()
         dist.all_gather(sizes, torch.tensor([vector.numel()], device=vector.device))
         lengths = [int(s) for s in sizes]
         padded = torch.nn.functional.pad(vector, (0, max(lengths) - vector.numel()))
         parts = [torch.empty_like(padded) for _ in range(self.world)]
         dist.all_gather(parts, padded)
+        self.seconds_communicating += time.perf_counter() - start
+        self.bytes_reduced += (padded.numel() * padded.element_size() + 8) * self.world
         return torch.cat([p[:n] for p, n in zip(parts, lengths)])
+
+    @contextlib.contextmanager
+    def _outside_steps(self):
+        """Count the collectives inside into the ``*_outside_steps`` counters."""
+        sent, seconds = self.bytes_reduced, self.seconds_communicating
+        try:
+            yield
+        finally:
+            self.bytes_outside_steps += self.bytes_reduced - sent
+            self.seconds_outside_steps += self.seconds_communicating - seconds
+            self.bytes_reduced, self.seconds_communicating = sent, seconds
 
     # ---------------------------------------------------------------------------- setup
     def broadcast_parameters(self, module: torch.nn.Module) -> None:
@@ -287,7 +308,8 @@ class DistContext:
     def end_epoch(self, module: torch.nn.Module) -> None:
         """At the end of an epoch: check that the ranks' parameters agree, and gather every rank's
         forward generator state for rank 0's checkpoint (:attr:`rng_states`)."""
-        self.check_in_step(module)
+        with self._outside_steps():
+            self.check_in_step(module)
         if self.randomness is not None:
             states = [None] * self.world
             dist.all_gather_object(states, self.randomness.state())
@@ -310,12 +332,15 @@ class DistContext:
             raise RuntimeError(f"rank {self.rank}'s parameters left those of the other ranks")
 
     def cost(self) -> dict:
-        """summary.json's ``cost.distributed``: this process's training steps, bytes it sent into
-        collectives per step, and the wall time inside them (on CUDA the launch only: nccl is
-        asynchronous)."""
+        """summary.json's ``cost.distributed``: the training steps this process took part in, the
+        bytes it sent into their collectives per step and the wall time inside them (on CUDA the
+        launch only: nccl is asynchronous), and the same for evaluation's reductions and the
+        end-of-epoch checks."""
         return {"world_size": self.world, "steps_here": self.train_steps,
                 "bytes_communicated_per_step": self.bytes_reduced / max(self.train_steps, 1),
-                "seconds_communicating": self.seconds_communicating}
+                "seconds_communicating_in_steps": self.seconds_communicating,
+                "bytes_outside_steps": self.bytes_outside_steps,
+                "seconds_communicating_outside_steps": self.seconds_outside_steps}
 
 
 class ShardedBatches:
