@@ -59,9 +59,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
 def environment() -> dict | None:
     """Rank, world size and local rank from the environment, or None for one process.
 
