@@ -53,6 +53,7 @@ import datetime
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -450,19 +451,26 @@ def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tupl
                        "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     if threads:
         torch.set_num_threads(threads)
+    code = 0
     try:
         value = fn(*args, rank)
         if rank == 0:
             results.put(("returned", value))
     except BaseException as err:  # handed to the launching process, which raises it
+        code = 1
         try:
             results.put(("raised", err))
         except Exception:  # an exception that does not pickle: its message
             results.put(("raised", RuntimeError(f"rank {rank}: {type(err).__name__}: {err}")))
-        raise SystemExit(1) from None
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    # everything is written and handed over; torch 2.14's gloo threads now and then abort the
+    # interpreter's teardown ("terminate called without an active exception"): leave without it
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def launch_local(nproc: int, fn, args: tuple, cpu: bool):
