@@ -92,7 +92,7 @@ def _task(cfg) -> dict | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     fresh = not _holds_a_run(run_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    save_config = lambda: _save_hydra_files(cfg, run_dir)  # noqa: E731
+    save_config = _HydraFiles(cfg, run_dir)
     try:
         _validate(cfg)
         summary = run_experiment(cfg, run_dir, on_resumable=save_config)
@@ -123,16 +123,25 @@ def _holds_a_run(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in (SUMMARY_FILE, METRICS_FILE, CHECKPOINT_FILE))
 
 
-def _save_hydra_files(cfg, run_dir: Path) -> None:
-    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``, as Hydra writes them."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+class _HydraFiles:
+    """Writes ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` as Hydra writes them,
+    when called. The texts are made at construction, so that the call works in another process
+    (rank 0 of a run launched with ``trainer.distributed.nproc``)."""
 
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    full = HydraConfig.instance().cfg
-    for name, node in (("config.yaml", cfg), ("hydra.yaml", full), ("overrides.yaml", full.hydra.overrides.task)):
-        (hydra_dir / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+    def __init__(self, cfg, run_dir: Path):
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        full = HydraConfig.instance().cfg
+        self.run_dir = run_dir
+        self.texts = {name: OmegaConf.to_yaml(node) for name, node in
+                      (("config.yaml", cfg), ("hydra.yaml", full), ("overrides.yaml", full.hydra.overrides.task))}
+
+    def __call__(self) -> None:
+        hydra_dir = self.run_dir / ".hydra"
+        hydra_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in self.texts.items():
+            (hydra_dir / name).write_text(text, encoding="utf-8")
 
 
 def _remove_run_dir(run_dir: Path, job_name: str) -> None:

@@ -41,7 +41,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .tasks import IGNORE, LossMetric, MeanMetric, Metric, Task
+from .tasks import IGNORE, LossMetric, MeanMetric, Metric, Task, labelled_count
 
 THRESHOLDS = (11.25, 22.5, 30.0)
 
@@ -284,7 +284,7 @@ class NormalAngleMedian(Metric):
 
 # ------------------------------------------------------------------------------- tasks
 def segmentation_task(name: str = "segmentation", num_classes: int = 13, absent: str = "skip") -> Task:
-    return Task(name=name, loss=segmentation_loss, metric_factories=[
+    return Task(name=name, loss=segmentation_loss, loss_count=labelled_count, metric_factories=[
         lambda: MeanIoU(num_classes, absent),
         lambda: PixelAccuracy(num_classes),
         lambda: LossMetric(_per_pixel_ce),
@@ -292,13 +292,13 @@ def segmentation_task(name: str = "segmentation", num_classes: int = 13, absent:
 
 
 def depth_task(name: str = "depth") -> Task:
-    return Task(name=name, loss=depth_loss, metric_factories=[
+    return Task(name=name, loss=depth_loss, loss_count=lambda target: depth_mask(target).sum(), metric_factories=[
         DepthAbsError, DepthRelError, lambda: LossMetric(_per_pixel_l1),
     ])
 
 
 def normal_task(name: str = "normal") -> Task:
-    return Task(name=name, loss=normal_loss, metric_factories=[
+    return Task(name=name, loss=normal_loss, loss_count=lambda target: normal_mask(target).sum(), metric_factories=[
         NormalAngleMean, NormalAngleMedian, *[(lambda t=t: NormalWithin(t)) for t in THRESHOLDS],
         lambda: LossMetric(_per_pixel_cos),
     ])

@@ -145,6 +145,9 @@ class Task:
     #: batch KPI in [0, 1] (higher is better) as a 0-dim tensor on the device, for strategies that
     #: weight tasks by performance (DTP); None: the task has none
     kpi: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: the number of elements ``loss`` averages over for a target (labelled examples, valid pixels),
+    #: a 0-dim tensor; None: the batch's examples. Data-parallel runs weight the shards' losses by it.
+    loss_count: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def new_metrics(self) -> list[Metric]:
         metrics = [factory() for factory in self.metric_factories]
@@ -170,13 +173,19 @@ def regression_kpi(scale: float) -> Callable[[torch.Tensor, torch.Tensor], torch
     return lambda pred, target: torch.exp(-F.mse_loss(pred, target) / scale)
 
 
+def labelled_count(target: torch.Tensor) -> torch.Tensor:
+    """The labelled elements of a target (``!= IGNORE``): what a masked loss averages over."""
+    return (target != IGNORE).sum()
+
+
 def classification_task(name: str, error: bool = False) -> Task:
     """A classification task: cross-entropy loss; accuracy (and error %) and loss metrics."""
     factories: list[Callable[[], Metric]] = [Accuracy]
     if error:
         factories.append(ErrorRate)
     factories.append(lambda: LossMetric(_per_example_ce))
-    return Task(name=name, loss=classification_loss, metric_factories=factories, kpi=batch_accuracy)
+    return Task(name=name, loss=classification_loss, metric_factories=factories, kpi=batch_accuracy,
+                loss_count=labelled_count)
 
 
 def regression_task(name: str, scale: float = 1.0) -> Task:

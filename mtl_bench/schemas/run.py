@@ -27,6 +27,16 @@ def _named_or_target(names):
 
 
 @dataclass
+class DistributedConfig(Schema):
+    """``trainer.distributed``: data-parallel training equal to one process (docs/distributed.md)."""
+
+    GROUP = "trainer.distributed"
+    nproc: int = setting(1, "an integer >= 1 (processes)", positive_integer,
+                         ">1: mtl-bench starts this many local processes (CPU: gloo; GPUs: nccl, one each); "
+                         "torchrun and SLURM set the processes themselves", example=2)
+
+
+@dataclass
 class TrainerConfig(Schema):
     """The ``trainer`` group (configs/trainer/*.yaml): optimisation and run mechanics."""
 
@@ -65,6 +75,7 @@ class TrainerConfig(Schema):
     precision: str = setting("fp32", *one_of("fp32", "bf16"),
                              help="fp32 | bf16 (autocast of the forward passes; on GPUs with bf16 support)")
     compile: bool = setting(False, "true or false", None, "torch.compile the encoder and heads")
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 @dataclass

@@ -64,15 +64,30 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
+    from .distributed import environment, launch_local, setup
+
     config = typed_node(cfg.trainer, TrainerConfig)  # the validated trainer node itself (mtl_bench/schemas)
     selection = dataclasses.asdict(typed_node(cfg.protocol, ProtocolConfig).selection)
+    nproc = config.distributed.nproc
+    if nproc > 1 and environment() is None and not torch.distributed.is_initialized():
+        device = resolve_device(config.device)
+        if device.type == "cuda" and nproc > torch.cuda.device_count():
+            raise ValueError(f"trainer.distributed.nproc={nproc} needs one GPU per process, and "
+                             f"{torch.cuda.device_count()} are visible; lower it, or use trainer.device=cpu")
+        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra resolvers in the ranks
+        return launch_local(nproc, _rank_of_local_run, (resolved, str(run_dir), on_resumable),
+                            cpu=device.type == "cpu")
     settings = OmegaConf.to_container(cfg, resolve=True)
     settings.pop("hydra", None)
-    # before any data is loaded: a tracker whose package is missing is refused at once
-    trackers = build_trackers(settings.get("logger"), Path(run_dir), settings,
-                              run_name=f"{cfg.strategy.get('name')} seed={cfg.seed} ({Path(run_dir).name})")
     seed_everything(cfg.seed, config.deterministic)
-    device = resolve_device(config.device)
+    # context: None unless launched as several processes (torchrun, SLURM tasks); device: this rank's
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    context, device = setup(resolve_device(config.device))
+    if context is not None:  # every rank trains into rank 0's folder (Hydra's may differ by a timestamp)
+        run_dir = context.broadcast_object(str(run_dir))
+    # before any data is loaded: a tracker whose package is missing is refused at once (rank 0 only logs)
+    trackers = build_trackers(settings.get("logger") if context is None or context.is_main else None, Path(run_dir),
+                              settings, run_name=f"{cfg.strategy.get('name')} seed={cfg.seed} ({Path(run_dir).name})")
     benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
     n_tasks = len(benchmark.tasks)
@@ -96,8 +111,15 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     diagnostics = GradientDiagnostics((cfg.get("diagnostics") or {}).get("every"), benchmark.task_names)
     trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
                       settings=settings, provenance=provenance(device), on_resumable=on_resumable,
-                      selection=selection, diagnostics=diagnostics, trackers=trackers)
+                      selection=selection, diagnostics=diagnostics, trackers=trackers, dist=context)
     try:
         return trainer.fit()
     finally:
         close_trackers(trackers)
+        if context is not None and not joined:  # the group this run made ends with it
+            torch.distributed.destroy_process_group()
+
+
+def _rank_of_local_run(cfg, run_dir: str, on_resumable, rank: int) -> dict:
+    """One of the ``trainer.distributed.nproc`` processes of a run launched by mtl-bench itself."""
+    return run_experiment(cfg, run_dir, on_resumable=on_resumable if rank == 0 else None)

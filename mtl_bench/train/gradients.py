@@ -112,6 +112,7 @@ class GradientBackend:
         self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
         self._chosen: dict[tuple, str] = {}                       # auto: the path kept per input shape
         self.auto_decisions: list[dict] = []  # auto: one record per input shape, for summary.json
+        self.dist = None  # a DistContext when data-parallel: the exact reductions of .distributed
 
     # -------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -138,8 +139,12 @@ class GradientBackend:
         z_leaves = [z.detach().requires_grad_(True) for _ in tasks]  # one leaf per task: dL_i/dz apart
         preds = [model.heads[task.name](leaf) for task, leaf in zip(tasks, z_leaves)]
         losses = [task.loss(pred, targets[task.name]) for task, pred in zip(tasks, preds)]
+        dist = self.dist
+        if dist is not None:  # values: the global batch's losses; gradients: this rank's share
+            losses = dist.global_losses(losses, tasks, targets)
         if strategy.needs_kpi:
-            strategy.feed_kpi(batch_kpis(tasks, [p.detach() for p in preds], targets))
+            kpis = batch_kpis if dist is None else lambda *args: dist.global_kpis(batch_kpis, *args)
+            strategy.feed_kpi(kpis(tasks, [p.detach() for p in preds], targets))
         head_params = [model.head_parameters(task.name) for task in tasks]
         z_grads, head_grads = self._head_backward(head_params, z_leaves, strategy.transform_losses(losses))
         raw_losses = torch.stack([loss.detach() for loss in losses])
@@ -147,19 +152,29 @@ class GradientBackend:
 
         shared = model.shared_parameters()
         jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
+        if dist is not None and self.space != "representation":
+            jacobian = dist.mean_rows(jacobian)  # the global batch's rows
         # the strategy works in float32 (float64 for a float64 model) even under bf16 autocast (a
         # bf16 Gramian would feed the solvers 3 significant digits)
         dtype = torch.promote_types(jacobian.dtype, torch.float32)
         with torch.autocast(jacobian.device.type, enabled=False):
             if strategy.needs == "gramian":
                 rows = jacobian.to(dtype)  # bf16 autocast gives bf16 representation gradients
-                gramian = rows @ rows.T
+                if dist is not None and self.space == "representation":
+                    gramian = dist.representation_gramian(rows)
+                else:
+                    gramian = rows @ rows.T
                 weights = strategy.weights(losses=raw_losses.to(dtype), gramian=gramian)
                 head_weights = strategy.head_weights(weights)
                 update = None
             else:
                 representation = z.detach() if self.space == "representation" else None
-                update, head_weights = strategy.aggregate(jacobian, raw_losses.to(dtype), representation=representation)
+                rows = jacobian
+                if dist is not None and representation is not None:
+                    rows, representation = dist.gather_rows(jacobian, representation)
+                update, head_weights = strategy.aggregate(rows, raw_losses.to(dtype), representation=representation)
+                if dist is not None and representation is not None:
+                    update = dist.own_block(update, z[0].numel())
                 weights = head_weights
             if probe is not None:
                 probe.measure(rows=jacobian.to(dtype), update=update, weights=weights,
@@ -178,6 +193,9 @@ class GradientBackend:
         for params, w, grads in zip(head_params, head_weights, head_grads):
             for p, g in zip(params, grads):
                 p.grad = w * g
+        if dist is not None:  # params: the shared update is already global; the rest, the ranks' mean
+            dist.average_gradients([p for ps in head_params for p in ps] if self.space == "params"
+                                   else model.parameters())
         return StepResult(raw_losses, strategy.logged_weights(weights).detach(), passes)
 
     @staticmethod

@@ -50,7 +50,7 @@ def evaluate_losses(model, tasks, x, targets, autocast=contextlib.nullcontext) -
 
 
 def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer, tasks, x, targets,
-                  autocast=contextlib.nullcontext, probe=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+                  autocast=contextlib.nullcontext, probe=None, dist=None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One optimiser step of any strategy: ``(losses [T], logged weights [T], encoder backward
     passes)``, all on the device. Shared by the trainer and scripts/bench_strategies.py.
 
@@ -59,19 +59,26 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
     detached predictions) before their weights; then the shared gradient is clipped at
     ``strategy.max_grad_norm`` (when set), the optimiser steps and ``after_step`` runs.
     ``autocast`` is a context factory for the forward passes (the trainer's bf16 option).
-    ``probe`` (None on all but the diagnosed steps): :mod:`.diagnostics` measures the step."""
+    ``probe`` (None on all but the diagnosed steps): :mod:`.diagnostics` measures the step.
+    ``dist``: this rank's :class:`~.distributed.DistContext` when data-parallel (``x`` is the
+    rank's shard of the global batch), else None."""
     optimizer.zero_grad(set_to_none=True)
     if strategy.level == "loss":
         with autocast():
             preds = model(x)
             task_losses = [t.loss(preds[t.name], targets[t.name]).float() for t in tasks]
             losses = torch.stack(task_losses)
+        if dist is not None:
+            losses = dist.global_losses(losses, tasks, targets)
         if strategy.needs_kpi:
-            strategy.feed_kpi(batch_kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
+            kpis = batch_kpis if dist is None else lambda *args: dist.global_kpis(batch_kpis, *args)
+            strategy.feed_kpi(kpis(tasks, [preds[t.name].detach() for t in tasks], targets))
         total, weights = strategy.combine(losses)
         if probe is not None:  # T extra encoder backward passes, on the diagnosed steps only
             probe.measure_loss_weighting(task_losses, model.shared_parameters())
         total.backward()
+        if dist is not None:
+            dist.average_gradients(model.parameters())
         if probe is not None:
             probe.finish_loss_weighting(model.shared_parameters())
         passes = 1
@@ -83,7 +90,10 @@ def training_step(model, strategy: Strategy, backend: GradientBackend, optimizer
     if strategy.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.shared_parameters(), strategy.max_grad_norm)
     optimizer.step()
-    strategy.after_step(losses, lambda: evaluate_losses(model, tasks, x, targets, autocast))
+    reevaluate = lambda: evaluate_losses(model, tasks, x, targets, autocast)  # noqa: E731
+    if dist is not None:  # the global batch's losses under the updated model
+        reevaluate = lambda local=reevaluate: dist.global_values(local(), tasks, targets)[0]  # noqa: E731
+    strategy.after_step(losses, reevaluate)
     return losses, weights, passes
 
 
@@ -92,9 +102,10 @@ class Trainer:
                  device: torch.device, backend: GradientBackend | None = None, identity: dict | None = None,
                  versions: dict | None = None, settings: dict | None = None, provenance: dict | None = None,
                  on_resumable=None, selection: dict | None = None,
-                 diagnostics: GradientDiagnostics | None = None, trackers=None):
+                 diagnostics: GradientDiagnostics | None = None, trackers=None, dist=None):
         self.model = model.to(device)
         self.benchmark = benchmark.to(device)
+        self.dist = dist  # a DistContext when data-parallel (.distributed); only its rank 0 writes the run dir
         self.strategy = strategy.to(device)
         self.config = config
         self.selection = selection or {"rule": "last", "split": "val", "metric": None, "k": 10}  # protocol.selection
@@ -127,6 +138,10 @@ class Trainer:
         self._check_selection()
         self.metrics_log = MetricsLog(self.run_dir, sinks=trackers)  # trackers get its records (trackers.py)
         self.diagnostics = diagnostics or GradientDiagnostics(None, [t.name for t in self.tasks])
+        if dist is not None:
+            from .distributed import attach
+
+            attach(self, dist)
         self.timer = StepTimer(device)
         self.epoch = 0            # epochs finished
         self.step = 0             # optimiser steps taken
@@ -150,7 +165,7 @@ class Trainer:
             log.info("run in %s already %s; nothing to do", self.run_dir, status)
             return previous
         self._resume()
-        if self.on_resumable is not None:
+        if self.on_resumable is not None and (self.dist is None or self.dist.is_main):
             self.on_resumable()
         self._write_summary("running")
         try:
@@ -223,7 +238,7 @@ class Trainer:
     def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
         losses, weights, passes = training_step(self.model, self.strategy, self.backend, self.optimizer,
                                                 self.tasks, x, targets, autocast=self._autocast,
-                                                probe=self.diagnostics.probe(self.step + 1))
+                                                probe=self.diagnostics.probe(self.step + 1), dist=self.dist)
         self.encoder_passes += passes
         return losses, weights
 
@@ -257,6 +272,10 @@ class Trainer:
     def evaluate(self, batches) -> dict[str, dict[str, float]]:
         self.model.eval()
         metrics = {t.name: t.new_metrics() for t in self.tasks}
+        if self.dist is not None:
+            from .distributed import ShardedBatches
+
+            batches = ShardedBatches(batches, self.dist)
         for x, targets in batches:
             x, targets = self._to_device(x, targets)
             with self._autocast():
@@ -265,6 +284,10 @@ class Trainer:
             for task in self.tasks:
                 for metric in metrics[task.name]:
                     metric.update(preds[task.name], targets[task.name])
+        if self.dist is not None:  # the split's sums, counts and confusion matrices over all ranks
+            for ms in metrics.values():
+                for metric in ms:
+                    self.dist.reduce_metric(metric)
         keys = [(task, m.name) for task, ms in metrics.items() for m in ms]
         values = torch.stack([m.compute().to(self.device, torch.float64) for ms in metrics.values() for m in ms])
         values = values.tolist()  # the one host sync of the evaluation
@@ -286,11 +309,13 @@ class Trainer:
             for task, metrics in tasks.items():
                 for name, value in metrics.items():
                     records.append(record(epoch, self.step, split, task, name, value))
+        if self.dist is not None:
+            self.dist.end_epoch(self.model)
         with deferred_signals():  # the epoch's history, checkpoint and summary agree when a signal comes
             self.metrics_log.append(records)
             self.history[epoch] = evaluation
             self.epoch = epoch
-            if self.config.checkpoint:
+            if self.config.checkpoint and (self.dist is None or self.dist.is_main):
                 save_checkpoint(self.run_dir / CHECKPOINT_FILE, self._state())
             self._write_summary("running")
         log.info("epoch %d/%d %s", epoch, self.config.epochs, _brief(evaluation))
@@ -313,6 +338,7 @@ class Trainer:
                      "epoch_cpu_seconds": self.epoch_cpu_seconds,
                      "encoder_passes": self.encoder_passes},
             "gradient_backend": self.backend.state_dict(),
+            **({"distributed": self.dist.checkpoint_state()} if self.dist is not None else {}),
         }
 
     def _resume(self) -> None:
@@ -336,6 +362,8 @@ class Trainer:
         self.epoch_cpu_seconds = list(state["cost"].get("epoch_cpu_seconds", []))  # absent before 0.2
         self.encoder_passes = state["cost"]["encoder_passes"]
         self.backend.load_state_dict(state.get("gradient_backend", {}))
+        if self.dist is not None:
+            self.dist.load_checkpoint_state(state.get("distributed"))
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
 
@@ -423,6 +451,7 @@ class Trainer:
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
                 # grad.method=auto, per input shape: the path kept and the best timed step of each
                 "grad_method_auto": self.backend.auto_decisions,
+                **({"distributed": self.dist.cost()} if self.dist is not None else {}),
             },
             "versions": self.versions,
             "provenance": self.provenance,
@@ -430,8 +459,9 @@ class Trainer:
             "updated_at": time.time(),
             **extra,
         }
-        write_summary(self.run_dir, summary)
-        self.metrics_log.summary(summary)
+        if self.dist is None or self.dist.is_main:
+            write_summary(self.run_dir, summary)
+            self.metrics_log.summary(summary)
         return summary
 
     def _progress(self, iterable, desc: str):
