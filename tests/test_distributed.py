@@ -30,7 +30,7 @@ from mtl_bench.models.mlp import build_mlp
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class
 from mtl_bench.train.distributed import DistContext, RankRandomness
 from mtl_bench.train.gradients import GradientBackend
-from mtl_bench.train.trainer import build_optimizer, training_step
+from mtl_bench.train.trainer import training_step
 
 BATCHES = (8, 8, 7)  # global batch sizes: the last one splits 4 + 3 (unequal shards, as an epoch's last batch)
 TOL_GRADIENT = 1e-8
@@ -110,7 +110,7 @@ def train(problem_name, name, space, hparams, context, dropout=0.0):
     backend = GradientBackend(space, "loop")
     backend.dist = context
     groups = [{"params": list(model.parameters())}] + strategy.optimizer_groups()
-    optimizer = build_optimizer("sgd", groups, lr=0.05, momentum=0.0, weight_decay=0.0)
+    optimizer = torch.optim.SGD(groups, lr=0.05, momentum=0.0, weight_decay=0.0)
     for x, targets in batches:
         if context is not None:
             x, targets = context.shard(x, targets)
