@@ -446,8 +446,7 @@ class Trainer:
                 "peak_memory_mb": peak_memory_mb(self.device),
                 "memory_kind": "cuda_allocated" if self.device.type == "cuda" else "process_max_rss",
                 "encoder_backward_passes_per_step": self.encoder_passes / steps,
-                "solver_calls": getattr(self.strategy, "solver_calls", 0),
-                "solver_failures": getattr(self.strategy, "solver_failures", 0),
+                "solver_calls": 0, "solver_failures": 0, **self.strategy.stats(),
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
                 # grad.method=auto, per input shape: the path kept and the best timed step of each
                 "grad_method_auto": self.backend.auto_decisions,
