@@ -11,11 +11,46 @@ reports:
 - ``delta_m``: the epoch with the lowest Delta_m% (Maninis et al. 2019) on ``split`` against
   single-task ``baseline`` values of that split. The baselines live in other runs, so only the
   report layer (``mtl-bench table``) applies this rule; the trainer records it as pending.
+  :func:`delta_m` (docs/protocols.md#scores-delta_m-and-mean-rank) is defined here and used by
+  the report layer's tables too.
 """
 from __future__ import annotations
 
 import math
 from typing import Mapping
+
+AVERAGES = ("metric", "task")
+
+
+def delta_m(values: Mapping[tuple[str, str], float], baseline: Mapping[tuple[str, str], float],
+            higher_is_better: Mapping[tuple[str, str], bool], average: str = "metric") -> float:
+    """Delta_m% of ``values`` against ``baseline``; both map ``(task, metric)`` to a value.
+
+    Maninis et al. 2019 (CVPR, eq. 5): ``(100/K) sum_k (-1)^{s_k} (M_k - B_k) / B_k`` with
+    ``s_k = 1`` when higher is better, averaged over the K metrics (``average="metric"``) or
+    first within each task, then over tasks (``"task"``).
+
+    Every key of ``values`` needs a baseline and a direction. Lower is better: 0 matches the
+    baseline, negative improves on it.
+    """
+    if average not in AVERAGES:
+        raise ValueError(f"Delta_m average={average!r}: choose 'metric' or 'task'")
+    if not values:
+        raise ValueError("Delta_m of no metrics")
+    terms: dict[str, list[float]] = {}
+    for key, value in values.items():
+        if key not in baseline:
+            raise KeyError(f"no baseline for {key[0]}/{key[1]}")
+        base = baseline[key]
+        if base == 0:
+            raise ValueError(f"baseline of {key[0]}/{key[1]} is 0: Delta_m is undefined")
+        sign = -1.0 if higher_is_better[key] else 1.0
+        terms.setdefault(key[0], []).append(sign * (value - base) / abs(base))
+    if average == "metric":
+        flat = [t for ts in terms.values() for t in ts]
+        return 100.0 * sum(flat) / len(flat)
+    return 100.0 * sum(sum(ts) / len(ts) for ts in terms.values()) / len(terms)
+
 
 Evaluation = Mapping[str, Mapping[str, Mapping[str, float]]]
 RULES = ("last", "best", "mean_last_k", "delta_m")
@@ -59,8 +94,6 @@ def select(history: Mapping[int, Evaluation], rule: str = "last", split: str = "
     elif rule == "delta_m":
         if not baseline or directions is None:
             raise ValueError("protocol.selection.rule=delta_m needs single-task baselines (mtl-bench table)")
-        from .report.scores import delta_m
-
         def delta(epoch):
             tasks = history[epoch].get(split)
             if not tasks:
