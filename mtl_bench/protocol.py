@@ -127,3 +127,51 @@ def average(evaluations: list[Evaluation]) -> dict:
                 values = [v for v in values if v is not None]
                 out[split][task][name] = sum(values) / len(values) if values else None
     return out
+
+
+# ----------------------------------------------------------------- a run's own selection
+Directions = Mapping[str, Mapping[str, bool]]  # task -> metric -> higher is better
+
+
+def check_selection(selection: Mapping, splits: list[str], directions: Directions) -> None:
+    """Reject a ``protocol.selection`` a benchmark with ``splits`` and tasks' metric
+    ``directions`` cannot satisfy, before any epoch is trained (only ``best`` names a split and
+    a metric the run must log)."""
+    rule, split, metric = selection.get("rule", "last"), selection.get("split", "val"), selection.get("metric")
+    if rule != "best":
+        return
+    if split not in splits:
+        raise ValueError(
+            f"protocol.selection.split={split!r}, but this benchmark has no {split!r} split "
+            f"(splits: {', '.join(splits) or 'none'}); give the dataset a validation split "
+            f"(e.g. dataset.val_size) or choose protocol=last or protocol=mean_last_10"
+        )
+    task, _, name = (metric or "").partition("/")
+    known = {n for metrics in directions.values() for n in metrics}
+    if not name or name not in known or task not in ("mean", *directions):
+        raise ValueError(
+            f"protocol.selection.metric={metric!r} must read 'mean/METRIC' or 'TASK/METRIC' with a logged "
+            f"metric ({', '.join(sorted(known))}) and task ({', '.join(directions)})"
+        )
+
+
+def run_selection(selection: Mapping, history: Mapping[int, Evaluation], directions: Directions) -> dict:
+    """The ``selected`` block of a run's summary.json: the rule, its split and metric, the chosen
+    epochs and their (averaged) metrics, from ``{epoch: evaluation}`` (its ``train`` entries are
+    not selected on). ``delta_m`` needs baselines from other runs: recorded as pending."""
+    sel = dict(selection)
+    metric = sel.get("metric")
+    direction = None
+    if metric:
+        name = metric.split("/", 1)[-1]
+        flat = {n: hib for metrics in directions.values() for n, hib in metrics.items()}
+        direction = flat.get(name, False)
+    split = sel.get("split", "val")
+    if sel.get("rule") == "delta_m":  # needs single-task baselines: the report layer selects
+        return {"rule": "delta_m", "split": split, "metric": metric, "epochs": [], "metrics": {},
+                "note": "selection by Delta_m against baselines is done by mtl-bench table/collect"}
+    history = {e: {s: v for s, v in ev.items() if s != "train"} for e, ev in history.items()}
+    epochs, metrics = select(history, rule=sel.get("rule", "last"), split=split, metric=metric,
+                             higher_is_better=direction, k=int(sel.get("k", 10)))
+    return {"rule": sel.get("rule", "last"), "split": split, "metric": metric, "epochs": epochs, "metrics": metrics}
+
