@@ -93,6 +93,8 @@ class LossWeighting(Strategy):
     level = "loss"
 
     def weights(self, losses: torch.Tensor, gramian: torch.Tensor | None = None) -> torch.Tensor:
+        """The detached weight of each task loss. Computed on its own, never through
+        :meth:`combine` (which may call it): one direction, no circle."""
         raise NotImplementedError
 
     def combine(self, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
