@@ -69,7 +69,7 @@ def listing(config_dir: Path, what: str = "all") -> str:
     """The text of ``mtl-bench list WHAT`` (WHAT: all or one of :data:`GROUPS`' plural names)."""
     plural_to_group = {v: k for k, v in GROUPS.items()}
     if what != "all" and what not in plural_to_group:
-        raise ValueError(f"mtl-bench list: unknown {what!r}; choose all, {', '.join(GROUPS.values())}")
+        raise ValueError(f"mtl-bench list {what}: unknown group; choose all, {', '.join(GROUPS.values())}")
     groups = list(GROUPS) if what == "all" else [plural_to_group[what]]
     blocks = [strategy_lines(config_dir) if g == "strategy" else group_lines(config_dir, g) for g in groups]
     return "\n".join("\n".join(b) for b in blocks)

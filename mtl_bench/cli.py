@@ -14,6 +14,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from .paths import config_dir  # noqa: F401  (mtl_bench.cli.config_dir, as before)
+
 USAGE = """usage: mtl-bench COMMAND [ARGS]
 
 Benchmark harness for multi-task learning strategies.
@@ -50,22 +52,34 @@ commands:
 log = logging.getLogger("mtl_bench")
 
 
-def config_dir() -> Path:
-    """configs/ of a clone (or editable install), else the copy shipped inside the package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "configs", here / "configs"):
-        if (candidate / "config.yaml").exists():
-            return candidate
-    raise FileNotFoundError(f"mtl-bench's configs/ not found next to {here}; reinstall the package")
 
 
-# Errors whose message says what is wrong and how to fix it: shown without a traceback.
+# The error policy of every subcommand: an error whose message says what is wrong and how to fix
+# it ends as ONE line on stderr, ``mtl-bench: error: ...``, and exit status 2 (no traceback).
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """User errors of a training run."""
     from .data import DatasetNotFoundError
     from .strategies import SolverError
     from .train.checkpoint import CheckpointError
 
     return (ValueError, DatasetNotFoundError, CheckpointError, SolverError, PermissionError)
+
+
+def _command_errors() -> tuple[type[BaseException], ...]:
+    """User errors of the other subcommands: a run's, plus a missing file or key they read."""
+    return (*_user_errors(), FileNotFoundError, KeyError)
+
+
+def _one_line(err: BaseException | str) -> str:
+    """The error's message on one line (a KeyError's without its quotes)."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str) else str(err)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _fail(err: BaseException | str) -> None:
+    """Print the user error as one line on stderr and exit with status 2."""
+    print(f"mtl-bench: error: {_one_line(err)}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 _USER_ERRORS: list[str] = []  # the messages of single runs' user errors, for the Python API (mtl_bench.run)
@@ -358,16 +372,17 @@ def list_command(argv: list[str]) -> None:
     """Every config of every group (``mtl-bench list``) or of one (``mtl-bench list strategies``)."""
     from .catalog import listing
 
-    try:
-        print(listing(config_dir(), argv[0] if argv else "all"))
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
+    print(listing(config_dir(), argv[0] if argv else "all"))
 
 
 def _parse(prog: str, argv: list[str], build):
     import argparse
 
-    parser = argparse.ArgumentParser(prog=f"mtl-bench {prog}")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, as every other user error, instead of usage + error
+            _fail(f"{message} (see mtl-bench {prog} --help)")
+
+    parser = Parser(prog=f"mtl-bench {prog}")
     build(parser)
     return parser.parse_args(argv)
 
@@ -436,17 +451,6 @@ def _table_inputs(a) -> dict:
                 tune=tune, tune_metric=tune_metric, ci=a.ci, correction=a.correction, poi=a.poi)
 
 
-def _report_errors(fn):
-    def wrapped(argv):
-        try:
-            fn(argv)
-        except (ValueError, FileNotFoundError, KeyError) as err:
-            print(f"mtl-bench: error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-    return wrapped
-
-
-@_report_errors
 def collect_command(argv: list[str]) -> None:
     from .report import collect, write_table
 
@@ -463,7 +467,6 @@ def collect_command(argv: list[str]) -> None:
         print(f"written to {write_table(found.results, a.out)}")
 
 
-@_report_errors
 def status_command(argv: list[str]) -> None:
     from .report.status import describe_status, sweep_status
 
@@ -473,7 +476,6 @@ def status_command(argv: list[str]) -> None:
     print(describe_status(sweep_status(a.dirs)))
 
 
-@_report_errors
 def table_command(argv: list[str]) -> None:
     from .report.pipeline import make_table
 
@@ -508,7 +510,6 @@ def table_command(argv: list[str]) -> None:
         Path(a.out).write_text(text)
 
 
-@_report_errors
 def plot_command(argv: list[str]) -> None:
     from .report import plots
     from .report.pipeline import make_table, select_all
@@ -571,9 +572,6 @@ def tune_command(argv: list[str]) -> None:
                       seeds=[int(s) for s in _split(a.seeds) or []], overrides=a.overrides, metric=a.metric,
                       n_jobs=a.n_jobs, sampler_seed=a.sampler_seed, log=lambda line: print(f"mtl-bench tune: {line}", flush=True))
         state = tuner.run()
-    except ValueError as err:
-        print(f"mtl-bench: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
     except Stopped as err:
         print(f"mtl-bench: {err}; resume with the same command", file=sys.stderr)
         raise SystemExit(143) from None
@@ -595,11 +593,7 @@ def reproduce_command(argv: list[str]) -> None:
               "hydra.sweep.dir=DIR), then prints the regenerated table beside the published one.\n"
               f"presets: {', '.join(available_presets())}")
         return
-    try:
-        failures = reproduce(argv[0], argv[1:])
-    except (ValueError, FileNotFoundError) as err:
-        print(f"mtl-bench: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    failures = reproduce(argv[0], argv[1:])
     if failures:
         raise SystemExit(1)
 
@@ -625,7 +619,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"mtl-bench: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
     try:
-        COMMANDS[command](rest)
+        if command == "run":  # a run reports its own errors (inside a sweep they mark the run failed)
+            run(rest)
+        else:
+            try:
+                COMMANDS[command](rest)
+            except _command_errors() as err:
+                _fail(err)
     except KeyboardInterrupt:  # Ctrl-C outside training (which reports and exits by itself)
         print(f"mtl-bench {command}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -11,11 +11,46 @@ reports:
 - ``delta_m``: the epoch with the lowest Delta_m% (Maninis et al. 2019) on ``split`` against
   single-task ``baseline`` values of that split. The baselines live in other runs, so only the
   report layer (``mtl-bench table``) applies this rule; the trainer records it as pending.
+  :func:`delta_m` (docs/protocols.md#scores-delta_m-and-mean-rank) is defined here and used by
+  the report layer's tables too.
 """
 from __future__ import annotations
 
 import math
 from typing import Mapping
+
+AVERAGES = ("metric", "task")
+
+
+def delta_m(values: Mapping[tuple[str, str], float], baseline: Mapping[tuple[str, str], float],
+            higher_is_better: Mapping[tuple[str, str], bool], average: str = "metric") -> float:
+    """Delta_m% of ``values`` against ``baseline``; both map ``(task, metric)`` to a value.
+
+    Maninis et al. 2019 (CVPR, eq. 5): ``(100/K) sum_k (-1)^{s_k} (M_k - B_k) / B_k`` with
+    ``s_k = 1`` when higher is better, averaged over the K metrics (``average="metric"``) or
+    first within each task, then over tasks (``"task"``).
+
+    Every key of ``values`` needs a baseline and a direction. Lower is better: 0 matches the
+    baseline, negative improves on it.
+    """
+    if average not in AVERAGES:
+        raise ValueError(f"Delta_m average={average!r}: choose 'metric' or 'task'")
+    if not values:
+        raise ValueError("Delta_m of no metrics")
+    terms: dict[str, list[float]] = {}
+    for key, value in values.items():
+        if key not in baseline:
+            raise KeyError(f"no baseline for {key[0]}/{key[1]}")
+        base = baseline[key]
+        if base == 0:
+            raise ValueError(f"baseline of {key[0]}/{key[1]} is 0: Delta_m is undefined")
+        sign = -1.0 if higher_is_better[key] else 1.0
+        terms.setdefault(key[0], []).append(sign * (value - base) / abs(base))
+    if average == "metric":
+        flat = [t for ts in terms.values() for t in ts]
+        return 100.0 * sum(flat) / len(flat)
+    return 100.0 * sum(sum(ts) / len(ts) for ts in terms.values()) / len(terms)
+
 
 Evaluation = Mapping[str, Mapping[str, Mapping[str, float]]]
 RULES = ("last", "best", "mean_last_k", "delta_m")
@@ -59,8 +94,6 @@ def select(history: Mapping[int, Evaluation], rule: str = "last", split: str = "
     elif rule == "delta_m":
         if not baseline or directions is None:
             raise ValueError("protocol.selection.rule=delta_m needs single-task baselines (mtl-bench table)")
-        from .report.scores import delta_m
-
         def delta(epoch):
             tasks = history[epoch].get(split)
             if not tasks:
@@ -94,3 +127,51 @@ def average(evaluations: list[Evaluation]) -> dict:
                 values = [v for v in values if v is not None]
                 out[split][task][name] = sum(values) / len(values) if values else None
     return out
+
+
+# ----------------------------------------------------------------- a run's own selection
+Directions = Mapping[str, Mapping[str, bool]]  # task -> metric -> higher is better
+
+
+def check_selection(selection: Mapping, splits: list[str], directions: Directions) -> None:
+    """Reject a ``protocol.selection`` a benchmark with ``splits`` and tasks' metric
+    ``directions`` cannot satisfy, before any epoch is trained (only ``best`` names a split and
+    a metric the run must log)."""
+    rule, split, metric = selection.get("rule", "last"), selection.get("split", "val"), selection.get("metric")
+    if rule != "best":
+        return
+    if split not in splits:
+        raise ValueError(
+            f"protocol.selection.split={split!r}, but this benchmark has no {split!r} split "
+            f"(splits: {', '.join(splits) or 'none'}); give the dataset a validation split "
+            f"(e.g. dataset.val_size) or choose protocol=last or protocol=mean_last_10"
+        )
+    task, _, name = (metric or "").partition("/")
+    known = {n for metrics in directions.values() for n in metrics}
+    if not name or name not in known or task not in ("mean", *directions):
+        raise ValueError(
+            f"protocol.selection.metric={metric!r} must read 'mean/METRIC' or 'TASK/METRIC' with a logged "
+            f"metric ({', '.join(sorted(known))}) and task ({', '.join(directions)})"
+        )
+
+
+def run_selection(selection: Mapping, history: Mapping[int, Evaluation], directions: Directions) -> dict:
+    """The ``selected`` block of a run's summary.json: the rule, its split and metric, the chosen
+    epochs and their (averaged) metrics, from ``{epoch: evaluation}`` (its ``train`` entries are
+    not selected on). ``delta_m`` needs baselines from other runs: recorded as pending."""
+    sel = dict(selection)
+    metric = sel.get("metric")
+    direction = None
+    if metric:
+        name = metric.split("/", 1)[-1]
+        flat = {n: hib for metrics in directions.values() for n, hib in metrics.items()}
+        direction = flat.get(name, False)
+    split = sel.get("split", "val")
+    if sel.get("rule") == "delta_m":  # needs single-task baselines: the report layer selects
+        return {"rule": "delta_m", "split": split, "metric": metric, "epochs": [], "metrics": {},
+                "note": "selection by Delta_m against baselines is done by mtl-bench table/collect"}
+    history = {e: {s: v for s, v in ev.items() if s != "train"} for e, ev in history.items()}
+    epochs, metrics = select(history, rule=sel.get("rule", "last"), split=split, metric=metric,
+                             higher_is_better=direction, k=int(sel.get("k", 10)))
+    return {"rule": sel.get("rule", "last"), "split": split, "metric": metric, "epochs": epochs, "metrics": metrics}
+

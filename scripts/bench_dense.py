@@ -12,7 +12,7 @@ Settings (synthetic tensors with the real shapes, dtypes and target conventions)
 
 Strategies: EW (one backward), MGDA (Gramian of per-task gradients; default space
 representation = MGDA-UB) and GradNorm (last shared layer); ``--strategies`` picks others.
-Each step is the trainer's own step (``Trainer._train_step``: forward, losses, strategy,
+Each step is the trainer's own step (``Trainer.train_step``: forward, losses, strategy,
 gradient backend, optimiser step). Timing: ``--warmup`` untimed steps, then ``--steps`` steps,
 each bracketed by CUDA events (or ``perf_counter`` on the CPU) and synchronised once at the end;
 the table reports the median and mean step time, the ratio to EW, and the peak memory
@@ -104,7 +104,7 @@ def measure(setting: Setting, strategy_name: str, device: torch.device, warmup: 
                           Path(tmp), device, backend)
         trainer.model.train()
         for _ in range(warmup):
-            trainer._train_step(x, targets)
+            trainer.train_step(x, targets)
         cuda = device.type == "cuda"
         if cuda:
             torch.cuda.synchronize(device)
@@ -114,12 +114,12 @@ def measure(setting: Setting, strategy_name: str, device: torch.device, warmup: 
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                trainer._train_step(x, targets)
+                trainer.train_step(x, targets)
                 end.record()
                 marks.append((start, end))
             else:
                 t0 = time.perf_counter()
-                trainer._train_step(x, targets)
+                trainer.train_step(x, targets)
                 marks.append(time.perf_counter() - t0)
         if cuda:
             torch.cuda.synchronize(device)

@@ -2,6 +2,8 @@
 
     python scripts/bench_diagnostics.py [--strategies ew:params,mgda:representation] [--steps 40] [--device cpu]
 
+(from the repository root of a clone, on any machine; ``--device cuda`` on a GPU host).
+
 Prints the median seconds per training step on the synthetic problem, off and with every step
 diagnosed, per strategy and gradient space (one thread on the CPU; on CUDA the steps are
 synchronised around each timed step). Loss weightings pay T extra backward passes on diagnosed
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,30 +22,28 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from mtl_bench.data import build_benchmark
-from mtl_bench.models import build_model
-from mtl_bench.strategies import build_strategy
-from mtl_bench.train.diagnostics import GradientDiagnostics
-from mtl_bench.train.gradients import GradientBackend
-from mtl_bench.train.trainer import Trainer, TrainerConfig
+from omegaconf import OmegaConf
+
+from mtl_bench.train.experiment import build_trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def median_step(cfg, name: str, space: str, every, steps: int, device: torch.device) -> float:
+def median_step(cfg, space: str, every, steps: int, device: torch.device) -> float:
+    """Median seconds of a training step of the run ``cfg`` describes (built as ``mtl-bench run``
+    builds it), in gradient ``space`` with the loop backend, diagnosed every ``every`` steps."""
     torch.manual_seed(0)
-    benchmark = build_benchmark(cfg.dataset, batch_size=100, seed=0)
-    model = build_model(cfg.model, benchmark)
+    cfg = OmegaConf.merge(cfg, {"grad": {"space": space, "method": "loop"}, "diagnostics": {"every": every},
+                                "trainer": {"batch_size": 100}})
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(model, benchmark, build_strategy(name, len(benchmark.tasks)), TrainerConfig(), Path(folder),
-                          device, GradientBackend(space, "loop"), diagnostics=GradientDiagnostics(every, benchmark.task_names))
-        batches = [trainer._to_device(x, t) for x, t in list(benchmark.train)[: steps + 3]]
+        trainer = build_trainer(cfg, Path(folder), device)
+        batches = [trainer.to_device(x, t) for x, t in list(trainer.benchmark.train)[: steps + 3]]
         times = []
         for i, (x, targets) in enumerate(batches):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
-            trainer._train_step(x, targets)
+            trainer.train_step(x, targets)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             trainer.step += 1
@@ -60,13 +61,13 @@ def main() -> None:
     a = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(a.device)
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=[f"dataset.num_samples={100 * (a.steps + 3) + 1000}"])
     print(f"{'strategy':<10} {'space':<16} {'off ms/step':>12} {'every step ms':>14}")
     for item in a.strategies.split(","):
         name, space = item.split(":")
-        off = median_step(cfg, name, space, None, a.steps, device)
-        on = median_step(cfg, name, space, 1, a.steps, device)
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            cfg = compose("config", overrides=[f"dataset.num_samples={100 * (a.steps + 3) + 1000}", f"strategy={name}"])
+        off = median_step(cfg, space, None, a.steps, device)
+        on = median_step(cfg, space, 1, a.steps, device)
         print(f"{name:<10} {space:<16} {1000 * off:>12.2f} {1000 * on:>14.2f}")
 
 

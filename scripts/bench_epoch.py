@@ -22,16 +22,12 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mtl_bench.data import build_benchmark  # noqa: E402
-from mtl_bench.models import build_model  # noqa: E402
-from mtl_bench.strategies import build_strategy, strategy_class  # noqa: E402
-from mtl_bench.train.experiment import resolve_device, strategy_hparams  # noqa: E402
-from mtl_bench.train.gradients import GradientBackend  # noqa: E402
-from mtl_bench.train.trainer import Trainer, TrainerConfig  # noqa: E402
+from mtl_bench.train.experiment import build_trainer, resolve_device  # noqa: E402
 
 CASES = [("ew", None), ("uw", None), ("mgda", "params"), ("mgda", "representation"), ("gradnorm", None)]
 
@@ -51,13 +47,14 @@ def sync(device):
 
 
 def make_trainer(cfg, name, space, device, run_dir):
-    benchmark = build_benchmark(cfg.dataset, batch_size=cfg.trainer.batch_size, seed=0)
-    model = build_model(cfg.model, benchmark)
-    strategy = build_strategy(name, len(benchmark.tasks), **strategy_hparams(cfg.strategy))
-    backend = GradientBackend(space or strategy_class(name).default_space, "auto")
-    config = TrainerConfig(optimizer="sgd", lr=0.01, momentum=0.9, checkpoint=False, progress="never",
-                           log_interval=10**9)
-    return Trainer(model, benchmark, strategy, config, run_dir, device, backend)
+    """The run ``mtl-bench run`` builds from ``cfg`` (``build_trainer``), with plain SGD (lr 0.01,
+    momentum 0.9), no checkpoints, no progress bar, no step records and ``space`` (None: the
+    strategy's default); ``name`` is the strategy ``cfg`` names."""
+    assert cfg.strategy.name == name, (cfg.strategy.name, name)
+    cfg = OmegaConf.merge(cfg, {"trainer": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "checkpoint": False,
+                                            "progress": "never", "log_interval": 10**9},
+                                "grad": {"space": space, "method": "auto"}})
+    return build_trainer(cfg, run_dir, device)
 
 
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
@@ -67,7 +64,7 @@ def time_epoch(trainer, device, clock: str = "wall") -> float:
     now = CLOCKS[clock]
     sync(device)
     start = now()
-    trainer._train_epoch()
+    trainer.train_epoch()
     sync(device)
     return now() - start
 

@@ -269,7 +269,7 @@ def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int,
         if backend is not None and row["space"] == "params":
             row["vmap_chunk"] = backend.last_chunk
             row["method"] = row["method"] + ("" if row["method"] != "auto" else f" ({'vmap' if backend.last_chunk else 'loop'})")
-        row["solver_failures"] = getattr(strategy, "solver_failures", 0)
+        row["solver_failures"] = strategy.stats().get("solver_failures", 0) if strategy is not None else 0
 
 
 def runs_for(names: list[str], spaces: list[str]):

@@ -11,11 +11,12 @@
 # Each part takes under ten minutes on an H100/H200 (`tables`: half the grid). Results go to $OUT
 # (default gpu_results/); `tables` also leaves the run folders in results/, where the CPU sweeps of
 # scripts/studies.sh put them, so `git add results/sener_koltun_multimnist/runs` keeps them.
-# MTL_BENCH_DATA must hold MNIST/raw. A host without the project's dependencies can prepare them in
-# .gpu/setup.sh (installs wheels, exports MTL_BENCH_DATA), which is sourced first when present.
+# Needs: python3 with mtl-bench installed from this clone (`pip install -e .`, which brings
+# torch, Hydra and the joblib launcher), nvidia-smi, and MTL_BENCH_DATA holding MNIST/raw
+# (`dataset.root=$MTL_BENCH_DATA dataset.download=true` on a run fetches it once; README, Data).
 set -uo pipefail
 part=${1:?usage: gpu_session.sh spine|benches|tables [LRS]}
-[ -f .gpu/setup.sh ] && { source .gpu/setup.sh || exit 1; }
+: "${MTL_BENCH_DATA:?set MTL_BENCH_DATA to the folder holding MNIST/raw}"
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-gpu_results}
 mkdir -p "$OUT"

@@ -44,10 +44,10 @@ def main(argv=None):
             trainer = make_trainer(cfg, name, space, device, Path("/tmp/mtl-bench-profile"))
             batches = iter(trainer.benchmark.train)
             for _ in range(3):
-                trainer._train_step(*next(batches))
+                trainer.train_step(*next(batches))
             with profile(activities=activities) as prof:
                 for _ in range(args.steps):
-                    trainer._train_step(*next(batches))
+                    trainer.train_step(*next(batches))
             names = [e.name for e in prof.events()]
             rows.append({
                 "strategy": name, "device": str(device), "steps": args.steps,

@@ -85,12 +85,12 @@ def _logged(records):
 def test_logged_cosines_match_a_direct_computation_on_the_same_batch(compose, tmp_path, name, space):
     trainer, benchmark = _trainer(compose, tmp_path, name, space, every=2)
     batches = list(benchmark.train)[:2]
-    trainer._train_step(*batches[0])            # step 1: not diagnosed
+    trainer.train_step(*batches[0])            # step 1: not diagnosed
     trainer.step = 1
     assert trainer.diagnostics.pending == []
     x, targets = batches[1]
     before = copy.deepcopy(trainer.model)
-    trainer._train_step(x, targets)             # step 2: diagnosed
+    trainer.train_step(x, targets)             # step 2: diagnosed
     records = trainer.diagnostics.records(epoch=1)
     assert {r["split"] for r in records} == {SPLIT} and {r["step"] for r in records} == {2}
     logged = _logged(records)
@@ -115,10 +115,10 @@ def test_logged_cosines_match_a_direct_computation_on_the_same_batch(compose, tm
 
 
 def _op_counts(trainer, batches):
-    trainer._train_step(*batches[0])  # warm-up (first-step state)
+    trainer.train_step(*batches[0])  # warm-up (first-step state)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for x, targets in batches[1:]:
-            trainer._train_step(x, targets)
+            trainer.train_step(x, targets)
             trainer.step += 1
     return Counter(e.name for e in prof.events()), prof
 

@@ -56,9 +56,9 @@ def test_zoo_training_steps_do_not_sync(compose, tmp_path, name, space, hparams)
     trainer = Trainer(model, benchmark, strategy, TrainerConfig(), tmp_path, torch.device("cpu"),
                       GradientBackend(space, "loop"))
     batches = list(benchmark.train)[:4]
-    trainer._train_step(*batches[0])  # warm-up (first-step state)
+    trainer.train_step(*batches[0])  # warm-up (first-step state)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for x, targets in batches[1:]:
-            trainer._train_step(x, targets)
+            trainer.train_step(x, targets)
     reads = [e.name for e in prof.events() if e.name in HOST_READS and not _inside_optimizer_step(e)]
     assert reads == [], f"{name}: host reads in the training step: {reads}"

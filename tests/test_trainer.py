@@ -20,16 +20,16 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(compose, tmp_path, mon
     cfg = compose([f"strategy={strategy}", "trainer.epochs=3", *SMALL])
     whole = run_experiment(cfg, tmp_path / "whole")
 
-    original = Trainer._end_epoch
+    original = Trainer.end_epoch
     def crash_after_second_epoch(self):
         original(self)
         if self.epoch == 2:
             raise RuntimeError("killed")
-    monkeypatch.setattr(Trainer, "_end_epoch", crash_after_second_epoch)
+    monkeypatch.setattr(Trainer, "end_epoch", crash_after_second_epoch)
     with pytest.raises(RuntimeError, match="killed"):
         run_experiment(cfg, tmp_path / "resumed")
     assert summary(tmp_path / "resumed")["status"] == "failed"
-    monkeypatch.setattr(Trainer, "_end_epoch", original)
+    monkeypatch.setattr(Trainer, "end_epoch", original)
     resumed = run_experiment(cfg, tmp_path / "resumed")
 
     assert resumed["status"] == "completed" and resumed["epochs_completed"] == 3
@@ -62,13 +62,13 @@ def test_completed_run_is_not_trained_again(compose, tmp_path):
 
 def test_nan_loss_marks_the_run_diverged_and_keeps_history(compose, tmp_path, monkeypatch):
     cfg = compose(["trainer.epochs=3", *SMALL])
-    original = Trainer._train_step
+    original = Trainer.train_step
     def poisoned(self, x, targets):
         losses, weights = original(self, x, targets)
         if self.epoch == 1 and self.step >= 6:  # 4 steps per epoch: steps 7 and 8
             losses = losses * float("nan")
         return losses, weights
-    monkeypatch.setattr(Trainer, "_train_step", poisoned)
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
     result = run_experiment(cfg, tmp_path)
     assert result["status"] == "diverged" and result["diverged_at_step"] == 7
     assert result["epochs_completed"] == 1

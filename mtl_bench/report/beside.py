@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from .directions import display_scale, label
-from .papers import load_published, printed_scores
+from .published import load_published, printed_scores
 from .tables import ScoreTable, _seeds_cell
 
 

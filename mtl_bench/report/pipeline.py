@@ -16,6 +16,7 @@ import pandas as pd
 from .baselines import Baselines
 from .collect import Collection, collect
 from .groups import annotate
+from .published import load_published
 from .selection import TUNE_SPLIT, selected_values, tune as tune_runs
 from .tables import SKIP_METRICS, ScoreTable, _short, score_table
 
@@ -58,8 +59,6 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     if baseline == "stl":
         baselines = Baselines.from_runs(stl) if not stl.empty else None
     elif baseline.startswith("published:"):
-        from .papers import load_published
-
         baselines = Baselines.from_published(load_published(baseline.split(":", 1)[1]))
     elif baseline == "none":
         baselines = None

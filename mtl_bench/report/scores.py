@@ -15,33 +15,7 @@ from __future__ import annotations
 import math
 from typing import Hashable, Mapping, Sequence
 
-AVERAGES = ("metric", "task")
-
-
-def delta_m(values: Mapping[tuple[str, str], float], baseline: Mapping[tuple[str, str], float],
-            higher_is_better: Mapping[tuple[str, str], bool], average: str = "metric") -> float:
-    """Delta_m% of ``values`` against ``baseline``; both map ``(task, metric)`` to a value.
-
-    Every key of ``values`` needs a baseline and a direction. Lower is better: 0 matches the
-    baseline, negative improves on it.
-    """
-    if average not in AVERAGES:
-        raise ValueError(f"Delta_m average={average!r}: choose 'metric' or 'task'")
-    if not values:
-        raise ValueError("Delta_m of no metrics")
-    terms: dict[str, list[float]] = {}
-    for key, value in values.items():
-        if key not in baseline:
-            raise KeyError(f"no baseline for {key[0]}/{key[1]}")
-        base = baseline[key]
-        if base == 0:
-            raise ValueError(f"baseline of {key[0]}/{key[1]} is 0: Delta_m is undefined")
-        sign = -1.0 if higher_is_better[key] else 1.0
-        terms.setdefault(key[0], []).append(sign * (value - base) / abs(base))
-    if average == "metric":
-        flat = [t for ts in terms.values() for t in ts]
-        return 100.0 * sum(flat) / len(flat)
-    return 100.0 * sum(sum(ts) / len(ts) for ts in terms.values()) / len(terms)
+from ..protocol import AVERAGES, delta_m  # noqa: F401  (defined beside the selection rule that uses it)
 
 
 def mean_rank(table, higher_is_better: Mapping[Hashable, bool]):

@@ -28,6 +28,8 @@ from typing import Callable, ClassVar, Sequence
 import torch
 from torch import nn
 
+from .solvers import SolverError
+
 SPACES = ("params", "representation", "last_shared_layer")
 
 
@@ -78,6 +80,12 @@ class Strategy(nn.Module):
         """Parameter groups the trainer adds to the model's optimiser (learned loss weights)."""
         return []
 
+    def stats(self) -> dict[str, int]:
+        """Counters the run reports in summary.json's cost block, e.g. ``{"solver_calls": 120,
+        "solver_failures": 0}`` for a strategy with a solver (:class:`SolverWeighting`); empty
+        for the others."""
+        return {}
+
 
 class LossWeighting(Strategy):
     """Level 1: ``total = sum_i w_i L_i`` (or a strategy-specific combination), one backward."""
@@ -85,6 +93,8 @@ class LossWeighting(Strategy):
     level = "loss"
 
     def weights(self, losses: torch.Tensor, gramian: torch.Tensor | None = None) -> torch.Tensor:
+        """The detached weight of each task loss. Computed on its own, never through
+        :meth:`combine` (which may call it): one direction, no circle."""
         raise NotImplementedError
 
     def combine(self, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,12 +121,31 @@ class GradientWeighting(Strategy):
 
 class SolverWeighting(GradientWeighting):
     """A Gramian weighting whose weights come from a solver: it counts the solver's calls and
-    failures (reported in summary.json's cost block) and keeps the counts in checkpoints."""
+    failures (reported by :meth:`stats` in summary.json's cost block) and keeps the counts in
+    checkpoints. Subclasses run their solver through :meth:`solve`, which does the counting."""
 
     def __init__(self, n_tasks: int):
         super().__init__(n_tasks)
         self.solver_calls = 0
         self.solver_failures = 0
+
+    def solve(self, solver: Callable, *args, **kwargs):
+        """``solver(*args, **kwargs)``, counted as one call; a :class:`SolverError` it
+        raises is counted as one failure and raised on."""
+        self.solver_calls += 1
+        try:
+            return solver(*args, **kwargs)
+        except SolverError:
+            self.solver_failures += 1
+            raise
+
+    def count_failure(self) -> None:
+        """Count a failure the solver reported without raising (e.g. a solve that did not
+        converge but whose last iterate is used)."""
+        self.solver_failures += 1
+
+    def stats(self) -> dict[str, int]:
+        return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures}
 
     def get_extra_state(self) -> dict:
         return {"solver_calls": self.solver_calls, "solver_failures": self.solver_failures}

@@ -85,6 +85,17 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
     return weights, bool(result.success), str(result.message)
 
 
+def checked_cagrad_weights(G: np.ndarray, *args) -> tuple[np.ndarray, bool, str]:
+    """:func:`cagrad_weights` that raises :class:`SolverError` on a non-finite Gramian or
+    non-finite weights (a solve that did not converge is returned, with ``success=False``)."""
+    if not np.all(np.isfinite(G)):
+        raise SolverError("CAGrad: the Gramian is not finite")
+    w, success, message = cagrad_weights(G, *args)
+    if not np.all(np.isfinite(w)):
+        raise SolverError(f"CAGrad: SLSQP returned non-finite weights ({message})")
+    return w, success, message
+
+
 class CAGrad(SolverWeighting):
     paper = "Liu et al. NeurIPS 2021, arXiv 2110.14048, eq. 3 / Alg. 1"
     scale_heads = False
@@ -106,17 +117,10 @@ class CAGrad(SolverWeighting):
 
     def weights(self, losses, gramian):
         G = gramian.detach().double().cpu().numpy()
-        self.solver_calls += 1
-        if not np.all(np.isfinite(G)):
-            self.solver_failures += 1
-            raise SolverError("CAGrad: the Gramian is not finite")
-        w, success, message = cagrad_weights(G, self.c, self.rescale, self.multiply_by_tasks, self.lambda_eps,
-                                              self.gramian_scaling)
-        if not np.all(np.isfinite(w)):
-            self.solver_failures += 1
-            raise SolverError(f"CAGrad: SLSQP returned non-finite weights ({message})")
+        w, success, message = self.solve(checked_cagrad_weights, G, self.c, self.rescale, self.multiply_by_tasks,
+                                         self.lambda_eps, self.gramian_scaling)
         if not success:
-            self.solver_failures += 1
+            self.count_failure()
             log.warning("CAGrad: SLSQP did not converge (%s); using its last iterate (failure %d of %d calls)",
                         message, self.solver_failures, self.solver_calls)
         return torch.as_tensor(w, dtype=gramian.dtype, device=gramian.device)

@@ -103,13 +103,12 @@ class Composed(Strategy):
     def optimizer_groups(self):
         return self.weighting.optimizer_groups() + self.method.optimizer_groups()
 
-    @property
-    def solver_calls(self) -> int:
-        return getattr(self.method, "solver_calls", 0)
-
-    @property
-    def solver_failures(self) -> int:
-        return getattr(self.method, "solver_failures", 0)
+    def stats(self):
+        """The counters of both parts, added up where both have one."""
+        totals = dict(self.weighting.stats())
+        for key, value in self.method.stats().items():
+            totals[key] = totals.get(key, 0) + value
+        return totals
 
 
 def parse_loss_weighting(spec) -> tuple[str, dict] | None:

@@ -44,15 +44,20 @@ class FAMO(LossWeighting):
     def _gap(self, losses: torch.Tensor) -> torch.Tensor:
         return losses - self.min_losses.to(losses.dtype) + 1e-8
 
-    def combine(self, losses):
+    def _parts(self, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z, D, c)``: task logits' softmax, loss gaps, and the normaliser ``sum z / D``."""
         z = torch.softmax(self.xi.detach(), dim=0).to(losses.dtype)
         D = self._gap(losses)
-        c = (z / D).sum().detach()
+        return z, D, (z / D).sum().detach()
+
+    def combine(self, losses):
+        z, D, c = self._parts(losses)
         total = (z * torch.log(D)).sum() / c
         return total, (z / (c * D)).detach()
 
     def weights(self, losses, gramian=None):
-        return self.combine(losses)[1]
+        z, D, c = self._parts(losses)
+        return (z / (c * D)).detach()
 
     def logit_gradient(self, old_losses: torch.Tensor, new_losses: torch.Tensor) -> torch.Tensor:
         """``z * (delta - z.delta)`` with ``delta = log D(old) - log D(new)``."""

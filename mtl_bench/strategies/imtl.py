@@ -80,12 +80,7 @@ class IMTLG(SolverWeighting):
         self.scale_heads = bool(scale_heads)
 
     def weights(self, losses, gramian):
-        self.solver_calls += 1
-        try:
-            return imtl_g_weights(gramian)
-        except SolverError:
-            self.solver_failures += 1
-            raise
+        return self.solve(imtl_g_weights, gramian)
 
 
 class IMTL(Composed):

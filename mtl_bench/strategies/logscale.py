@@ -36,4 +36,5 @@ class GeometricLoss(LossWeighting):
         return total, (total / (self.n_tasks * losses)).detach()
 
     def weights(self, losses, gramian=None):
-        return self.combine(losses)[1]
+        """``d total / d L_i = total / (T L_i)``, the gradient weight of each loss in ``combine``."""
+        return (torch.exp(torch.log(losses).mean()) / (self.n_tasks * losses)).detach()

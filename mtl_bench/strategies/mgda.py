@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .base import SolverWeighting
-from .solvers import SolverError, min_norm_weights
+from .solvers import min_norm_weights
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -56,12 +56,7 @@ class MGDA(SolverWeighting):
 
     def weights(self, losses, gramian):
         G = normalize_gramian(gramian.double(), losses.double(), self.normalization)
-        self.solver_calls += 1
-        try:
-            w = min_norm_weights(G.cpu().numpy(), self.max_iter, self.tol)
-        except SolverError:
-            self.solver_failures += 1
-            raise
+        w = self.solve(min_norm_weights, G.cpu().numpy(), self.max_iter, self.tol)
         if self.weights_sum == "n_tasks":
             w = w * self.n_tasks
         return torch.as_tensor(np.ascontiguousarray(w), dtype=gramian.dtype, device=gramian.device)

@@ -107,11 +107,9 @@ class NashMTL(SolverWeighting):
             # before any successful solve, start from ones in the solver's normalised units
             start = previous if self.solver_calls > self.solver_failures else None
             G = gramian.detach().double().cpu().numpy()
-            self.solver_calls += 1
             try:
-                alpha = solve_nash(G, start, self.max_iter, self.tol, self.residual_tol)
+                alpha = self.solve(solve_nash, G, start, self.max_iter, self.tol, self.residual_tol)
             except SolverError as err:
-                self.solver_failures += 1
                 if self.on_failure == "raise":
                     raise
                 log.warning("%s; keeping the previous alpha (failure %d of %d solves)",

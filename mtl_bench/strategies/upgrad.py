@@ -64,10 +64,5 @@ class UPGrad(SolverWeighting):
 
     def weights(self, losses, gramian):
         G = gramian.detach().double().cpu().numpy()
-        self.solver_calls += 1
-        try:
-            w = upgrad_weights(G, self.norm_eps, self.reg_eps)
-        except SolverError:
-            self.solver_failures += 1
-            raise
+        w = self.solve(upgrad_weights, G, self.norm_eps, self.reg_eps)
         return torch.as_tensor(w, dtype=gramian.dtype, device=gramian.device)

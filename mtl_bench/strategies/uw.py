@@ -38,18 +38,18 @@ class UncertaintyWeighting(LossWeighting):
         init = PRESETS[preset]["init"] if init is None else float(init)
         self.log_vars = nn.Parameter(torch.full((n_tasks,), init))
 
-    def combine(self, losses):
+    def _factor(self) -> torch.Tensor:
+        """Each task loss's factor: ``exp(-s) / 2`` (regression form) or ``exp(-s)``."""
         s = self.log_vars
-        if self.form == "regression":
-            factor = torch.exp(-s) / 2
-            total = (factor * losses + s / 2).sum()
-        else:
-            factor = torch.exp(-s)
-            total = (factor * losses + s / 2).sum()
+        return torch.exp(-s) / 2 if self.form == "regression" else torch.exp(-s)
+
+    def combine(self, losses):
+        factor = self._factor()
+        total = (factor * losses + self.log_vars / 2).sum()
         return total, factor.detach()
 
     def weights(self, losses, gramian=None):
-        return self.combine(losses)[1]
+        return self._factor().detach()
 
     def optimizer_groups(self):
         group = {"params": [self.log_vars], "weight_decay": 0.0}

@@ -5,10 +5,10 @@ contract, read by the report layer) imports without torch.
 """
 from importlib import import_module
 
-_LAZY = {"run_experiment": ".experiment", "GradientBackend": ".gradients", "Trainer": ".trainer",
+_LAZY = {"run_experiment": ".experiment", "build_trainer": ".experiment", "GradientBackend": ".gradients", "Trainer": ".trainer",
          "TrainerConfig": ".trainer"}
 
-__all__ = ["GradientBackend", "Trainer", "TrainerConfig", "run_experiment"]
+__all__ = ["GradientBackend", "Trainer", "TrainerConfig", "build_trainer", "run_experiment"]
 
 
 def __getattr__(name: str):

@@ -67,7 +67,6 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     from .distributed import environment, launch_local, setup
 
     config = typed_node(cfg.trainer, TrainerConfig)  # the validated trainer node itself (mtl_bench/schemas)
-    selection = dataclasses.asdict(typed_node(cfg.protocol, ProtocolConfig).selection)
     nproc = config.distributed.nproc
     if nproc > 1 and environment() is None and not torch.distributed.is_initialized():
         device = resolve_device(config.device)
@@ -77,8 +76,6 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
         resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra resolvers in the ranks
         return launch_local(nproc, _rank_of_local_run, (resolved, str(run_dir), on_resumable),
                             cpu=device.type == "cpu")
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    settings.pop("hydra", None)
     seed_everything(cfg.seed, config.deterministic)
     # context: None unless launched as several processes (torchrun, SLURM tasks); device: this rank's
     joined = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -86,8 +83,34 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     if context is not None:  # every rank trains into rank 0's folder (Hydra's may differ by a timestamp)
         run_dir = context.broadcast_object(str(run_dir))
     # before any data is loaded: a tracker whose package is missing is refused at once (rank 0 only logs)
+    settings = run_settings(cfg)
     trackers = build_trackers(settings.get("logger") if context is None or context.is_main else None, Path(run_dir),
                               settings, run_name=f"{cfg.strategy.get('name')} seed={cfg.seed} ({Path(run_dir).name})")
+    try:
+        trainer = build_trainer(cfg, run_dir, device, on_resumable=on_resumable, trackers=trackers, dist=context)
+        return trainer.fit()
+    finally:
+        close_trackers(trackers)
+        if context is not None and not joined:  # the group this run made ends with it
+            torch.distributed.destroy_process_group()
+
+
+def run_settings(cfg: DictConfig) -> dict:
+    """The run's resolved config without Hydra's node: what checkpoints compare on resume."""
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings.pop("hydra", None)
+    return settings
+
+
+def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device | None = None, *, on_resumable=None,
+                  trackers=None, dist=None) -> Trainer:
+    """The whole run from a composed config, ready to ``fit()``: benchmark, model, strategy, gradient
+    backend, diagnostics and the :class:`Trainer` with the run's identity and settings. The one builder
+    of ``mtl-bench run``, the Python API (:func:`mtl_bench.run`) and scripts/. ``device``: the
+    config's ``trainer.device`` when None. Seeding is the caller's (:func:`seed_everything`)."""
+    config = typed_node(cfg.trainer, TrainerConfig)
+    selection = dataclasses.asdict(typed_node(cfg.protocol, ProtocolConfig).selection)
+    device = resolve_device(config.device) if device is None else device
     benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
     n_tasks = len(benchmark.tasks)
@@ -109,15 +132,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
         "data": {k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, dict, list))},
     }
     diagnostics = GradientDiagnostics((cfg.get("diagnostics") or {}).get("every"), benchmark.task_names)
-    trainer = Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
-                      settings=settings, provenance=provenance(device), on_resumable=on_resumable,
-                      selection=selection, diagnostics=diagnostics, trackers=trackers, dist=context)
-    try:
-        return trainer.fit()
-    finally:
-        close_trackers(trackers)
-        if context is not None and not joined:  # the group this run made ends with it
-            torch.distributed.destroy_process_group()
+    return Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
+                   settings=run_settings(cfg), provenance=provenance(device), on_resumable=on_resumable,
+                   selection=selection, diagnostics=diagnostics, trackers=trackers, dist=dist)
 
 
 def _rank_of_local_run(cfg, run_dir: str, on_resumable, rank: int) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..protocol import select
+from ..protocol import check_selection, run_selection
 from ..schemas import TrainerConfig  # the trainer group's schema: every key's type, default and range
 from ..strategies.base import Strategy
 from .checkpoint import SettingsMismatch, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
@@ -171,8 +171,8 @@ class Trainer:
         try:
             with interrupt_on_signals():
                 while self.epoch < self.config.epochs:
-                    self._train_epoch()
-                    self._end_epoch()
+                    self.train_epoch()
+                    self.end_epoch()
         except Diverged as err:
             log.error("%s; the run is marked diverged, its history kept in %s", err, self.run_dir)
             return self._write_summary("diverged", diverged_at_step=err.step, diverged_epoch=err.epoch,
@@ -187,7 +187,9 @@ class Trainer:
         return self._write_summary("completed")
 
     # ------------------------------------------------------------------------------ training
-    def _train_epoch(self) -> None:
+    def train_epoch(self) -> None:
+        """Train one epoch over the training split (no evaluation: :meth:`end_epoch` evaluates,
+        logs and checkpoints it)."""
         self.model.train()
         T = len(self.tasks)
         loss_sum = torch.zeros(T, device=self.device)
@@ -199,9 +201,9 @@ class Trainer:
         batches = 0
         started, cpu_started = time.perf_counter(), time.process_time()
         for x, targets in self._progress(self.benchmark.train, f"epoch {self.epoch + 1}/{self.config.epochs}"):
-            x, targets = self._to_device(x, targets)
+            x, targets = self.to_device(x, targets)
             t0 = self.timer.start()
-            losses, weights = self._train_step(x, targets)
+            losses, weights = self.train_step(x, targets)
             self.timer.stop(t0)
             self.step += 1
             batches += 1
@@ -225,7 +227,7 @@ class Trainer:
         self.strategy.on_epoch_end(self.epoch, mean_losses)
         self._pending_train = (mean_losses, weight_sum / max(batches, 1), step_records)
 
-    def _to_device(self, x, targets):
+    def to_device(self, x, targets):
         """Batches of streaming loaders arrive on the CPU; resident ones are already in place."""
         if x.device == self.device:
             return x, targets
@@ -235,7 +237,9 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
-    def _train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, x, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on the batch ``(x, targets)`` (on the run's device): ``(task losses,
+        weights)``, both [T] tensors left on the device. The step counter is the caller's."""
         losses, weights, passes = training_step(self.model, self.strategy, self.backend, self.optimizer,
                                                 self.tasks, x, targets, autocast=self._autocast,
                                                 probe=self.diagnostics.probe(self.step + 1), dist=self.dist)
@@ -277,7 +281,7 @@ class Trainer:
 
             batches = ShardedBatches(batches, self.dist)
         for x, targets in batches:
-            x, targets = self._to_device(x, targets)
+            x, targets = self.to_device(x, targets)
             with self._autocast():
                 preds = self.model(x)
             preds = {name: p.float() for name, p in preds.items()}
@@ -296,7 +300,8 @@ class Trainer:
             out[task][name] = value
         return out
 
-    def _end_epoch(self) -> None:
+    def end_epoch(self) -> None:
+        """Evaluate the epoch :meth:`train_epoch` trained, log it, checkpoint it, update summary.json."""
         mean_losses, mean_weights, step_records = self._pending_train
         evaluation = {split: self.evaluate(batches) for split, batches in self.benchmark.splits().items()}
         epoch = self.epoch + 1
@@ -379,23 +384,10 @@ class Trainer:
     # ----------------------------------------------------------------------------- summary
     def _check_selection(self) -> None:
         """Reject a selection rule this benchmark cannot satisfy before any epoch is trained."""
-        sel = self.selection
-        rule, split, metric = sel.get("rule", "last"), sel.get("split", "val"), sel.get("metric")
-        if rule != "best":
-            return
-        if split not in self.benchmark.splits():
-            raise ValueError(
-                f"protocol.selection.split={split!r}, but this benchmark has no {split!r} split "
-                f"(splits: {', '.join(self.benchmark.splits()) or 'none'}); give the dataset a validation split "
-                f"(e.g. dataset.val_size) or choose protocol=last or protocol=mean_last_10"
-            )
-        task, _, name = (metric or "").partition("/")
-        known = {n for t in self.tasks for n in t.metric_directions}
-        if not name or name not in known or task not in ("mean", *[t.name for t in self.tasks]):
-            raise ValueError(
-                f"protocol.selection.metric={metric!r} must read 'mean/METRIC' or 'TASK/METRIC' with a logged "
-                f"metric ({', '.join(sorted(known))}) and task ({', '.join(t.name for t in self.tasks)})"
-            )
+        check_selection(self.selection, list(self.benchmark.splits()), self._directions())
+
+    def _directions(self) -> dict[str, dict[str, bool]]:
+        return {t.name: dict(t.metric_directions) for t in self.tasks}
 
     def _safe_selection(self) -> dict:
         """The selection for the summary; a selection error is reported there, never lost."""
@@ -407,21 +399,7 @@ class Trainer:
             return {"error": str(err)}
 
     def _selection(self) -> dict:
-        sel = dict(self.selection)
-        metric = sel.get("metric")
-        direction = None
-        if metric:
-            name = metric.split("/", 1)[-1]
-            directions = {n: hib for t in self.tasks for n, hib in t.metric_directions.items()}
-            direction = directions.get(name, False)
-        split = sel.get("split", "val")
-        if sel.get("rule") == "delta_m":  # needs single-task baselines: the report layer selects
-            return {"rule": "delta_m", "split": split, "metric": metric, "epochs": [], "metrics": {},
-                    "note": "selection by Delta_m against baselines is done by mtl-bench table/collect"}
-        history = {e: {s: v for s, v in ev.items() if s != "train"} for e, ev in self.history.items()}
-        epochs, metrics = select(history, rule=sel.get("rule", "last"), split=split, metric=metric,
-                                 higher_is_better=direction, k=int(sel.get("k", 10)))
-        return {"rule": sel.get("rule", "last"), "split": split, "metric": metric, "epochs": epochs, "metrics": metrics}
+        return run_selection(self.selection, self.history, self._directions())
 
     def _write_summary(self, status: str, **extra) -> dict:
         steps = max(self.step, 1)
@@ -446,8 +424,7 @@ class Trainer:
                 "peak_memory_mb": peak_memory_mb(self.device),
                 "memory_kind": "cuda_allocated" if self.device.type == "cuda" else "process_max_rss",
                 "encoder_backward_passes_per_step": self.encoder_passes / steps,
-                "solver_calls": getattr(self.strategy, "solver_calls", 0),
-                "solver_failures": getattr(self.strategy, "solver_failures", 0),
+                "solver_calls": 0, "solver_failures": 0, **self.strategy.stats(),
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
                 # grad.method=auto, per input shape: the path kept and the best timed step of each
                 "grad_method_auto": self.backend.auto_decisions,

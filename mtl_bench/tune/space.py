@@ -16,7 +16,7 @@ SPEC_KEYS = {"low", "high", "log", "int", "step", "choices"}
 
 def space_file(name: str) -> Path:
     """configs/tune/NAME.yaml, or NAME itself when it is a path to a YAML file."""
-    from ..cli import config_dir
+    from ..paths import config_dir
 
     given = Path(name)
     if given.suffix in (".yaml", ".yml") and given.exists():

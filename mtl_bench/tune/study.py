@@ -194,7 +194,7 @@ class Tuner:
         from omegaconf import OmegaConf
 
         from .. import schemas  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
-        from ..cli import config_dir
+        from ..paths import config_dir
 
         plain = [o for o in self.overrides if not o.lstrip("+~").startswith("hydra")]
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
