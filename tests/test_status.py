@@ -62,3 +62,17 @@ def test_jobs_a_sweep_plans_without_a_folder_yet_count_as_not_started(runs, tmp_
     assert len(frame) == 4 and frame.attrs["unlaunched"] == 2
     out = cli("status", str(sweep), cwd=tmp_path, env=ONE_THREAD)
     assert out.stdout.splitlines()[0] == "6 run(s) (2 planned by a sweep, no folder yet): 4 completed, 2 not started"
+
+
+def test_a_summary_written_after_the_clock_was_read_is_not_negative_time_ago(tmp_path):
+    """A running run's summary.json updated a moment after ``now`` was taken reads 0:00:00 ago,
+    never a negative duration."""
+    from mtl_bench.report.status import run_status
+
+    run = tmp_path / "run"
+    run.mkdir()
+    now = time.time()
+    (run / "summary.json").write_text(json.dumps({"status": "running", "epochs": 5, "epochs_completed": 1,
+                                                  "updated_at": now + 0.4, "cost": {}}))
+    (run / "metrics.jsonl").write_text("")
+    assert run_status(run, tmp_path, now)["note"] == "last update 0:00:00 ago"

@@ -41,7 +41,8 @@ def run_status(run_dir: Path, root: Path, now: float) -> dict:
     if status == "no summary":
         status = "not started" if not (Path(run_dir) / "metrics.jsonl").exists() else "damaged"
     updated = summary.get("updated_at")
-    idle = now - updated if isinstance(updated, (int, float)) else None
+    # max(0, ...): a summary written a moment after `now` was read (a run still writing) is 0 s old
+    idle = max(0.0, now - updated) if isinstance(updated, (int, float)) else None
     if status == "running" and idle is not None:
         reason = f"last update {_duration(idle)} ago"
     return {"run": str(Path(run_dir).relative_to(root)) if Path(run_dir) != root else ".", "status": status,

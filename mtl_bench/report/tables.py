@@ -349,7 +349,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                f"{_time_caption(clocks, reference)}"
                f"p: paired t-test of Δm against {reference} over matching seeds"
                + (f", Holm-corrected for the comparisons with {reference} in each panel (family-wise error "
-                  f"rate {1 - CONFIDENCE:.2g}: p < {1 - CONFIDENCE:.2g} is a difference)" if correction == "holm" else "")
+                  f"rate {1 - CONFIDENCE:.2g}: p < {1 - CONFIDENCE:.2g} is a difference)" if correction == "holm"
+                  else ", not corrected for the multiple comparisons (--correction holm corrects them)")
                + ". "
                + (f"P(Δm < {reference}): probability that a run's Δm is lower than a {reference} run's, over all "
                   f"pairs, ties counted 1/2 (Agarwal et al. 2021). " if poi else "")
