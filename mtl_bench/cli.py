@@ -100,6 +100,7 @@ def _task(cfg) -> dict | None:
 
     from .train import run_experiment
     from .train.checkpoint import SettingsMismatch
+    from .train.run_dir import RunDirBusy
     from .train.signals import Interrupted
 
     hydra_cfg = HydraConfig.get()
@@ -118,11 +119,11 @@ def _task(cfg) -> dict | None:
         if not multirun:
             _USER_ERRORS.append(str(err))
             print(f"mtl-bench: error: {err}", file=sys.stderr)
-            if fresh and not _holds_a_run(run_dir):  # rejected before training wrote anything
+            if fresh and not _holds_a_run(run_dir) and not isinstance(err, RunDirBusy):  # rejected before training wrote anything
                 _remove_run_dir(run_dir, hydra_cfg.job.name)
             raise SystemExit(2) from None
         log.error("error: %s", err)
-        if isinstance(err, SettingsMismatch):
+        if isinstance(err, (SettingsMismatch, RunDirBusy)):
             return {"status": "refused", "error": str(err)}  # the folder holds another run: leave it as it is
         if not (run_dir / ".hydra" / "config.yaml").exists():
             save_config()  # the failed run's settings, for its summary's reader

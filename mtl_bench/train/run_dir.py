@@ -7,9 +7,11 @@ split=train_step. ``summary.json`` is rewritten atomically after every epoch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Iterable
 
@@ -17,6 +19,43 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATUSES = ("running", "completed", "interrupted", "diverged", "failed")
+LOCK_FILE = ".lock"  # held (flock) by the process training the run: one writer per run directory
+
+
+class RunDirBusy(ValueError):
+    """The run directory is being trained by another process (two writers would duplicate records)."""
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path):
+    """Hold ``run_dir`` for this process while it trains: a second process (a sweep started twice,
+    a worker left over from a killed sweep) is refused with :class:`RunDirBusy` instead of training
+    the same run beside it. An advisory ``flock`` on ``run_dir/.lock``, released by the OS when the
+    process ends however it ends; file systems without locks (and Windows) train unguarded."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(Path(run_dir) / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise RunDirBusy(f"{run_dir} is being trained by {owner}: wait for it to finish or stop it, "
+                             "then run the same command again (it resumes from the checkpoint)") from None
+        except OSError:  # no locks on this file system
+            yield
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -27,7 +27,7 @@ from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
 from .optim import build_optimizer, build_scheduler
 from .signals import Interrupted, deferred_signals, interrupt_on_signals
-from .run_dir import CHECKPOINT_FILE, MetricsLog, read_summary, record, write_summary
+from .run_dir import CHECKPOINT_FILE, MetricsLog, exclusive, read_summary, record, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,13 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- API
     def fit(self) -> dict:
-        """Train to ``config.epochs``, resuming from the run dir's checkpoint when there is one."""
+        """Train to ``config.epochs``, resuming from the run dir's checkpoint when there is one; one
+        process at a time per run directory (:func:`.run_dir.exclusive`)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.run_dir) if self.dist is None or self.dist.is_main else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict:
         previous = read_summary(self.run_dir)
         status = previous.get("status") if previous else None
         finished = status == "completed" and (previous.get("epochs_completed", 0) >= self.config.epochs
