@@ -141,7 +141,8 @@ def test_a_second_process_on_a_run_being_trained_is_refused_and_touches_nothing(
     """Two processes training one run folder (a sweep started twice, a worker left over from a
     killed sweep) would write every record twice: the second is refused in one line, exit 2, and
     the first trains on undisturbed to a history without duplicates."""
-    args = ["strategy=ew", "trainer.epochs=40", "dataset.num_samples=2000", "trainer.batch_size=20", "hydra.run.dir=run"]
+    args = ["strategy=ew", "trainer.epochs=100000", "dataset.num_samples=2000", "trainer.batch_size=20",
+            "hydra.run.dir=run"]
     first = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", *args], cwd=tmp_path, env=ENV,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
@@ -154,9 +155,9 @@ def test_a_second_process_on_a_run_being_trained_is_refused_and_touches_nothing(
     first.communicate(timeout=300)
     assert second.returncode == 2, second.stderr
     (line,) = [l for l in second.stderr.splitlines() if l.startswith("mtl-bench:")]
-    assert "is being trained by pid" in line and "run the same command again" in line
+    assert "is being trained by another process" in line and "run the same command again" in line
     assert "Traceback" not in second.stderr
     records = [(r["epoch"], r["step"], r["split"], r["task"], r["metric"]) for r in read_jsonl(metrics)]
     assert len(records) == len(set(records))  # one writer: no record twice
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and summary["epochs"] == 40  # the first run's, not the refused one's
+    assert summary["status"] == "interrupted" and summary["epochs"] == 100000  # the first run's, not the refused one's

@@ -383,6 +383,7 @@ def conflict(results: pd.DataFrame, out=None, name: str = "conflict") -> pd.Data
     _note(fig, data, f"task gradients of each step logged every diagnostics.every steps, in the method's gradient "
                      f"space (loss weightings: shared parameters); lines: mean over {_seeds(data['n'])}; "
                      f"bands: 95% CI over seeds (Student t)")
+    return _save(fig, data, out, name)
 
 
 def aggregate(table, out=None, name: str = "aggregate") -> pd.DataFrame:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import os
-import socket
 from pathlib import Path
 from typing import Iterable
 
@@ -19,9 +18,6 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATUSES = ("running", "completed", "interrupted", "diverged", "failed")
-LOCK_FILE = ".lock"  # held (flock) by the process training the run: one writer per run directory
-
-
 class RunDirBusy(ValueError):
     """The run directory is being trained by another process (two writers would duplicate records)."""
 
@@ -30,32 +26,27 @@ class RunDirBusy(ValueError):
 def exclusive(run_dir: Path):
     """Hold ``run_dir`` for this process while it trains: a second process (a sweep started twice,
     a worker left over from a killed sweep) is refused with :class:`RunDirBusy` instead of training
-    the same run beside it. An advisory ``flock`` on ``run_dir/.lock``, released by the OS when the
-    process ends however it ends; file systems without locks (and Windows) train unguarded."""
+    the same run beside it. An advisory ``flock`` on the directory itself (no file is added to the
+    run), released by the OS when the process ends however it ends; where directories cannot be
+    locked (Windows, some network file systems) the run trains unguarded."""
     try:
         import fcntl
-    except ImportError:  # Windows
+        handle = os.open(run_dir, os.O_RDONLY)
+    except (ImportError, OSError):
         yield
         return
-    with open(Path(run_dir) / LOCK_FILE, "a+") as handle:
+    try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            raise RunDirBusy(f"{run_dir} is being trained by {owner}: wait for it to finish or stop it, "
+            raise RunDirBusy(f"{run_dir} is being trained by another process: wait for it to finish or stop it, "
                              "then run the same command again (it resumes from the checkpoint)") from None
         except OSError:  # no locks on this file system
             yield
             return
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def atomic_write_text(path: Path, text: str) -> None:
