@@ -109,6 +109,26 @@ def setup(device: torch.device) -> "tuple[DistContext | None, torch.device]":
     return DistContext(env["rank"], env["world"], device), device
 
 
+def check_sync_batchnorm(enabled: bool, device: torch.device, processes: int, joined: bool = False) -> None:
+    """Refuse ``trainer.distributed.sync_batchnorm=true`` on a distributed CPU run (``processes``
+    > 1, or a process group already joined), before any process starts: torch's SyncBatchNorm
+    normalises CUDA inputs only (it raises on CPU inputs whenever a process group exists)."""
+    if enabled and (processes > 1 or joined) and device.type != "cuda":
+        raise ValueError(f"trainer.distributed.sync_batchnorm=true needs CUDA (torch's SyncBatchNorm refuses CPU "
+                         f"inputs), and this run of {processes} processes is on {device.type}; set "
+                         "trainer.distributed.sync_batchnorm=false (batch norm then uses each process's shard "
+                         "statistics) or train on GPUs")
+
+
+def sync_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its ``BatchNorm{1,2,3}d`` layers as :class:`torch.nn.SyncBatchNorm`, whose
+    training-mode mean and variance are those of the global batch (the ranks' sums and counts
+    all-reduced in every forward) - the one-process statistics - instead of each shard's. The
+    layers keep their parameters and buffers (the same tensors: an optimiser built on them still
+    holds them); evaluation uses the running statistics as before."""
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def local_device(device: torch.device) -> torch.device:
     """One GPU per process: ``cuda:LOCAL_RANK`` when the run uses CUDA without an index."""
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
