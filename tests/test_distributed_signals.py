@@ -58,11 +58,14 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("how", ["sigterm", "sigkill_launcher"])
+@pytest.mark.parametrize("how", ["sigterm", "ctrl_c", "sigkill_launcher"])
 def test_a_killed_distributed_run_resumes_and_equals_one_process(tmp_path, how):
+    """``ctrl_c``: SIGINT to the whole process group, as a terminal sends it (every rank gets it
+    twice: from the terminal and from the launcher)."""
     command = [sys.executable, "-m", "mtl_bench", "run", *ARGS, f"trainer.epochs={EPOCHS}",
                "trainer.distributed.nproc=2", "hydra.run.dir=run"]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     run = tmp_path / "run"
     metrics = run / "metrics.jsonl"
     deadline = time.time() + 300
@@ -71,10 +74,14 @@ def test_a_killed_distributed_run_resumes_and_equals_one_process(tmp_path, how):
         time.sleep(0.05)
     ranks = descendants(proc.pid)
     assert len(ranks) >= 2
-    if how == "sigterm":
-        proc.send_signal(signal.SIGTERM)
+    signum = signal.SIGINT if how == "ctrl_c" else signal.SIGTERM
+    if how in ("sigterm", "ctrl_c"):
+        if how == "ctrl_c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 128 + signal.SIGTERM, stderr
+        assert proc.returncode == 128 + signum, stderr
         assert "Traceback" not in stderr, stderr
         (line,) = [l for l in stderr.splitlines() if l.startswith("mtl-bench:")]
         resume = shlex.split(line.split("Resume it with: ", 1)[1])[1:]
@@ -88,7 +95,7 @@ def test_a_killed_distributed_run_resumes_and_equals_one_process(tmp_path, how):
     assert not [pid for pid in ranks if alive(pid)], "processes of the run outlived it"
 
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(signum).name
     done = summary["epochs_completed"]
     assert 1 <= done < EPOCHS
     assert {r["epoch"] for r in read_jsonl(metrics)} == set(range(1, done + 1))
