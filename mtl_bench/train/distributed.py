@@ -492,8 +492,6 @@ def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tupl
         torch.set_num_threads(threads)
     code = 0
     try:
-        if parent and os.getppid() != parent:
-            raise Interrupted(signal.SIGTERM)
         value = fn(*args, rank)
         if rank == 0:
             results.put(("returned", value))
@@ -538,13 +536,16 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
                 os.kill(process.pid, signum)
 
     failure = None
+    outcomes = []
     with _forwarding(forward):
         try:
-            while not processes.join():
-                pass
+            while not processes.join(timeout=0.5):
+                while not results.empty():
+                    outcomes.append(results.get())
+                if not received and any(kind == "raised" and isinstance(value, Interrupted) for kind, value in outcomes):
+                    forward(signal.SIGTERM, None)  # a rank stopped by a signal of its own: the others stop too
         except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
             failure = err
-    outcomes = []
     while not results.empty():
         outcomes.append(results.get())
     raised = [value for kind, value in outcomes if kind == "raised"]
