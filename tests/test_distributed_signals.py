@@ -118,3 +118,22 @@ def test_a_stop_crosses_from_a_rank_to_the_launcher_intact():
     stop = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
     assert isinstance(stop, Interrupted) and stop.signum == signal.SIGTERM and stop.exit_code == 143
     assert str(stop) == "stopped by SIGTERM"
+
+
+def test_a_signal_repeated_while_stopping_is_ignored():
+    """Ctrl-C reaches a rank twice (terminal and launcher): the second must not break the first's
+    writing of the interrupted summary."""
+    from mtl_bench.train.signals import Interrupted, interrupt_on_signals
+
+    written = []
+    with pytest.raises(Interrupted) as stop:
+        with interrupt_on_signals():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler raises before this ends
+            except Interrupted:
+                os.kill(os.getpid(), signal.SIGINT)  # while "writing the summary"
+                time.sleep(0.05)
+                written.append(True)
+                raise
+    assert stop.value.signum == signal.SIGINT and written == [True]

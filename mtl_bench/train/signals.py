@@ -36,12 +36,6 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-def received() -> "Interrupted | None":
-    """The stop raised in this process within :func:`interrupt_on_signals`, if any: an error that
-    follows it (a collective whose peer stopped first) belongs to the interruption."""
-    return Interrupted(_state["raised"]) if _state["raised"] is not None else None
-
-
 @contextlib.contextmanager
 def deferred_signals():
     """Hold an :class:`Interrupted` back until the block ends (an epoch's files written together)."""
