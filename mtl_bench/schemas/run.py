@@ -34,6 +34,10 @@ class DistributedConfig(Schema):
     nproc: int = setting(1, "an integer >= 1 (processes)", positive_integer,
                          ">1: mtl-bench starts this many local processes (CPU: gloo; GPUs: nccl, one each); "
                          "torchrun and SLURM set the processes themselves", example=2)
+    sync_batchnorm: bool = setting(False, "true or false", None,
+                                   "true: a distributed run's BatchNorm layers become torch.nn.SyncBatchNorm "
+                                   "(statistics of the global batch, as in one process; CUDA only); false: "
+                                   "each process normalises with its shard's statistics")
 
 
 @dataclass

@@ -52,6 +52,7 @@ import contextlib
 import datetime
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -59,6 +60,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+
+from .signals import Interrupted
 
 def environment() -> dict | None:
     """Rank, world size and local rank from the environment, or None for one process.
@@ -104,6 +107,26 @@ def setup(device: torch.device) -> "tuple[DistContext | None, torch.device]":
     dist.init_process_group(backend=backend, rank=env["rank"], world_size=env["world"],
                             timeout=datetime.timedelta(minutes=30))
     return DistContext(env["rank"], env["world"], device), device
+
+
+def check_sync_batchnorm(enabled: bool, device: torch.device, processes: int, joined: bool = False) -> None:
+    """Refuse ``trainer.distributed.sync_batchnorm=true`` on a distributed CPU run (``processes``
+    > 1, or a process group already joined), before any process starts: torch's SyncBatchNorm
+    normalises CUDA inputs only (it raises on CPU inputs whenever a process group exists)."""
+    if enabled and (processes > 1 or joined) and device.type != "cuda":
+        raise ValueError(f"trainer.distributed.sync_batchnorm=true needs CUDA (torch's SyncBatchNorm refuses CPU "
+                         f"inputs), and this run of {processes} processes is on {device.type}; set "
+                         "trainer.distributed.sync_batchnorm=false (batch norm then uses each process's shard "
+                         "statistics) or train on GPUs")
+
+
+def sync_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its ``BatchNorm{1,2,3}d`` layers as :class:`torch.nn.SyncBatchNorm`, whose
+    training-mode mean and variance are those of the global batch (the ranks' sums and counts
+    all-reduced in every forward) - the one-process statistics - instead of each shard's. The
+    layers keep their parameters and buffers (the same tensors: an optimiser built on them still
+    holds them); evaluation uses the running statistics as before."""
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -446,7 +469,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tuple, results) -> None:
+def _stop_with_parent(parent: int) -> None:
+    """SIGTERM this process when the launching process ``parent`` dies (Linux ``PR_SET_PDEATHSIG``):
+    a launcher killed with SIGKILL leaves no rank behind, and rank 0 marks the run interrupted."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tuple, results, parent: int = 0) -> None:
+    if parent:
+        _stop_with_parent(parent)
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     if threads:
@@ -457,7 +496,7 @@ def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tupl
         if rank == 0:
             results.put(("returned", value))
     except BaseException as err:  # handed to the launching process, which raises it
-        code = 1
+        code = 0 if isinstance(err, Interrupted) else 1  # a stop is orderly: the other ranks are not killed for it
         try:
             results.put(("raised", err))
         except Exception:  # an exception that does not pickle: its message
@@ -477,25 +516,62 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
     """Rank 0's ``fn(*args, rank)``, run in ``nproc`` new processes on this machine (torch.multiprocessing,
     spawn), joined into one process group through ``RANK``/``WORLD_SIZE``/``MASTER_*``, like
     torchrun. On the CPU the cores are divided among them. The first error of a rank is raised
-    here (user errors keep their type, so the CLI reports them as for one process)."""
+    here (user errors keep their type, so the CLI reports them as for one process).
+
+    SIGTERM and SIGINT sent to this process are passed on to every rank; the run then stops as a
+    one-process run does (rank 0 marks it interrupted) and :class:`~.signals.Interrupted` is raised
+    here once every rank has ended. The ranks also stop when this process dies (SIGKILL)."""
     import torch.multiprocessing as mp
 
-    context = mp.get_context("spawn")
-    results = context.SimpleQueue()
+    results = mp.get_context("spawn").SimpleQueue()
     threads = max(1, torch.get_num_threads() // nproc) if cpu else 0
-    try:
-        mp.start_processes(_local_worker, args=(nproc, _free_port(), threads, fn, args, results), nprocs=nproc,
-                           join=True, start_method="spawn")
-    except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
-        failure = err
-    else:
-        failure = None
+    processes = mp.start_processes(_local_worker, args=(nproc, _free_port(), threads, fn, args, results, os.getpid()),
+                                   nprocs=nproc, join=False, start_method="spawn")
+    received = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        for process in processes.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    failure = None
     outcomes = []
+    with _forwarding(forward):
+        try:
+            while not processes.join(timeout=0.5):
+                while not results.empty():
+                    outcomes.append(results.get())
+                if not received and any(kind == "raised" and isinstance(value, Interrupted) for kind, value in outcomes):
+                    forward(signal.SIGTERM, None)  # a rank stopped by a signal of its own: the others stop too
+        except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
+            failure = err
     while not results.empty():
         outcomes.append(results.get())
     raised = [value for kind, value in outcomes if kind == "raised"]
+    # a stop comes first: a rank whose peer stopped before it fails in a collective
+    raised.sort(key=lambda err: not isinstance(err, Interrupted))
     if raised:
         raise raised[0]
     if failure is not None:
+        if received:
+            raise Interrupted(received[0])
         raise RuntimeError(f"a process of the local distributed run failed: {failure}")
     return next(value for kind, value in outcomes if kind == "returned")
+
+
+@contextlib.contextmanager
+def _forwarding(handler, signums=(signal.SIGTERM, signal.SIGINT)):
+    """``handler`` for ``signums`` whose handler is Python's default, within the block."""
+    import threading
+
+    installed = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in signums:
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+                installed[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, previous in installed.items():
+            signal.signal(signum, previous)

@@ -64,11 +64,15 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
-    from .distributed import environment, launch_local, setup
+    from .distributed import check_sync_batchnorm, environment, launch_local, setup, sync_batchnorm
 
     config = typed_node(cfg.trainer, TrainerConfig)  # the validated trainer node itself (mtl_bench/schemas)
     nproc = config.distributed.nproc
-    if nproc > 1 and environment() is None and not torch.distributed.is_initialized():
+    env = environment()
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    processes = torch.distributed.get_world_size() if joined else env["world"] if env else nproc
+    check_sync_batchnorm(config.distributed.sync_batchnorm, resolve_device(config.device), processes, joined)
+    if nproc > 1 and env is None and not joined:
         device = resolve_device(config.device)
         if device.type == "cuda" and nproc > torch.cuda.device_count():
             raise ValueError(f"trainer.distributed.nproc={nproc} needs one GPU per process, and "
@@ -78,7 +82,6 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
                             cpu=device.type == "cpu")
     seed_everything(cfg.seed, config.deterministic)
     # context: None unless launched as several processes (torchrun, SLURM tasks); device: this rank's
-    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
     context, device = setup(resolve_device(config.device))
     if context is not None:  # every rank trains into rank 0's folder (Hydra's may differ by a timestamp)
         run_dir = context.broadcast_object(str(run_dir))
@@ -113,6 +116,8 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device | N
     device = resolve_device(config.device) if device is None else device
     benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
+    if context is not None and config.distributed.sync_batchnorm:
+        model = sync_batchnorm(model)
     n_tasks = len(benchmark.tasks)
     strategy = strategy_from_config(cfg.strategy, n_tasks)
     # grad.space on the command line, else a strategy variant's own `space`, else the strategy's default

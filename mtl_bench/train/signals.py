@@ -19,14 +19,20 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = 128 + self.signum
         super().__init__(f"stopped by {self.name}")
 
+    def __reduce__(self):  # rebuilt from the signal number (a rank hands it to the launching process)
+        return type(self), (self.signum,)
 
-_state = {"holding": 0, "pending": None}
+
+_state = {"holding": 0, "pending": None, "raised": None}
 
 
 def _raise_interrupted(signum, frame):
+    if _state["raised"] is not None:  # already stopping (a signal sent twice, or to a whole process group)
+        return
     if _state["holding"]:
         _state["pending"] = signum  # raised when the files being written are complete
         return
+    _state["raised"] = signum
     raise Interrupted(signum)
 
 
@@ -40,6 +46,7 @@ def deferred_signals():
         _state["holding"] -= 1
         pending, _state["pending"] = _state["pending"], None
         if pending is not None and not _state["holding"]:
+            _state["raised"] = pending
             raise Interrupted(pending)
 
 
@@ -47,6 +54,7 @@ def deferred_signals():
 def interrupt_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
     """Within the block, ``signums`` whose handler is Python's default raise :class:`Interrupted`."""
     installed = {}
+    _state["raised"] = None
     if threading.current_thread() is threading.main_thread():
         for signum in signums:
             if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
