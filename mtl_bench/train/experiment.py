@@ -64,7 +64,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
-    from .distributed import check_sync_batchnorm, environment, launch_local, setup, sync_batchnorm
+    from .distributed import check_sync_batchnorm, environment, launch_local, setup
 
     config = typed_node(cfg.trainer, TrainerConfig)  # the validated trainer node itself (mtl_bench/schemas)
     nproc = config.distributed.nproc
@@ -116,7 +116,9 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device | N
     device = resolve_device(config.device) if device is None else device
     benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
-    if context is not None and config.distributed.sync_batchnorm:
+    if dist is not None and config.distributed.sync_batchnorm:  # before the optimiser is built on it
+        from .distributed import sync_batchnorm
+
         model = sync_batchnorm(model)
     n_tasks = len(benchmark.tasks)
     strategy = strategy_from_config(cfg.strategy, n_tasks)
