@@ -24,15 +24,21 @@ def files(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".log"}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, signum):
-    args = ["strategy=ew", "trainer.epochs=60", "dataset.num_samples=2000", "trainer.batch_size=20", "hydra.run.dir=run"]
+def start_and_wait_for_an_epoch(tmp_path, args) -> subprocess.Popen:
+    """``mtl-bench run ARGS`` started in ``tmp_path``, returned once its first epoch is evaluated."""
     proc = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", *args], cwd=tmp_path, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and not (metrics.exists() and '"split": "test"' in metrics.read_text()):
         time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, signum):
+    args = ["strategy=ew", "trainer.epochs=60", "dataset.num_samples=2000", "trainer.batch_size=20", "hydra.run.dir=run"]
+    proc = start_and_wait_for_an_epoch(tmp_path, args)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signum, stderr
@@ -143,12 +149,7 @@ def test_a_second_process_on_a_run_being_trained_is_refused_and_touches_nothing(
     the first trains on undisturbed to a history without duplicates."""
     args = ["strategy=ew", "trainer.epochs=100000", "dataset.num_samples=2000", "trainer.batch_size=20",
             "hydra.run.dir=run"]
-    first = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", *args], cwd=tmp_path, env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (metrics.exists() and '"split": "test"' in metrics.read_text()):
-        time.sleep(0.05)
+    first = start_and_wait_for_an_epoch(tmp_path, args)
     second = subprocess.run([sys.executable, "-m", "mtl_bench", "run", *args[:-1], "trainer.epochs=2",
                              "hydra.run.dir=run"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     first.send_signal(signal.SIGTERM)
@@ -157,7 +158,8 @@ def test_a_second_process_on_a_run_being_trained_is_refused_and_touches_nothing(
     (line,) = [l for l in second.stderr.splitlines() if l.startswith("mtl-bench:")]
     assert "is being trained by another process" in line and "run the same command again" in line
     assert "Traceback" not in second.stderr
-    records = [(r["epoch"], r["step"], r["split"], r["task"], r["metric"]) for r in read_jsonl(metrics)]
+    records = [(r["epoch"], r["step"], r["split"], r["task"], r["metric"])
+               for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert len(records) == len(set(records))  # one writer: no record twice
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs"] == 100000  # the first run's, not the refused one's
