@@ -130,8 +130,6 @@ class Trainer:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + strategy.optimizer_groups()
         self.optimizer = build_optimizer(config, groups)
         self.scheduler = build_scheduler(config, self.optimizer)
-        if config.precision not in ("fp32", "bf16"):
-            raise ValueError(f"trainer.precision={config.precision!r}: choose fp32 or bf16")
         if config.compile:
             for module in (self.model.encoder, *self.model.heads.values()):
                 module.compile()
