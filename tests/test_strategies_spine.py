@@ -7,7 +7,7 @@ import torch
 
 from mtl_bench.strategies import available_strategies, build_strategy, hyperparameters
 from mtl_bench.strategies.mgda import normalize_gramian
-from mtl_bench.strategies.solvers import min_norm_two, min_norm_weights, project_to_simplex
+from mtl_bench.strategies.solvers import best_pair, min_norm_two, min_norm_weights, project_to_simplex
 
 
 def test_registry_and_unknown_names():
@@ -122,6 +122,32 @@ def test_mgda_two_task_closed_form_matches_solver():
     np.testing.assert_allclose(min_norm_weights(G), [0.8, 0.2])
     # one gradient inside the other's half-space: the official code keeps 0.999 on the shorter one
     np.testing.assert_allclose(min_norm_weights(np.array([[1.0, 1.0], [1.0, 4.0]])), [0.999, 0.001])
+
+
+def _best_pair_double_loop(G):
+    """The official solver's start: every pair i < j, the first strictly shortest one kept."""
+    best = None
+    for i in range(len(G)):
+        for j in range(i + 1, len(G)):
+            gamma, cost = min_norm_two(G[i, i], G[i, j], G[j, j])
+            if best is None or cost < best[0]:
+                best = (cost, i, j, gamma)
+    return best[1:]
+
+
+def test_mgda_best_pair_equals_the_official_double_loop_bit_for_bit():
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        T = int(rng.integers(2, 12))
+        J = rng.normal(size=(T, int(rng.integers(1, 6)))) * rng.choice([1e-3, 1.0, 1e3])
+        if trial % 3 == 0:
+            J[1] = J[0]                 # tied pairs: the first in row-major order wins
+        if trial % 4 == 0:
+            J = np.round(J)             # integer Gramians: many equal costs, both simplex ends
+        G = J @ J.T
+        assert best_pair(G) == _best_pair_double_loop(G)
+    G = np.array([[1.0, 1.0, 1.0], [1.0, 4.0, 2.0], [1.0, 2.0, 9.0]])
+    assert best_pair(G) == (0, 1, 0.999)  # (0, 1) and (0, 2) both end at g_0 (cost 1): the first is kept
 
 
 def test_mgda_three_tasks_against_brute_force():

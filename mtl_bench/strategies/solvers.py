@@ -62,6 +62,22 @@ def min_norm_two(g11: float, g12: float, g22: float) -> tuple[float, float]:
     return gamma, g22 + gamma * (g12 - g22)
 
 
+def best_pair(G: np.ndarray) -> tuple[int, int, float]:
+    """``(i, j, gamma)`` of the pair ``i < j`` whose min-norm point (:func:`min_norm_two`) is
+    shortest, the first such pair in row-major order as in the official double loop; all pairs
+    at once, with the same floating-point operations as the scalar closed form."""
+    i, j = np.triu_indices(G.shape[0], k=1)
+    g11, g12, g22 = G[i, i], G[i, j], G[j, j]
+    with np.errstate(divide="ignore", invalid="ignore"):  # the ends' pairs are masked below
+        gamma = (g22 - g12) / (g11 + g22 - 2.0 * g12)
+        cost = g22 + gamma * (g12 - g22)
+    first_end, second_end = g12 >= g11, (g12 < g11) & (g12 >= g22)
+    gamma = np.where(first_end, 0.999, np.where(second_end, 0.001, gamma))
+    cost = np.where(first_end, g11, np.where(second_end, g22, cost))
+    k = int(np.argmin(cost))
+    return int(i[k]), int(j[k]), float(gamma[k])
+
+
 def _next_point(current: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """Step from ``current`` along ``direction`` projected on the simplex's plane, up to the
     first face it reaches, then back onto the simplex."""
@@ -93,13 +109,7 @@ def min_norm_weights(gramian: np.ndarray, max_iter: int = 250, tol: float = 1e-5
     if T == 1:
         w[0] = 1.0
         return w
-    best = None
-    for i in range(T):
-        for j in range(i + 1, T):
-            gamma, cost = min_norm_two(G[i, i], G[i, j], G[j, j])
-            if best is None or cost < best[0]:
-                best = (cost, i, j, gamma)
-    _, i, j, gamma = best
+    i, j, gamma = best_pair(G)
     w[i], w[j] = gamma, 1.0 - gamma
     if T == 2:
         return w
