@@ -56,7 +56,7 @@ zoo_synthetic() {  # every strategy at its defaults on T = 10 and T = 2 tasks of
 
 gong() {  # Gong et al. 2019: ew, dwa, uw and single-task baselines at five label fractions (75 runs)
     local out="$RESULTS/gong_multimnist_label_fraction/runs" exp=+experiment=gong_multimnist_label_fraction
-    local fractions='0.01,0.1,1.0,{left:0.1,right:1.0},{left:1.0,right:0.1}'
+    local fractions='0.03,0.1,1.0,{left:0.1,right:1.0},{left:1.0,right:0.1}'
     sweep "$out/mtl" "$exp" seed=0,1,2
     sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' "dataset.label_fraction=$fractions" seed=0,1,2
 }
