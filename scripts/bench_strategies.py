@@ -2,7 +2,8 @@
 """Step time and peak memory of every strategy against the floors of the same model and batch.
 
 Workloads: MultiLeNet on MultiMNIST-shaped inputs (2 tasks, batch 256), a small conv encoder
-with 40 tasks (batch 32, 32x32 inputs), and (default on a GPU) a 40-task MLP and a dilated
+with 40 tasks (batch 32, 64x64 inputs, the CelebA preset's size; ``--conv40-size``), and
+(default on a GPU) a 40-task MLP and a dilated
 ResNet-50 (torchvision, ``replace_stride_with_dilation=[False, True, True]``, no pretrained
 weights) with three dense heads on 288x384 inputs at batch 8. For each workload it runs the real
 training step of the trainer (:func:`mtl_bench.train.trainer.training_step`) on one fixed random
@@ -77,11 +78,12 @@ def multilenet_case(quick: bool, device):
     return model, tasks, x, targets
 
 
-def conv40_case(quick: bool, device):
+def conv40_case(quick: bool, device, size: int = 64):
     """A small conv encoder (three 3x3 conv-BN-ReLU-max-pool blocks, 32/64/128 channels, global
-    average pooling, Linear(128, 128)-ReLU as the last shared layer, like FAMO's CelebA network)
-    with 40 binary linear heads, CelebA-like: batch 32 of 32x32 images."""
-    batch, size = (4, 16) if quick else (32, 32)
+    average pooling, Linear(128, 128)-ReLU as the last shared layer: a narrow version of FAMO's
+    CelebA network) with 40 binary linear heads, CelebA-like: batch 32 of ``size`` x ``size``
+    images (64: configs/dataset/celeba.yaml's image_size)."""
+    batch, size = (4, 16) if quick else (32, size)
     blocks = []
     for cin, cout in ((3, 32), (32, 64), (64, 128)):
         blocks += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
@@ -327,6 +329,8 @@ def main(argv=None) -> int:
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
     parser.add_argument("--dense-heads", default="simple", choices=["simple", "deeplab"],
                         help="resnet50 heads: simple conv heads (default) or LibMTL's DeepLab ASPP heads")
+    parser.add_argument("--conv40-size", type=int, default=64,
+                        help="conv40's image side (64: the CelebA preset's; at 32 the T x P gradient rows outweigh its activations)")
     parser.add_argument("--method", default="auto", choices=["loop", "vmap", "auto"], help="grad.method")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--warmup", type=int, default=7, help="steps per row before timing (>= 6 covers auto's trials)")
@@ -355,7 +359,8 @@ def main(argv=None) -> int:
     rows = []
     for model_name in models:
         torch.manual_seed(0)
-        extra = {"heads": args.dense_heads} if model_name == "resnet50" else {}
+        extra = ({"heads": args.dense_heads} if model_name == "resnet50" else
+                 {"size": args.conv40_size} if model_name == "conv40" else {})
         model, tasks, x, targets = CASES[model_name](args.quick, device, **extra)
         x = x.to(device)
         targets = {k: v.to(device) for k, v in targets.items()}
@@ -363,7 +368,8 @@ def main(argv=None) -> int:
         for name, space in runs_for(names, args.spaces):
             torch.manual_seed(0)
             row = make_row(model, tasks, x, targets, name, space, args.method, device)
-            row.update(model=model_name, tasks=len(tasks), batch=x.shape[0], device=device_name)
+            row.update(model=model_name, tasks=len(tasks), batch=x.shape[0], input="x".join(map(str, x.shape[1:])),
+                       device=device_name)
             case_rows.append(row)
         measure_interleaved(case_rows, warmup, steps, repeats, device, args.clock)
         add_ratios(case_rows)
@@ -378,7 +384,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "tasks", "batch", "strategy", "space", "method", "median_ms", "reference", "time_vs_ref",
+    fields = ["model", "tasks", "batch", "input", "strategy", "space", "method", "median_ms", "reference", "time_vs_ref",
               "time_vs_ew", "peak_mb", "memory_vs_ref", "passes", "vmap_chunk", "solver_failures", "device", "status"]
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -399,10 +405,10 @@ def markdown(rows, command, device_name, torch_version, threads, clock="wall") -
              f"({device_name}, torch {torch_version}, {threads} intra-op thread(s)). `floor`: forward + T backward; `ew`: forward + "
              "1 backward. Params-space gradient methods are held to the floor, the rest to EW.",
              f"Command: `{command}`", "",
-             "| model | strategy | space | method | median ms | vs | x time | x EW | peak MiB | x mem | encoder passes | status |",
+             "| model, input | strategy | space | method | median ms | vs | x time | x EW | peak MiB | x mem | encoder passes | status |",
              "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['strategy']} | {r['space']} | {r['method']} | {_fmt(r.get('median_ms'))} | "
+        lines.append(f"| {r['model']} {r.get('input', '')} | {r['strategy']} | {r['space']} | {r['method']} | {_fmt(r.get('median_ms'))} | "
                      f"{r['reference']} | {_fmt(r.get('time_vs_ref'))} | {_fmt(r.get('time_vs_ew'))} | "
                      f"{_fmt(r.get('peak_mb'), 1)} | {_fmt(r.get('memory_vs_ref'))} | {_fmt(r.get('passes'), 1)} | "
                      f"{r['status']} |")

@@ -34,5 +34,5 @@ def test_bench_quick_on_cpu(tmp_path):
     assert float(by_key[("conv40", "floor", "params")]["passes"]) == 40.0
     assert float(by_key[("conv40", "pcgrad", "params")]["passes"]) == 40.0
     assert float(by_key[("conv40", "pcgrad", "representation")]["passes"]) == 1.0
-    assert "| model | strategy | space |" in result.stdout and "Command: `python scripts/bench_strategies.py" in result.stdout
+    assert "| model, input | strategy | space |" in result.stdout and "| conv40 3x16x16 | famo |" in result.stdout and "Command: `python scripts/bench_strategies.py" in result.stdout
     assert out.with_suffix(".md").read_text().startswith("Step time")
