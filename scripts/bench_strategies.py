@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
@@ -200,7 +201,8 @@ def make_row(model, tasks, x, targets, name, space, method, device) -> dict:
 
         row["step"] = step
         return row
-    strategy = build_strategy(name, len(tasks)).to(device)
+    base, options = split_variant(name)
+    strategy = build_strategy(base, len(tasks), **options).to(device)
     optimizer = torch.optim.SGD([{"params": list(model.parameters())}, *strategy.optimizer_groups()], lr=1e-6)
     backend = GradientBackend(space=space if space != "-" else "params", method=method)
     row.update(backend=backend, strategy_object=strategy)
@@ -274,15 +276,30 @@ def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int,
         row["solver_failures"] = strategy.stats().get("solver_failures", 0) if strategy is not None else 0
 
 
+#: non-default settings measured beside the defaults: CAGrad's dual on G / trace(G) with the analytic
+#: gradient (its default, the official code's finite-difference SLSQP on the raw Gramian, is slow at 40 tasks)
+VARIANTS = ("cagrad:gramian_scaling=trace",)
+
+
+def split_variant(name: str) -> tuple[str, dict]:
+    """``"cagrad:gramian_scaling=trace,c=0.5"`` -> ``("cagrad", {"gramian_scaling": "trace", "c": 0.5})``."""
+    base, _, spec = name.partition(":")
+    options = {}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        options[key] = yaml.safe_load(value)
+    return base, options
+
+
 def runs_for(names: list[str], spaces: list[str]):
     """``(strategy, space)`` pairs: the references first, loss weightings once, gradient methods
     in every requested space they support."""
     yield "floor", "params"
     yield "ew", "-"
-    if any(reevaluates(strategy_class(name)) for name in names):
+    if any(reevaluates(strategy_class(split_variant(name)[0])) for name in names):
         yield "ew+forward", "-"
     for name in names:
-        cls = strategy_class(name)
+        cls = strategy_class(split_variant(name)[0])
         if name == "ew":
             continue
         if cls.level == "loss":
@@ -305,7 +322,7 @@ def reference_of(row) -> str:
         return "ew"
     if row["space"] == "params":
         return "floor"
-    return "ew+forward" if reevaluates(strategy_class(row["strategy"])) else "ew"
+    return "ew+forward" if reevaluates(strategy_class(split_variant(row["strategy"])[0])) else "ew"
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -325,7 +342,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="CSV file to write (the Markdown table goes beside it, .md)")
     parser.add_argument("--models", nargs="+", default=None, choices=MODELS,
                         help=f"default: {' '.join(CPU_MODELS)} on the CPU, all on a GPU")
-    parser.add_argument("--strategies", nargs="+", default=None, help="default: all")
+    parser.add_argument("--strategies", nargs="+", default=None,
+                        help="default: all, plus the variants of VARIANTS; NAME:key=value,... sets options")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
     parser.add_argument("--dense-heads", default="simple", choices=["simple", "deeplab"],
                         help="resnet50 heads: simple conv heads (default) or LibMTL's DeepLab ASPP heads")
@@ -349,8 +367,8 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels in the warm-up
     models = args.models or (list(MODELS) if device.type == "cuda" else list(CPU_MODELS))
-    names = args.strategies or available_strategies()
-    unknown = sorted(set(names) - set(available_strategies()))
+    names = args.strategies or [*available_strategies(), *VARIANTS]
+    unknown = sorted({split_variant(n)[0] for n in names} - set(available_strategies()))
     if unknown:
         parser.error(f"unknown strategies {unknown}; available: {', '.join(available_strategies())}")
     command = " ".join(shlex.quote(a) for a in ["python", "scripts/bench_strategies.py", *(argv or sys.argv[1:])])

@@ -36,3 +36,20 @@ def test_bench_quick_on_cpu(tmp_path):
     assert float(by_key[("conv40", "pcgrad", "representation")]["passes"]) == 1.0
     assert "| model, input | strategy | space |" in result.stdout and "| conv40 3x16x16 | famo |" in result.stdout and "Command: `python scripts/bench_strategies.py" in result.stdout
     assert out.with_suffix(".md").read_text().startswith("Step time")
+
+
+def test_strategy_variants_are_parsed_and_built():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_strategies as bench
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    assert bench.split_variant("cagrad:gramian_scaling=trace,c=0.5") == ("cagrad", {"gramian_scaling": "trace", "c": 0.5})
+    assert bench.split_variant("mgda") == ("mgda", {})
+    import torch
+    model, tasks, x, targets = bench.conv40_case(True, torch.device("cpu"))
+    row = bench.make_row(model, tasks, x, targets, "cagrad:gramian_scaling=trace", "representation", "auto",
+                         torch.device("cpu"))
+    assert row["strategy_object"].gramian_scaling == "trace"
+    assert bench.reference_of(row) == "ew"
+    assert ("cagrad:gramian_scaling=trace", "representation") in set(bench.runs_for(list(bench.VARIANTS), ["representation"]))
