@@ -110,3 +110,16 @@ def test_runs_made_before_a_config_key_existed_stay_in_their_method_and_panel():
     out = annotate(runs).set_index("run")
     assert out.loc["old", "method"] == out.loc["new", "method"] == "ew"
     assert out.loc["new", "panel"] != out.loc["other", "panel"]  # label_fraction 0.1 vs 0.5
+
+
+def test_tune_preflight_finds_a_users_strategy_through_hydra_searchpath(project, monkeypatch):
+    from mtl_bench.tune.study import Tuner
+
+    monkeypatch.chdir(project)
+    space = project / "space.yaml"
+    space.write_text("metric: mean/accuracy\nmethods:\n  softmax_loss:\n    strategy.temperature: {low: 0.1, high: 2.0}\n")
+    Tuner(project / "study", ["softmax_loss"], 1, str(space), overrides=["dataset=toy_npz", SEARCH]).preflight()
+    missing = project / "missing.yaml"
+    missing.write_text("metric: mean/accuracy\nmethods:\n  softmax_loss:\n    strategy.nope: {low: 0.1, high: 2.0}\n")
+    with pytest.raises(ValueError, match="strategy.nope is not a config key of strategy=softmax_loss"):
+        Tuner(project / "study2", ["softmax_loss"], 1, str(missing), overrides=["dataset=toy_npz", SEARCH]).preflight()

@@ -196,7 +196,9 @@ class Tuner:
         from .. import schemas  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
         from ..paths import config_dir
 
-        plain = [o for o in self.overrides if not o.lstrip("+~").startswith("hydra")]
+        # the run's own keys, and hydra.searchpath: a user's config folder (their strategies, models, data)
+        plain = [o for o in self.overrides
+                 if not o.lstrip("+~").startswith("hydra") or o.lstrip("+~").startswith("hydra.searchpath")]
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             for method in self.methods:
                 try:
