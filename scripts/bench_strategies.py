@@ -59,6 +59,7 @@ from mtl_bench.models.lenet import build_multilenet  # noqa: E402
 from mtl_bench.models.mlp import build_mlp  # noqa: E402
 from mtl_bench.models.multitask import MultiTaskModel  # noqa: E402
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class  # noqa: E402
+from mtl_bench.train import host_memory  # noqa: E402
 from mtl_bench.train.gradients import GradientBackend  # noqa: E402
 from mtl_bench.strategies.base import Strategy  # noqa: E402
 from mtl_bench.train.trainer import evaluate_losses, training_step  # noqa: E402
@@ -347,6 +348,8 @@ def main(argv=None) -> int:
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
     parser.add_argument("--dense-heads", default="simple", choices=["simple", "deeplab"],
                         help="resnet50 heads: simple conv heads (default) or LibMTL's DeepLab ASPP heads")
+    parser.add_argument("--host-memory", default="heap", choices=host_memory.CHOICES,
+                        help="as trainer.host_memory (heap: freed host memory reused, as in training; system: malloc as it is)")
     parser.add_argument("--conv40-size", type=int, default=64,
                         help="conv40's image side (64: the CelebA preset's; at 32 the T x P gradient rows outweigh its activations)")
     parser.add_argument("--method", default="auto", choices=["loop", "vmap", "auto"], help="grad.method")
@@ -363,6 +366,7 @@ def main(argv=None) -> int:
                           ("cpu" if args.device == "auto" else args.device))
     if device.type == "cpu" or args.threads:
         torch.set_num_threads(args.threads or 1)
+    host_memory.apply(args.host_memory)
     warmup, steps, repeats = (1, 2, 1) if args.quick else (args.warmup, args.steps, args.repeats)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels in the warm-up

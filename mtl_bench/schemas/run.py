@@ -79,6 +79,10 @@ class TrainerConfig(Schema):
     precision: str = setting("fp32", *one_of("fp32", "bf16"),
                              help="fp32 | bf16 (autocast of the forward passes; on GPUs with bf16 support)")
     compile: bool = setting(False, "true or false", None, "torch.compile the encoder and heads")
+    host_memory: str = setting("heap", *one_of("heap", "system"),
+                               help="heap (freed host memory stays in the heap for the next step: no page faults "
+                                    "per step) | system (malloc as it is); README, Sweeps, resuming and speed",
+                               example="system")
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 

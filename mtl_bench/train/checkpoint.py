@@ -53,7 +53,8 @@ def load_checkpoint(path: Path, map_location=None) -> dict:
 
 # Settings a resumed run may change without changing what it computes.
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.progress", "trainer.device", "trainer.log_interval",
-                     "trainer.checkpoint", "trainer.compile", "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
+                     "trainer.checkpoint", "trainer.compile", "trainer.host_memory",
+                     "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
                      "grad.method", "grad.chunk_size", "logger", "diagnostics",
                      "trainer.distributed")  # the same global batch in any number of processes
 

@@ -18,6 +18,7 @@ from ..schemas import ProtocolConfig, TrainerConfig
 from ..schemas.check import typed_node
 from ..strategies import strategy_from_config
 from .diagnostics import GradientDiagnostics
+from . import host_memory
 from .gradients import GradientBackend
 from .provenance import library_versions, provenance
 from .trackers import build_trackers, close_trackers
@@ -114,6 +115,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device | N
     config = typed_node(cfg.trainer, TrainerConfig)
     selection = dataclasses.asdict(typed_node(cfg.protocol, ProtocolConfig).selection)
     device = resolve_device(config.device) if device is None else device
+    host_memory.apply(config.host_memory)  # before the data and the model take their memory
     benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
     if dist is not None and config.distributed.sync_batchnorm:  # before the optimiser is built on it
