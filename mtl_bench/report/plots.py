@@ -289,14 +289,17 @@ def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
     holm = getattr(table, "correction", "none") == "holm"
     groups = list(data.groupby("panel", sort=False))
     fig, axes = _figure(len(groups), 4.8, 3.2)
+    reference = getattr(table, "reference", None)
     for ax, (panel, group) in zip(axes, groups):
+        group = group.sort_values("delta_m", kind="stable")  # best (lowest) first: the ranking at a glance
         if bootstrap:
             below = (group["delta_m"] - group["low"]).fillna(0).clip(lower=0)
             above = (group["high"] - group["delta_m"]).fillna(0).clip(lower=0)
             yerr = [below.to_numpy(), above.to_numpy()]
         else:
             yerr = group["ci"].fillna(0)
-        ax.bar(range(len(group)), group["delta_m"], yerr=yerr, capsize=3, color="C0")
+        colors = ["C1" if method == reference else "C0" for method in group["method"]]
+        ax.bar(range(len(group)), group["delta_m"], yerr=yerr, capsize=3, color=colors)
         if holm:
             for x, (_, row) in enumerate(group.iterrows()):
                 if not pd.isna(row["p"]):
@@ -307,7 +310,9 @@ def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
         ax.set_ylabel("Δm% (lower is better)")
         ax.set_title(str(panel), fontsize=8)
     kind = "percentile bootstrap" if bootstrap else "Student t"
-    note = f"bars: mean Δm over {_seeds(data['n'])}; error bars: 95% CI over seeds ({kind})"
+    note = (f"bars: mean Δm against the single-task baselines over {_seeds(data['n'])}, lowest first"
+            f"{f' ({reference} in orange)' if reference in set(data['method']) else ''}; "
+            f"error bars: 95% CI over seeds ({kind})")
     if holm:
         note += f"; p: paired t-test against {table.reference}, Holm-corrected per panel"
     _note(fig, data, note)
