@@ -62,6 +62,7 @@ from mtl_bench.strategies import available_strategies, build_strategy, strategy_
 from mtl_bench.train import host_memory  # noqa: E402
 from mtl_bench.train.gradients import GradientBackend  # noqa: E402
 from mtl_bench.strategies.base import Strategy  # noqa: E402
+from mtl_bench.strategies.solvers import one_blas_thread_held  # noqa: E402
 from mtl_bench.train.trainer import evaluate_losses, training_step  # noqa: E402
 
 MODELS = ("multilenet", "conv40", "mlp40", "resnet50")
@@ -393,7 +394,8 @@ def main(argv=None) -> int:
             row.update(model=model_name, tasks=len(tasks), batch=x.shape[0], input="x".join(map(str, x.shape[1:])),
                        device=device_name)
             case_rows.append(row)
-        measure_interleaved(case_rows, warmup, steps, repeats, device, args.clock)
+        with one_blas_thread_held():  # as a training run holds it (Trainer.fit)
+            measure_interleaved(case_rows, warmup, steps, repeats, device, args.clock)
         add_ratios(case_rows)
         for row in case_rows:
             print(f"{model_name:<10} {row['strategy']:<9} {row['space']:<17} {_fmt(row.get('median_ms'))} ms "

@@ -40,3 +40,39 @@ def test_a_strategy_solves_with_one_blas_thread(monkeypatch):
     with threadpool_limits(2, user_api="blas"):
         build_strategy("aligned", 3).weights(losses=torch.ones(3), gramian=J @ J.T)
     assert seen == [{1}]
+
+
+def test_a_held_limit_covers_the_block_and_the_solvers_skip_their_own(monkeypatch):
+    inside = []
+    probe = solvers.one_blas_thread(lambda: inside.append(blas_threads()))
+    with threadpool_limits(2, user_api="blas"):
+        with solvers.one_blas_thread_held():
+            assert blas_threads() == {1}
+            calls = []
+            real = solvers._blas_controller()
+            monkeypatch.setattr(solvers, "_blas_controller", lambda: calls.append(1) or real)
+            probe()
+            assert calls == [] and inside == [{1}]  # no per-call limit set while the block holds one
+            monkeypatch.undo()
+        assert blas_threads() == {2}  # restored at the block's end
+        probe()
+        assert inside == [{1}, {1}]
+
+
+def test_a_training_run_solves_inside_its_held_limit(compose, tmp_path, monkeypatch):
+    from mtl_bench.strategies import mgda
+    from mtl_bench.train import build_trainer
+
+    seen = []
+    solve = mgda.min_norm_weights
+
+    def spy(*args):
+        seen.append((solvers._held, blas_threads()))
+        return solve(*args)
+
+    monkeypatch.setattr(mgda, "min_norm_weights", spy)
+    cfg = compose(["strategy=mgda", "trainer.epochs=1", "trainer.device=cpu", "trainer.progress=never"])
+    with threadpool_limits(2, user_api="blas"):
+        build_trainer(cfg, tmp_path / "run").fit()
+        assert blas_threads() == {2}  # the run's limit ends with it
+    assert seen and all(held == 1 and threads == {1} for held, threads in seen)

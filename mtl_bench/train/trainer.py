@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..protocol import check_selection, run_selection
 from ..schemas import TrainerConfig  # the trainer group's schema: every key's type, default and range
 from ..strategies.base import Strategy
+from ..strategies.solvers import one_blas_thread_held
 from .checkpoint import SettingsMismatch, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
 from .cost import StepTimer, peak_memory_mb
 from .diagnostics import GradientDiagnostics
@@ -154,7 +155,8 @@ class Trainer:
         """Train to ``config.epochs``, resuming from the run dir's checkpoint when there is one; one
         process at a time per run directory (:func:`.run_dir.exclusive`)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with exclusive(self.run_dir) if self.dist is None or self.dist.is_main else contextlib.nullcontext():
+        with exclusive(self.run_dir) if self.dist is None or self.dist.is_main else contextlib.nullcontext(), \
+                one_blas_thread_held():  # the host solvers' BLAS, for the whole run (strategies/solvers.py)
             return self._fit()
 
     def _fit(self) -> dict:
