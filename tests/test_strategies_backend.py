@@ -57,8 +57,10 @@ def slowed(backend, name, seconds=0.05):
     """Make one path of ``backend`` slower by ``seconds`` per call (to steer grad.method=auto)."""
     inner = getattr(backend, name)
 
-    def slow(*args, **kwargs):
-        time.sleep(seconds)
+    def slow(*args, **kwargs):  # busy: the CPU trials time this process's CPU time, which sleeping does not use
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
         return inner(*args, **kwargs)
 
     setattr(backend, name, slow)
@@ -84,6 +86,7 @@ def test_auto_times_both_paths_and_keeps_the_faster(slow, chosen):
         assert backend.last_chunk == (0 if step % 2 == 0 else 4)
     (record,) = backend.auto_decisions
     assert record["chosen"] == chosen and record["vmap_chunk"] == 4 and record["input_shape"] == list(x.shape)
+    assert record["clock"] == "process"  # CPU trials: this process's CPU time, which other processes do not move
     assert (record["vmap_seconds"] < AUTO_MARGIN * record["loop_seconds"]) == (chosen == "vmap")
     torch.testing.assert_close(steps(backend, model, strategy, x, targets, tasks, 2), reference)
     assert backend.last_chunk == (4 if chosen == "vmap" else 0)

@@ -29,8 +29,9 @@ parameters' bytes), and the chunk is the largest number of tasks whose estimate 
 
 ``method=auto`` decides by measurement, per input shape: when at least two tasks fit the bound,
 its first ``2 * AUTO_TRIALS`` steps alternate the loop and the batched path (each a real step,
-nothing computed twice) and time their backward passes (on CUDA with a synchronisation around
-each timed pass: a one-time cost of these first steps); it then keeps the batched path only when
+nothing computed twice) and time their backward passes (by this process's CPU time on the CPU,
+which other processes on the cores do not move; on CUDA by the wall clock with a
+synchronisation around each timed pass: a one-time cost of these first steps); it then keeps the batched path only when
 its best time is below ``AUTO_MARGIN`` (0.9) times the loop's, else the loop (less memory, and
 timing noise on a loaded machine must not pick a slower path), and the loop when the batched path
 fails (the failure is warned about once).
@@ -73,6 +74,13 @@ def _grads_or_zeros(grads, params):
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
 
+def _clock(device: torch.device):
+    """The clock of ``grad.method=auto``'s trials: this process's CPU time on the CPU (other
+    processes sharing the cores do not move it, so a loaded machine cannot pick the slower path
+    by chance), the wall clock around synchronised CUDA work."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -112,6 +120,7 @@ class GradientBackend:
         self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
         self._chosen: dict[tuple, str] = {}                       # auto: the path kept per input shape
         self.auto_decisions: list[dict] = []  # auto: one record per input shape, for summary.json
+        self._device_type = "cpu"  # of the last step's input: the clock of auto's trials
         self.dist = None  # a DistContext when data-parallel: the exact reductions of .distributed
 
     # -------------------------------------------------------------------------------------
@@ -130,6 +139,7 @@ class GradientBackend:
         """``probe`` (a :class:`~mtl_bench.train.diagnostics.Probe`, or None): measures the rows
         and the update of this step for the gradient diagnostics, from the Gramian when there is one."""
         self._input_shape = tuple(x.shape)
+        self._device_type = x.device.type
         if strategy.needs == "jacobian" and self.space == "last_shared_layer":
             raise ValueError(
                 f"{type(strategy).__name__} aggregates gradient vectors, which cannot be mapped back from "
@@ -313,15 +323,16 @@ class GradientBackend:
 
     def _timed(self, key, path, out, z, z_grads, shared, chunk) -> torch.Tensor:
         """One trial of ``path``, timed (synchronised on CUDA); decides after the last trial."""
+        clock = _clock(out.device)
         _sync(out.device)
-        start = time.perf_counter()
+        start = clock()
         if path == "loop":
             self._loop_into(out, z, z_grads, shared)
         else:
             self._vmap_into(out, z, z_grads, shared, chunk)
         _sync(out.device)
         trials = self._trials[key]
-        trials[path].append(time.perf_counter() - start)
+        trials[path].append(clock() - start)
         if min(len(v) for v in trials.values()) >= AUTO_TRIALS:
             loop, vmap = min(trials["loop"]), min(trials["vmap"])
             self._decide(key, "vmap" if vmap < AUTO_MARGIN * loop else "loop", chunk)
@@ -335,6 +346,7 @@ class GradientBackend:
             "loop_seconds": min(trials["loop"]) if trials.get("loop") else None,
             "vmap_seconds": min(trials["vmap"]) if trials.get("vmap") else None,
             "trials_per_path": AUTO_TRIALS, "reason": reason or "the shorter of the timed steps",
+            "clock": "process" if self._device_type == "cpu" else "wall",
         })
 
     def _loop_into(self, out, z, z_grads, shared) -> torch.Tensor:
