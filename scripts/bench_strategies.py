@@ -38,6 +38,7 @@ import argparse
 import copy
 import csv
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -284,12 +285,21 @@ VARIANTS = ("cagrad:gramian_scaling=trace",)
 
 
 def split_variant(name: str) -> tuple[str, dict]:
-    """``"cagrad:gramian_scaling=trace,c=0.5"`` -> ``("cagrad", {"gramian_scaling": "trace", "c": 0.5})``."""
+    """``"cagrad:gramian_scaling=trace,c=1e-3"`` -> ``("cagrad", {"gramian_scaling": "trace", "c": 0.001})``;
+    values are YAML (lists in brackets may hold commas), numbers such as 1e-3 included."""
     base, _, spec = name.partition(":")
     options = {}
-    for item in filter(None, spec.split(",")):
-        key, _, value = item.partition("=")
-        options[key] = yaml.safe_load(value)
+    for item in filter(None, re.split(r",(?![^\[]*\])", spec)):  # commas outside [...]
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"strategy variant {name!r}: write NAME:key=value,key=value (got {item!r})")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):
+            try:
+                parsed = float(parsed)  # YAML 1.1 reads 1e-3 as a string
+            except ValueError:
+                pass
+        options[key] = parsed
     return base, options
 
 

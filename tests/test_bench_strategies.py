@@ -46,6 +46,13 @@ def test_strategy_variants_are_parsed_and_built():
         sys.path.remove(str(ROOT / "scripts"))
     assert bench.split_variant("cagrad:gramian_scaling=trace,c=0.5") == ("cagrad", {"gramian_scaling": "trace", "c": 0.5})
     assert bench.split_variant("mgda") == ("mgda", {})
+    assert bench.split_variant("cagrad:c=1e-3") == ("cagrad", {"c": 0.001})
+    assert bench.split_variant("static:weights=[0.2,0.8],reduction=sum") == (
+        "static", {"weights": [0.2, 0.8], "reduction": "sum"})
+    import pytest
+
+    with pytest.raises(ValueError, match="write NAME:key=value"):
+        bench.split_variant("cagrad:trace")
     import torch
     model, tasks, x, targets = bench.conv40_case(True, torch.device("cpu"))
     row = bench.make_row(model, tasks, x, targets, "cagrad:gramian_scaling=trace", "representation", "auto",

@@ -178,3 +178,25 @@ def test_delta_m_rule_from_the_run_config_matches_the_flag(runs):
     assert set(by_config.loc[~by_config["is_baseline"], "selection"]) == {"delta_m"}
     # the single-task runs cannot be scored by Delta_m against themselves: they fall back to last
     assert set(by_config.loc[by_config["is_baseline"], "selection"]) == {"last"}
+
+
+def test_runs_that_differ_only_in_computation_neutral_keys_share_a_panel(tmp_path):
+    """trainer.host_memory (and a key a newer mtl-bench adds) never splits a table's panels."""
+    import shutil
+
+    import yaml
+
+    from mtl_bench.report.groups import annotate
+
+    runs = sorted((ROOT / "results" / "zoo_multimnist" / "runs" / "mtl").glob("*strategy=ew"))
+    assert len(runs) == 3
+    for i, (run, memory) in enumerate(zip(runs, [None, "heap", "system"])):
+        copy = shutil.copytree(run, tmp_path / f"run{i}", ignore=shutil.ignore_patterns("checkpoint.pt"))
+        config = yaml.safe_load((copy / ".hydra" / "config.yaml").read_text())
+        if memory is None:
+            config["trainer"].pop("host_memory", None)
+        else:
+            config["trainer"]["host_memory"] = memory
+        (copy / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    table = annotate(collect([tmp_path]).results)
+    assert table["panel"].nunique() == 1 and set(table["method"]) == {"ew"}

@@ -76,3 +76,22 @@ def test_a_training_run_solves_inside_its_held_limit(compose, tmp_path, monkeypa
         build_trainer(cfg, tmp_path / "run").fit()
         assert blas_threads() == {2}  # the run's limit ends with it
     assert seen and all(held == 1 and threads == {1} for held, threads in seen)
+
+
+def test_overlapping_holds_keep_the_limit_until_the_last_one_ends():
+    first, second = solvers.one_blas_thread_held(), solvers.one_blas_thread_held()
+    with threadpool_limits(2, user_api="blas"):
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)   # out of order, as two threads' runs may end
+        assert blas_threads() == {1} and solvers._held == 1
+        second.__exit__(None, None, None)
+        assert blas_threads() == {2} and solvers._held == 0
+
+
+def test_the_solvers_limit_only_the_blas_libraries_outside_torch():
+    import os
+
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__))
+    paths = [os.path.realpath(lib.filepath) for lib in solvers._blas_controller().lib_controllers]
+    assert paths and not any(p.startswith(torch_dir) for p in paths)

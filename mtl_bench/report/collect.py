@@ -29,7 +29,8 @@ RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "strategy_config
 # config keys that never tell two runs' settings apart (paths, devices, display)
 IGNORED_CONFIG = ("seed", "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
                   "dataset.num_workers", "dataset.pin_memory", "dataset.eval_batch_size", "trainer.device",
-                  "trainer.progress", "trainer.checkpoint", "trainer.log_interval", "grad.method", "grad.chunk_size",
+                  "trainer.progress", "trainer.checkpoint", "trainer.log_interval", "trainer.host_memory", "grad.method",
+                  "grad.chunk_size",
                   "experiment", "logger", "diagnostics")
 
 

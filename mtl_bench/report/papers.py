@@ -98,7 +98,8 @@ def align_with_published(table: ScoreTable, name: str) -> ScoreTable:
 # overrides that change where or how fast runs go, never what they compute
 PROTOCOL_NEUTRAL = ("hydra", "dataset.root", "dataset.download", "dataset.cache", "dataset.num_workers",
                     "dataset.pin_memory", "dataset.eval_batch_size", "trainer.device", "trainer.progress",
-                    "trainer.checkpoint", "trainer.log_interval", "trainer.compile", "grad.method", "grad.chunk_size",
+                    "trainer.checkpoint", "trainer.log_interval", "trainer.compile", "trainer.host_memory", "grad.method",
+                    "grad.chunk_size",
                     "grad.vmap_max_bytes")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 import numpy as np
 
@@ -16,30 +17,47 @@ _blas = None  # the threadpoolctl controller, built at the first solver call (BL
 
 
 def _blas_controller():
+    """The BLAS libraries the solvers call (NumPy's and SciPy's), never one that torch loaded
+    itself: limiting those would slow the model's own CPU matmuls for as long as it is held."""
     global _blas
     if _blas is None:
+        from pathlib import Path
+
+        import torch
         from threadpoolctl import ThreadpoolController
 
-        _blas = ThreadpoolController()
+        torch_dir = str(Path(torch.__file__).resolve().parent)
+        blas = ThreadpoolController().select(user_api="blas")
+        _blas = blas.select(filepath=[lib.filepath for lib in blas.lib_controllers
+                                      if not str(Path(lib.filepath).resolve()).startswith(torch_dir)])
     return _blas
 
 
-_held = 0  # > 0 while one_blas_thread_held() holds the limit for a whole block (a training run)
+_hold_lock = threading.Lock()
+_held = 0        # holders of one_blas_thread_held() (threads of one process may overlap)
+_restore = None  # the threadpoolctl limiter to restore when the last holder leaves
 
 
 @contextlib.contextmanager
 def one_blas_thread_held():
-    """One BLAS thread for the whole block, the previous limits restored at its end. A training
-    run holds it (``Trainer.fit``): setting the limit costs 10 us on its own but 0.2-0.3 ms per
-    call between the step's tensor operations, about 1% of a MultiLeNet step, so the solvers'
-    own per-call limit is skipped while it is held."""
-    global _held
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    """One BLAS thread for the whole block; the previous limits come back when the last block
+    that holds it ends (blocks in several threads may overlap). A training run holds it
+    (``Trainer.fit``): setting the limit costs 10 us on its own but 0.2-0.3 ms per call between
+    the step's tensor operations (about 1% of a MultiLeNet step), so the solvers' own per-call
+    limit is skipped while it is held."""
+    global _held, _restore
+    with _hold_lock:
+        if _held == 0:
+            _restore = _blas_controller().limit(limits=1)
         _held += 1
-        try:
-            yield
-        finally:
+    try:
+        yield
+    finally:
+        with _hold_lock:
             _held -= 1
+            if _held == 0:
+                _restore.restore_original_limits()
+                _restore = None
 
 
 def one_blas_thread(solver):
@@ -49,7 +67,7 @@ def one_blas_thread(solver):
     def limited(*args, **kwargs):
         if _held:
             return solver(*args, **kwargs)
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1):
             return solver(*args, **kwargs)
 
     limited.one_blas_thread = True
@@ -86,7 +104,8 @@ def min_norm_two(g11: float, g12: float, g22: float) -> tuple[float, float]:
 def best_pair(G: np.ndarray) -> tuple[int, int, float]:
     """``(i, j, gamma)`` of the pair ``i < j`` whose min-norm point (:func:`min_norm_two`) is
     shortest, the first such pair in row-major order as in the official double loop; all pairs
-    at once, with the same floating-point operations as the scalar closed form."""
+    at once, with the same floating-point operations as the scalar closed form (for a finite
+    Gramian whose pair costs do not overflow; :func:`min_norm_weights` refuses non-finite ones)."""
     i, j = np.triu_indices(G.shape[0], k=1)
     g11, g12, g22 = G[i, i], G[i, j], G[j, j]
     with np.errstate(divide="ignore", invalid="ignore"):  # the ends' pairs are masked below
@@ -136,8 +155,6 @@ def min_norm_weights(gramian: np.ndarray, max_iter: int = 250, tol: float = 1e-5
         return w
     i, j, gamma = best_pair(G)
     w[i], w[j] = gamma, 1.0 - gamma
-    if T == 2:
-        return w
     for _ in range(max_iter):
         new_point = _next_point(w, -G @ w)
         gamma, _ = min_norm_two(w @ G @ w, w @ G @ new_point, new_point @ G @ new_point)

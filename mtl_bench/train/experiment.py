@@ -115,7 +115,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device | N
     config = typed_node(cfg.trainer, TrainerConfig)
     selection = dataclasses.asdict(typed_node(cfg.protocol, ProtocolConfig).selection)
     device = resolve_device(config.device) if device is None else device
-    host_memory.apply(config.host_memory)  # before the data and the model take their memory
+    held = host_memory.apply(config.host_memory)  # before the data and the model take their memory
     benchmark = build_benchmark(cfg.dataset, batch_size=config.batch_size, seed=cfg.seed)
     model = build_model(cfg.model, benchmark)
     if dist is not None and config.distributed.sync_batchnorm:  # before the optimiser is built on it
@@ -142,7 +142,8 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device | N
     }
     diagnostics = GradientDiagnostics((cfg.get("diagnostics") or {}).get("every"), benchmark.task_names)
     return Trainer(model, benchmark, strategy, config, Path(run_dir), device, backend, identity, versions(),
-                   settings=run_settings(cfg), provenance=provenance(device), on_resumable=on_resumable,
+                   settings=run_settings(cfg), on_resumable=on_resumable,
+                   provenance={**provenance(device), "host_memory": {"setting": config.host_memory, "set": held}},
                    selection=selection, diagnostics=diagnostics, trackers=trackers, dist=dist)
 
 

@@ -10,10 +10,13 @@ and the step takes 1.5 or 2.5 s depending on where the thresholds happen to stan
 3,700 faults per step, 35 ms instead of 30 ms (README.md, "Sweeps, resuming and speed").
 
 ``trainer.host_memory=heap`` (the default) fixes the mmap threshold at glibc's largest
-(32 MiB) and the trim threshold at 2 GiB, so freed blocks stay in the heap and are reused, as
-PyTorch's caching allocator does for GPU memory. Nothing computed changes; the process keeps
-its peak host memory until it ends. ``system`` leaves malloc as it is. Where the C library is not
-glibc (macOS, musl) there is nothing to set and nothing is changed.
+(32 MiB) and the trim threshold at 2 GiB, so freed blocks up to 32 MiB stay in the heap and are
+reused, as PyTorch's caching allocator does for GPU memory (larger ones are still mapped afresh
+each time). Nothing computed changes; the process keeps what it freed (up to 2 GiB free per
+malloc arena) until it ends. ``system`` leaves malloc as it is; it cannot undo ``heap`` in a
+process where a run with ``heap`` came first (a notebook, an in-process sweep). Where the C
+library is not glibc (macOS, musl) there is nothing to set and nothing is changed. summary.json's
+``provenance.host_memory`` records the setting and whether it was set.
 """
 from __future__ import annotations
 
