@@ -17,11 +17,24 @@ JOBS="${JOBS:-2}"
 read -r -a MTL <<< "${MTL_BENCH:-mtl-bench}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 LAUNCH=(hydra/launcher=local "hydra.launcher.n_jobs=$JOBS" trainer.progress=never)
+# Stopping the script stops its whole sweep: SIGTERM / Ctrl-C go on to every process it started,
+# the joblib workers included (they outlive a killed parent otherwise); each run then ends
+# `interrupted` after its last finished epoch and resumes at the next start.
+descendants() { local child; for child in $(pgrep -P "$1"); do echo "$child"; descendants "$child"; done; }
+stop() {
+    trap - TERM INT
+    local pids; pids=$(descendants $$)
+    [ -z "$pids" ] || kill -TERM $pids 2>/dev/null
+    wait
+    exit 143
+}
+trap stop TERM INT
 
 sweep() {  # sweep DIR OVERRIDES...: one Hydra multirun into DIR (a failed run does not stop the stage)
     local dir="$1"; shift
     echo "== $(date -u +%FT%TZ) $dir: ${MTL[*]} run -m $*"
-    "${MTL[@]}" run -m "${LAUNCH[@]}" "hydra.sweep.dir=$dir" "$@" || echo "!! sweep $dir exited with $?"
+    "${MTL[@]}" run -m "${LAUNCH[@]}" "hydra.sweep.dir=$dir" "$@" &
+    wait $! || echo "!! sweep $dir exited with $?"   # in the background: a signal reaches stop() at once
 }
 
 sener_lr001() {  # Sener & Koltun 2018 Table 3 at the one lr 0.01 (21 runs); also part of sener_grid
