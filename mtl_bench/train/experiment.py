@@ -17,8 +17,8 @@ from ..models import build_model
 from ..schemas import ProtocolConfig, TrainerConfig
 from ..schemas.check import typed_node
 from ..strategies import strategy_from_config
-from .diagnostics import GradientDiagnostics
 from . import host_memory
+from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend
 from .provenance import library_versions, provenance
 from .trackers import build_trackers, close_trackers

@@ -31,10 +31,10 @@ parameters' bytes), and the chunk is the largest number of tasks whose estimate 
 its first ``2 * AUTO_TRIALS`` steps alternate the loop and the batched path (each a real step,
 nothing computed twice) and time their backward passes (by this process's CPU time on the CPU,
 which other processes on the cores do not move; on CUDA by the wall clock with a
-synchronisation around each timed pass: a one-time cost of these first steps); it then keeps the batched path only when
-its best time is below ``AUTO_MARGIN`` (0.9) times the loop's, else the loop (less memory, and
-timing noise on a loaded machine must not pick a slower path), and the loop when the batched path
-fails (the failure is warned about once).
+synchronisation around each timed pass: a one-time cost of these first steps); it then keeps
+the batched path only when its best time is below ``AUTO_MARGIN`` (0.9) times the loop's, else
+the loop (less memory, and timing noise must not pick a slower path), and the loop when the
+batched path fails (the failure is warned about once).
 ``auto_decisions`` holds, per input shape, the choice and both timings (summary.json's
 ``cost.grad_method_auto``).
 On the CPU the batched path runs each conv backward per task anyway and copies more, so the loop
