@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mtl_bench.data.tasks import Task, classification_loss, classification_task  # noqa: E402
+from mtl_bench.data.tasks import Task, classification_task  # noqa: E402
 from mtl_bench.models.lenet import build_multilenet  # noqa: E402
 from mtl_bench.models.mlp import build_mlp  # noqa: E402
 from mtl_bench.models.multitask import MultiTaskModel  # noqa: E402
