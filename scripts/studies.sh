@@ -67,11 +67,13 @@ zoo_synthetic() {  # every strategy at its defaults on T = 10 and T = 2 tasks of
     done
 }
 
-gong() {  # Gong et al. 2019: ew, dwa, uw and single-task baselines at five label fractions (75 runs)
+gong() {  # Gong et al. 2019: ew, dwa, uw and single-task baselines at five label fractions (75 runs + 3)
     local out="$RESULTS/gong_multimnist_label_fraction/runs" exp=+experiment=gong_multimnist_label_fraction
     local fractions='0.03,0.1,1.0,{left:0.1,right:1.0},{left:1.0,right:0.1}'
     sweep "$out/mtl" "$exp" seed=0,1,2
     sweep "$out/stl" "$exp" strategy=ew 'dataset.tasks=[left],[right]' "dataset.label_fraction=$fractions" seed=0,1,2
+    # at 0.03, ew at half its step (the mean of the losses): does the step size explain ew against uw?
+    sweep "$out/ablation" "$exp" strategy=uniform dataset.label_fraction=0.03 seed=0,1,2
 }
 
 gradnorm_toy() {  # Chen et al. 2018 Figure 2: ew against GradNorm (alpha 0.12) on sigma = (1, 100) (6 runs)
