@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,11 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
+
+# A background job of a non-interactive shell (`cmd &` in a script) starts with SIGINT ignored, and
+# every process it starts inherits that; the tests that press Ctrl-C (in this process or in the
+# runs they start) need Python's default handler, which children then get back as SIG_DFL.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def write_idx_images(path: Path, images: np.ndarray) -> None:
     with open(path, "wb") as f:

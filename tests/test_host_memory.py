@@ -12,7 +12,7 @@ import pytest
 from mtl_bench.train import host_memory
 
 # a small conv net's training steps (4 MiB activations freed and allocated again each step): the
-# minor page faults of 10 steps after 5 warm-up steps
+# minor page faults of 30 steps after 5 warm-up steps
 PROGRAM = textwrap.dedent("""
     import resource, sys, torch
     from mtl_bench.train import host_memory
@@ -28,7 +28,7 @@ PROGRAM = textwrap.dedent("""
     for _ in range(5):
         step()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
+    for _ in range(30):
         step()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """)
@@ -45,8 +45,10 @@ def test_heap_keeps_freed_blocks_and_system_leaves_malloc_alone():
         pytest.skip("no glibc mallopt here")
     activation_pages = 16 * 16 * 64 * 64 * 4 // 4096  # one 4 MiB activation
     heap, system, untouched = faults("heap"), faults("system"), faults("none")
-    assert system > 10 * activation_pages and untouched > 10 * activation_pages  # fresh pages every step
-    assert 5 * heap < system                           # freed blocks are reused (a few new ones at most)
+    # system: fresh pages every step (1,400-3,500 faults a step here); heap: a few new blocks in all
+    # (0-3 activations' worth seen), however many steps
+    assert system > 15 * activation_pages and untouched > 15 * activation_pages
+    assert heap < 8 * activation_pages and 4 * heap < system
 
 
 def test_a_bad_choice_names_the_key():
