@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from .signals import Interrupted
+from .signals import Interrupted, handling
 
 def environment() -> dict | None:
     """Rank, world size and local rank from the environment, or None for one process.
@@ -537,7 +537,7 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
 
     failure = None
     outcomes = []
-    with _forwarding(forward):
+    with handling(forward):
         try:
             while not processes.join(timeout=0.5):
                 while not results.empty():
@@ -558,20 +558,3 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
             raise Interrupted(received[0])
         raise RuntimeError(f"a process of the local distributed run failed: {failure}")
     return next(value for kind, value in outcomes if kind == "returned")
-
-
-@contextlib.contextmanager
-def _forwarding(handler, signums=(signal.SIGTERM, signal.SIGINT)):
-    """``handler`` for ``signums`` whose handler is Python's default, within the block."""
-    import threading
-
-    installed = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in signums:
-            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
-                installed[signum] = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, previous in installed.items():
-            signal.signal(signum, previous)

@@ -120,7 +120,6 @@ class GradientBackend:
         self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
         self._chosen: dict[tuple, str] = {}                       # auto: the path kept per input shape
         self.auto_decisions: list[dict] = []  # auto: one record per input shape, for summary.json
-        self._device_type = "cpu"  # of the last step's input: the clock of auto's trials
         self.dist = None  # a DistContext when data-parallel: the exact reductions of .distributed
 
     # -------------------------------------------------------------------------------------
@@ -139,7 +138,6 @@ class GradientBackend:
         """``probe`` (a :class:`~mtl_bench.train.diagnostics.Probe`, or None): measures the rows
         and the update of this step for the gradient diagnostics, from the Gramian when there is one."""
         self._input_shape = tuple(x.shape)
-        self._device_type = x.device.type
         if strategy.needs == "jacobian" and self.space == "last_shared_layer":
             raise ValueError(
                 f"{type(strategy).__name__} aggregates gradient vectors, which cannot be mapped back from "
@@ -302,7 +300,7 @@ class GradientBackend:
         """``method=auto``: the path chosen for this input shape, or the next timed trial."""
         key = tuple(self._input_shape)
         if key not in self._chosen and chunk < 2:
-            self._decide(key, "loop", chunk, reason="fewer than two tasks fit grad.vmap_max_bytes")
+            self._decide(key, "loop", chunk, out.device, reason="fewer than two tasks fit grad.vmap_max_bytes")
         path = self._chosen.get(key)
         if path == "loop":
             return self._loop_into(out, z, z_grads, shared)
@@ -313,7 +311,7 @@ class GradientBackend:
         except (RuntimeError, NotImplementedError) as err:
             self._vmap_failed = True
             warnings.warn(f"grad.method=auto: batched per-task gradients failed ({err}); using the loop")
-            self._decide(key, "loop", chunk, reason=f"the batched path failed ({type(err).__name__})")
+            self._decide(key, "loop", chunk, out.device, reason=f"the batched path failed ({type(err).__name__})")
             return self._loop_into(out, z, z_grads, shared)
 
     def _next_trial(self, key: tuple) -> str:
@@ -335,10 +333,10 @@ class GradientBackend:
         trials[path].append(clock() - start)
         if min(len(v) for v in trials.values()) >= AUTO_TRIALS:
             loop, vmap = min(trials["loop"]), min(trials["vmap"])
-            self._decide(key, "vmap" if vmap < AUTO_MARGIN * loop else "loop", chunk)
+            self._decide(key, "vmap" if vmap < AUTO_MARGIN * loop else "loop", chunk, out.device)
         return out
 
-    def _decide(self, key: tuple, path: str, chunk: int, reason: str | None = None) -> None:
+    def _decide(self, key: tuple, path: str, chunk: int, device: torch.device, reason: str | None = None) -> None:
         trials = self._trials.get(key, {})
         self._chosen[key] = path
         self.auto_decisions.append({
@@ -346,7 +344,7 @@ class GradientBackend:
             "loop_seconds": min(trials["loop"]) if trials.get("loop") else None,
             "vmap_seconds": min(trials["vmap"]) if trials.get("vmap") else None,
             "trials_per_path": AUTO_TRIALS, "reason": reason or "the shorter of the timed steps",
-            "clock": "process" if self._device_type == "cpu" else "wall",
+            "clock": "process" if _clock(device) is time.process_time else "wall",
         })
 
     def _loop_into(self, out, z, z_grads, shared) -> torch.Tensor:

@@ -53,12 +53,20 @@ def deferred_signals():
 @contextlib.contextmanager
 def interrupt_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
     """Within the block, ``signums`` whose handler is Python's default raise :class:`Interrupted`."""
-    installed = {}
     _state["raised"] = None
+    with handling(_raise_interrupted, signums):
+        yield
+
+
+@contextlib.contextmanager
+def handling(handler, signums=(signal.SIGTERM, signal.SIGINT)):
+    """``handler`` for those of ``signums`` whose handler is Python's default, within the block
+    (in the main thread; handlers that others installed are left in place)."""
+    installed = {}
     if threading.current_thread() is threading.main_thread():
         for signum in signums:
             if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
-                installed[signum] = signal.signal(signum, _raise_interrupted)
+                installed[signum] = signal.signal(signum, handler)
     try:
         yield
     finally:
