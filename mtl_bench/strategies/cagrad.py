@@ -13,7 +13,8 @@ All of it is a function of the Gramian: ``g_w.g0 = w^T G 1 / T``, ``||g_w||^2 = 
 
 The dual is solved as the official code solves it (``cagrad()`` of its NYUv2 and Cityscapes
 scripts): scipy's SLSQP from the uniform start with finite-difference gradients, on the raw
-Gramian, 1e-8 inside the square roots, step guard ``lambda_eps = 1e-8``. SLSQP's stopping
+Gramian, 1e-8 inside the square roots, step guard ``lambda_eps = 1e-8`` (driven by
+:func:`~mtl_bench.strategies.slsqp.slsqp_on_simplex`: minimize's iterates, without its per-call set-up). SLSQP's stopping
 tolerance is absolute, so on the raw Gramian of small gradients it stops at (or near) the uniform
 start: the official update depends on the gradients' scale. ``gramian_scaling="trace"`` solves
 on ``G / trace(G)`` instead (with the analytic gradient): the same minimiser in exact
@@ -36,9 +37,8 @@ import logging
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
-
 from .base import SolverWeighting
+from .slsqp import slsqp_on_simplex
 from .solvers import SolverError, one_blas_thread
 
 log = logging.getLogger(__name__)
@@ -58,20 +58,15 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
     mean_dots = A @ uniform
     radius_A = c * np.sqrt(max(A.mean(), 0.0) + 1e-8) + 1e-8
 
-    def objective(w):
-        return w @ mean_dots + radius_A * np.sqrt(max(w @ A @ w, 0.0) + 1e-8)
+    def objective(rows):  # each row's value alone: elementwise products, sums along the last axis
+        quadratic = ((rows[:, :, None] * A).sum(axis=1) * rows).sum(axis=1)
+        return (rows * mean_dots).sum(axis=1) + radius_A * np.sqrt(np.maximum(quadratic, 0.0) + 1e-8)
 
-    def gradient(w):
+    def gradient(w):  # ours (trace scaling); the official code takes SLSQP's finite differences
         return mean_dots + radius_A * (A @ w) / np.sqrt(max(w @ A @ w, 0.0) + 1e-8)
 
-    sums_to_one = {"type": "eq", "fun": lambda w: 1.0 - w.sum()}
-    if gramian_scaling == "trace":  # ours: analytic gradients
-        sums_to_one["jac"] = lambda w: -np.ones(T)
-    else:                           # official: SLSQP's finite differences
-        gradient = None
-    result = minimize(objective, uniform, jac=gradient, method="SLSQP", bounds=[(0.0, 1.0)] * T,
-                      constraints=(sums_to_one,))
-    w = np.clip(result.x, 0.0, 1.0)
+    x, success, message = slsqp_on_simplex(objective, uniform, gradient if gramian_scaling == "trace" else None)
+    w = np.clip(x, 0.0, 1.0)
     w = w / w.sum() if w.sum() > 0 else uniform
     radius = c * np.sqrt(max(G.mean(), 0.0) + 1e-8) + 1e-8
     gw_norm = np.sqrt(max(w @ G @ w, 0.0))
@@ -82,7 +77,7 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
         weights = weights / (1.0 + c)
     if multiply_by_tasks:
         weights = weights * T
-    return weights, bool(result.success), str(result.message)
+    return weights, success, message
 
 
 def checked_cagrad_weights(G: np.ndarray, *args) -> tuple[np.ndarray, bool, str]:
