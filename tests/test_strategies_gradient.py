@@ -363,6 +363,42 @@ def test_upgrad_in_the_dual_cone_and_equal_to_averaged_projections(seed):
     np.testing.assert_allclose(exact @ J, reference, atol=1e-5 * np.linalg.norm(reference))
 
 
+def quadprog_projections(Q, lower):
+    """Each QP on its own by quadprog (TorchJD's solver)."""
+    import quadprog
+
+    T = Q.shape[0]
+    return np.stack([quadprog.solve_qp(Q, np.zeros(T), np.eye(T), bound, 0)[0] for bound in lower])
+
+
+@pytest.mark.parametrize("T", [2, 3, 7, 40])
+@pytest.mark.parametrize("shared", [0.0, 0.5])
+def test_upgrad_active_set_solves_every_qp_as_quadprog(T, shared):
+    """The batched active-set solution is each QP's minimiser: quadprog's to rounding, and KKT."""
+    from mtl_bench.strategies.upgrad import active_set_projections
+
+    rng = np.random.default_rng(T)
+    J = rng.normal(size=(T, 3 * T)) * rng.uniform(0.1, 3.0, size=(T, 1)) + shared * rng.normal(size=3 * T)
+    Q = J @ J.T / np.trace(J @ J.T) + 1e-4 * np.eye(T)  # not an M-matrix: off-diagonals of both signs
+    lower = np.eye(T) / T
+    V, converged = active_set_projections(Q, lower)
+    assert converged.all()
+    np.testing.assert_allclose(V, quadprog_projections(Q, lower), rtol=0, atol=1e-12)
+    multipliers = V @ Q
+    assert (V >= lower - 1e-15).all() and (multipliers >= -1e-12).all()
+    assert np.abs(multipliers * (V - lower)).max() < 1e-12
+
+
+def test_upgrad_unsettled_qps_go_to_quadprog(monkeypatch):
+    from mtl_bench.strategies import upgrad
+
+    G = gram(random_jacobian(6, 12, 0) + 0.5)
+    G[0, 1] = G[1, 0] = -G[0, 1]
+    settled = upgrad.upgrad_weights(G)
+    monkeypatch.setattr(upgrad, "ACTIVE_SET_ROUNDS", 0)  # nothing settles: every QP by quadprog
+    np.testing.assert_allclose(upgrad.upgrad_weights(G), settled, rtol=0, atol=1e-12)
+
+
 def test_upgrad_qp_failure_is_an_error():
     strategy = build_strategy("upgrad", 2)
     with pytest.raises(SolverError):
