@@ -21,6 +21,16 @@ from typing import Mapping
 
 AVERAGES = ("metric", "task")
 
+# Config keys (and key prefixes) that change where, how fast or how visibly a run goes, never what
+# it computes: the report layer groups runs across them, `mtl-bench reproduce` does not count them
+# as departures from a preset, and a run may resume with them changed. (The batched and the loop
+# gradients, compiled or not, in one process or several, agree to rounding.)
+COMPUTATION_NEUTRAL = ("dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
+                       "dataset.num_workers", "dataset.pin_memory", "dataset.eval_batch_size",
+                       "trainer.device", "trainer.progress", "trainer.checkpoint", "trainer.log_interval",
+                       "trainer.compile", "trainer.host_memory", "trainer.distributed",
+                       "grad.method", "grad.chunk_size", "grad.vmap_max_bytes", "logger", "diagnostics")
+
 
 def delta_m(values: Mapping[tuple[str, str], float], baseline: Mapping[tuple[str, str], float],
             higher_is_better: Mapping[tuple[str, str], bool], average: str = "metric") -> float:

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from ..protocol import COMPUTATION_NEUTRAL
 from ..train.run_dir import METRICS_FILE, SUMMARY_FILE
 from .directions import higher_is_better
 from .integrity import DAMAGED, RunFiles, read_run
@@ -26,12 +27,9 @@ RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "strategy_config
                "epochs", "epochs_completed", "seconds_per_epoch", "cpu_seconds_per_epoch", "seconds_per_step", "peak_memory_mb",
                "backward_passes_per_step", "solver_calls", "solver_failures",
                "sel_rule", "sel_split", "sel_metric", "sel_k", "sel_average"]
-# config keys that never tell two runs' settings apart (paths, devices, display)
-IGNORED_CONFIG = ("seed", "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
-                  "dataset.num_workers", "dataset.pin_memory", "dataset.eval_batch_size", "trainer.device",
-                  "trainer.progress", "trainer.checkpoint", "trainer.log_interval", "trainer.host_memory", "grad.method",
-                  "grad.chunk_size",
-                  "experiment", "logger", "diagnostics")
+# config keys that never tell two runs' settings apart (the seed, the preset's name, and the keys
+# that change how a run goes but not what it computes: mtl_bench.protocol.COMPUTATION_NEUTRAL)
+IGNORED_CONFIG = ("seed", "experiment", *COMPUTATION_NEUTRAL)
 
 
 @dataclass

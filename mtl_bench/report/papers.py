@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import config_dir
+from ..protocol import COMPUTATION_NEUTRAL
 from .baselines import Baselines
 from .pipeline import make_table
 from .published import load_published, printed_scores, published_dir  # noqa: F401  (re-exported)
@@ -96,11 +97,7 @@ def align_with_published(table: ScoreTable, name: str) -> ScoreTable:
 
 # ------------------------------------------------------------------------------ reproduce
 # overrides that change where or how fast runs go, never what they compute
-PROTOCOL_NEUTRAL = ("hydra", "dataset.root", "dataset.download", "dataset.cache", "dataset.num_workers",
-                    "dataset.pin_memory", "dataset.eval_batch_size", "trainer.device", "trainer.progress",
-                    "trainer.checkpoint", "trainer.log_interval", "trainer.compile", "trainer.host_memory", "grad.method",
-                    "grad.chunk_size",
-                    "grad.vmap_max_bytes")
+PROTOCOL_NEUTRAL = ("hydra", *COMPUTATION_NEUTRAL)
 
 
 def protocol_departures(overrides: list[str]) -> list[str]:

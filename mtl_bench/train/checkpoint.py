@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..protocol import COMPUTATION_NEUTRAL
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be used; the message says what to do."""
@@ -52,11 +54,7 @@ def load_checkpoint(path: Path, map_location=None) -> dict:
 
 
 # Settings a resumed run may change without changing what it computes.
-RESUMABLE_CHANGES = ("trainer.epochs", "trainer.progress", "trainer.device", "trainer.log_interval",
-                     "trainer.checkpoint", "trainer.compile", "trainer.host_memory",
-                     "dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
-                     "grad.method", "grad.chunk_size", "logger", "diagnostics",
-                     "trainer.distributed")  # the same global batch in any number of processes
+RESUMABLE_CHANGES = ("trainer.epochs", *COMPUTATION_NEUTRAL)
 
 
 def _flatten(tree, prefix=""):
