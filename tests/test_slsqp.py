@@ -12,19 +12,18 @@ needs_compiled = pytest.mark.skipif(slsqp._slsqp_iteration is None, reason="scip
 
 
 def cagrad_dual(G: np.ndarray, c: float = 0.4):
-    """CAGrad's dual on the raw Gramian, its objective evaluated per row, and its analytic gradient."""
+    """CAGrad's dual on the raw Gramian: its objective and its analytic gradient."""
     T = G.shape[0]
     mean_dots = G @ np.full(T, 1.0 / T)
     radius = c * np.sqrt(max(G.mean(), 0.0) + 1e-8) + 1e-8
 
-    def values(rows):
-        quadratic = ((rows[:, :, None] * G).sum(axis=1) * rows).sum(axis=1)
-        return (rows * mean_dots).sum(axis=1) + radius * np.sqrt(np.maximum(quadratic, 0.0) + 1e-8)
+    def objective(w):
+        return w @ mean_dots + radius * np.sqrt(max(w @ G @ w, 0.0) + 1e-8)
 
     def gradient(w):
         return mean_dots + radius * (G @ w) / np.sqrt(max(w @ G @ w, 0.0) + 1e-8)
 
-    return values, gradient
+    return objective, gradient
 
 
 def random_gramian(rng, T: int, norm: float, shared: bool) -> np.ndarray:
@@ -45,10 +44,10 @@ def test_iterates_are_minimizes_bit_for_bit(T, norm, analytic):
     rng = np.random.default_rng(T)
     for shared in (False, True):
         G = random_gramian(rng, T, norm, shared)
-        values, gradient = cagrad_dual(G)
+        objective, gradient = cagrad_dual(G)
         start = np.full(T, 1.0 / T)
-        ours = slsqp.slsqp_on_simplex(values, start, gradient if analytic else None)
-        reference = slsqp._minimize(values, start, gradient if analytic else None)
+        ours = slsqp.slsqp_on_simplex(objective, start, gradient if analytic else None)
+        reference = slsqp._minimize(objective, start, gradient if analytic else None)
         np.testing.assert_array_equal(ours[0], reference[0])
         assert ours[1:] == reference[1:]
 
@@ -56,10 +55,10 @@ def test_iterates_are_minimizes_bit_for_bit(T, norm, analytic):
 @needs_compiled
 def test_an_iteration_limit_stops_both_alike():
     G = random_gramian(np.random.default_rng(0), 10, 13.0, True)
-    values, _ = cagrad_dual(G)
+    objective, _ = cagrad_dual(G)
     start = np.full(10, 0.1)
-    ours = slsqp.slsqp_on_simplex(values, start, maxiter=2)
-    reference = slsqp._minimize(values, start, None, maxiter=2)
+    ours = slsqp.slsqp_on_simplex(objective, start, maxiter=2)
+    reference = slsqp._minimize(objective, start, None, maxiter=2)
     np.testing.assert_array_equal(ours[0], reference[0])
     assert ours[1:] == reference[1:] == (False, "Iteration limit reached")
 
@@ -70,10 +69,10 @@ def test_a_vertex_solution_steps_backwards_at_the_upper_bound():
     gradient opposes the mean): the finite differences near w_2 = 1 are taken backwards, as
     minimize takes them."""
     G = np.array([[1.0, -0.01], [-0.01, 1e-4]])
-    values, _ = cagrad_dual(G, c=0.0)
+    objective, _ = cagrad_dual(G, c=0.0)
     start = np.array([0.5, 0.5])
-    ours = slsqp.slsqp_on_simplex(values, start)
-    np.testing.assert_array_equal(ours[0], slsqp._minimize(values, start, None)[0])
+    ours = slsqp.slsqp_on_simplex(objective, start)
+    np.testing.assert_array_equal(ours[0], slsqp._minimize(objective, start, None)[0])
     assert ours[0][1] == pytest.approx(1.0, abs=1e-6)
 
 
@@ -81,12 +80,12 @@ def test_forward_differences_match_scipys():
     from scipy.optimize._numdiff import approx_derivative
 
     G = random_gramian(np.random.default_rng(1), 6, 1.0, True)
-    values, _ = cagrad_dual(G)
+    objective, _ = cagrad_dual(G)
     for x in (np.full(6, 1 / 6), np.array([1.0, 0, 0, 0, 0, 0]), np.array([0.5, 0.5 - 1e-9, 1e-9, 0, 0, 0])):
-        f0 = values(x[None])[0]
-        expected = approx_derivative(lambda w: values(w[None])[0], x, method="2-point",
+        f0 = objective(x)
+        expected = approx_derivative(objective, x, method="2-point",
                                      abs_step=slsqp.STEP, f0=f0, bounds=(0.0, 1.0))
-        np.testing.assert_array_equal(slsqp._forward_differences(values, x, f0), expected)
+        np.testing.assert_array_equal(slsqp._forward_differences(objective, x, f0), expected)
 
 
 def test_cagrad_runs_on_the_driver(monkeypatch):

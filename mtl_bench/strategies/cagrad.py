@@ -58,9 +58,8 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
     mean_dots = A @ uniform
     radius_A = c * np.sqrt(max(A.mean(), 0.0) + 1e-8) + 1e-8
 
-    def objective(rows):  # each row's value alone: elementwise products, sums along the last axis
-        quadratic = ((rows[:, :, None] * A).sum(axis=1) * rows).sum(axis=1)
-        return (rows * mean_dots).sum(axis=1) + radius_A * np.sqrt(np.maximum(quadratic, 0.0) + 1e-8)
+    def objective(w):
+        return w @ mean_dots + radius_A * np.sqrt(max(w @ A @ w, 0.0) + 1e-8)
 
     def gradient(w):  # ours (trace scaling); the official code takes SLSQP's finite differences
         return mean_dots + radius_A * (A @ w) / np.sqrt(max(w @ A @ w, 0.0) + 1e-8)

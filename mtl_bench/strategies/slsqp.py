@@ -6,12 +6,12 @@ constraints={"type": "eq", "fun": lambda w: 1 - sum(w)}, method="SLSQP")``: Kraf
 forward-difference gradients of step 1.49e-8, ``ftol`` 1e-6, 100 iterations. Every call of
 ``minimize`` first builds its bookkeeping (bounds and constraint objects, a memoising function
 wrapper, finite differences through ``approx_derivative``), which costs more than the solve
-itself for a T x T dual: 0.5 ms of a CAGrad step on two tasks, 7 ms on forty.
+itself for a T x T dual: 0.5 ms of a CAGrad step on two tasks, 7 ms on forty (0.15 and 3 ms here).
 
 :func:`slsqp_on_simplex` drives the same compiled SLSQP iteration (scipy >= 1.16) with the same
 inputs - the same finite-difference steps, taken backwards where a forward step would leave
-[0, 1], the same evaluation points and arithmetic, the same workspace - so its iterates are bit
-for bit those of ``minimize`` (tests/test_slsqp.py checks it on random duals at three gradient
+[0, 1], the same evaluation points, one at a time, and the same arithmetic and workspace - so its
+iterates are bit for bit those of ``minimize`` (tests/test_slsqp.py checks it on random duals at three gradient
 scales); with an older scipy it calls ``minimize`` itself.
 """
 from __future__ import annotations
@@ -39,50 +39,47 @@ EXIT_MODES = {
 }
 
 
-def _forward_differences(values: Callable, x: np.ndarray, f0: float) -> np.ndarray:
-    """``approx_derivative(fun, x, "2-point", abs_step=STEP, bounds=(0, 1))`` on a point of [0, 1],
-    all n shifted points evaluated at once (``values`` of their rows): the step is taken backwards
-    where ``x + STEP`` would pass 1, and each difference quotient divides by the step as
-    represented (``(x_i + h_i) - x_i``)."""
+def _forward_differences(fun: Callable, x: np.ndarray, f0: float) -> np.ndarray:
+    """``approx_derivative(fun, x, "2-point", abs_step=STEP, bounds=(0, 1))`` on a point of [0, 1]:
+    the step is taken backwards where ``x + STEP`` would pass 1, and each difference quotient
+    divides by the step as represented (``(x_i + h_i) - x_i``). One evaluation per coordinate, as
+    scipy makes them: evaluating the shifted points together (a matrix product) would round them
+    differently and move the iterates."""
     h = np.where(x + STEP > 1.0, -STEP, STEP)
-    shifted = np.repeat(x[None], len(x), axis=0)
-    diagonal = np.arange(len(x))
-    shifted[diagonal, diagonal] = x + h
-    return (values(shifted) - f0) / ((x + h) - x)
+    grad = np.empty(len(x))
+    for i in range(len(x)):
+        shifted = x.copy()
+        shifted[i] = x[i] + h[i]
+        grad[i] = (fun(shifted) - f0) / ((x[i] + h[i]) - x[i])
+    return grad
 
 
-def _sums_to_one(rows: np.ndarray) -> np.ndarray:
-    """The equality constraint ``1 - sum(w)`` of each row."""
-    return 1.0 - rows.sum(axis=1)
+def _sums_to_one(w: np.ndarray) -> float:
+    return 1.0 - w.sum()
 
 
-def _minimize(values, x0, gradient, maxiter: int = 100, ftol: float = 1e-6) -> tuple[np.ndarray, bool, str]:
+def _minimize(objective, x0, gradient, maxiter: int = 100, ftol: float = 1e-6) -> tuple[np.ndarray, bool, str]:
     """``scipy.optimize.minimize`` itself (the reference the fast driver reproduces)."""
     from scipy.optimize import minimize
 
-    constraint = {"type": "eq", "fun": lambda w: _sums_to_one(w[None])[0]}
+    constraint = {"type": "eq", "fun": _sums_to_one}
     if gradient is not None:
         constraint["jac"] = lambda w: -np.ones(len(w))
-    result = minimize(lambda w: values(w[None])[0], x0, jac=gradient, method="SLSQP",
+    result = minimize(objective, x0, jac=gradient, method="SLSQP",
                       bounds=[(0.0, 1.0)] * len(x0), constraints=(constraint,),
                       options={"maxiter": maxiter, "ftol": ftol})
     return result.x, bool(result.success), str(result.message)
 
 
-def slsqp_on_simplex(values: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
+def slsqp_on_simplex(objective: Callable[[np.ndarray], float], x0: np.ndarray,
                      gradient: Callable[[np.ndarray], np.ndarray] | None = None,
                      maxiter: int = 100, ftol: float = 1e-6) -> tuple[np.ndarray, bool, str]:
-    """``(x, success, message)`` of ``minimize(f, x0, jac=gradient, method="SLSQP", bounds=[(0, 1)]
-    * n, constraints={"type": "eq", "fun": 1 - sum(w)})`` with ``f(w) = values(w[None])[0]``:
-    forward differences when ``gradient`` is None (the constraint's too, as minimize takes them),
-    else the analytic gradient and the constraint's exact normal ``-1``.
-
-    ``values`` maps a k x n array to the objective at each row, and a row's value must not depend
-    on the other rows (elementwise products and sums along the last axis; not a matrix product,
-    whose BLAS kernel rounds differently for one row and for many): the n shifted points of a
-    finite-difference gradient are evaluated in one call."""
+    """``(x, success, message)`` of ``minimize(objective, x0, jac=gradient, method="SLSQP",
+    bounds=[(0, 1)] * n, constraints={"type": "eq", "fun": 1 - sum(w)})``: forward differences
+    when ``gradient`` is None (the constraint's too, as minimize takes them), else the analytic
+    gradient and the constraint's exact normal ``-1``."""
     if _slsqp_iteration is None:  # pragma: no cover - older scipy
-        return _minimize(values, np.asarray(x0, dtype=np.float64), gradient, maxiter, ftol)
+        return _minimize(objective, np.asarray(x0, dtype=np.float64), gradient, maxiter, ftol)
     x = np.clip(np.asarray(x0, dtype=np.float64).reshape(-1), 0.0, 1.0)
     n = len(x)
     m = meq = 1  # one equality constraint, no inequalities besides the bounds
@@ -100,25 +97,25 @@ def slsqp_on_simplex(values: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
     residual = np.zeros(m, dtype=np.float64)
 
     def value(w):  # as minimize's wrapper: a point SLSQP left by an ulp is clipped back first
-        return float(values(np.clip(w, 0.0, 1.0)[None])[0])
+        return float(objective(np.clip(w, 0.0, 1.0)))
 
     def slopes(w, fw):
         w = np.clip(w, 0.0, 1.0)
         if gradient is not None:
             normals[0] = -1.0
             return np.asarray(gradient(w), dtype=np.float64)
-        normals[0] = _forward_differences(_sums_to_one, w, _sums_to_one(w[None])[0])
-        return _forward_differences(values, w, fw)
+        normals[0] = _forward_differences(_sums_to_one, w, _sums_to_one(w))
+        return _forward_differences(objective, w, fw)
 
     fx, evaluated_at = value(x), x.copy()
     g = slopes(x, fx)
-    residual[0] = _sums_to_one(x[None])[0]
+    residual[0] = _sums_to_one(x)
     while True:
         _slsqp_iteration(state, fx, g, normals, residual, x, multipliers, lower, upper, buffer, indices)
         mode = state["mode"]
         if mode == 1:     # the objective and the constraint at the new point
             fx, evaluated_at = value(x), x.copy()
-            residual[0] = _sums_to_one(x[None])[0]
+            residual[0] = _sums_to_one(x)
         elif mode == -1:  # the gradients at the new point (its value is known when it was just evaluated)
             g = slopes(x, fx if np.array_equal(x, evaluated_at) else value(x))
         if abs(mode) != 1:
