@@ -134,7 +134,7 @@ def test_malformed_copy_is_reported(tmp_path, damage, message):
 
 
 # ------------------------------------------------------------------------------------ CLI
-@pytest.mark.parametrize("strategy", ["ew", "mgda"])
+@pytest.mark.parametrize("strategy", ["ew", "mgda", "dtp"])
 def test_cli_run_one_epoch(celeba_root, tmp_path, run_cli, strategy):
     result = run_cli("run", "dataset=celeba", f"dataset.root={celeba_root}", "dataset.num_workers=0", "dataset.image_size=32",
                      f"strategy={strategy}", "trainer.epochs=1", "trainer.batch_size=6", "trainer.device=cpu",

@@ -149,3 +149,21 @@ def test_binary_f1_error_and_accuracy():
     assert float(metrics["accuracy"].compute()) == pytest.approx(0.6)
     # no positives and none predicted: 0 (scikit-learn's zero_division default)
     assert run(BinaryF1(), [(F.one_hot(torch.tensor([0, 0]), 2).float(), torch.tensor([0, 0]))]) == 0.0
+
+
+def test_kpis_are_accuracy_like_shares_of_the_valid_pixels():
+    """dtp's KPIs in [0, 1]: pixel accuracy; depth's delta_1 (max(pred/gt, gt/pred) < 1.25); the
+    share of normals within 11.25 degrees; invalid pixels never count."""
+    seg = segmentation_task()
+    label = torch.tensor([[[0, 1, -1, 2]]])
+    assert seg.kpi(logits([[[0, 2, 1, 2]]], 13), label).item() == pytest.approx(2 / 3)  # 2 of the 3 labelled
+
+    gt = torch.tensor([[[[1.0, 2.0, 4.0, 0.0, 3.0]]]])  # the fourth pixel is invalid
+    pred = torch.tensor([[[[1.2, 1.5, 5.1, 9.0, -1.0]]]])  # ratios 1.2, 1.33, 1.275, -, negative
+    assert depth_task().kpi(pred, gt).item() == pytest.approx(1 / 4)
+
+    up = torch.tensor([0.0, 0.0, 1.0])
+    tilted = lambda deg: torch.tensor([math.sin(math.radians(deg)), 0.0, math.cos(math.radians(deg))])  # noqa: E731
+    target = torch.stack([up, up, up, torch.zeros(3)], dim=1).reshape(1, 3, 1, 4)
+    pred = torch.stack([2 * tilted(5), tilted(11), tilted(12), up], dim=1).reshape(1, 3, 1, 4)  # unnormalised first
+    assert normal_task().kpi(pred, target).item() == pytest.approx(2 / 3)

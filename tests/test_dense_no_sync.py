@@ -1,4 +1,4 @@
-"""Dense losses and the update() of every NYUv2 and CelebA metric read nothing back to the host
+"""Dense losses, the KPIs (dtp) and the update() of every NYUv2 and CelebA metric read nothing back to the host
 (no aten::_local_scalar_dense / item / is_nonzero: each would stall the GPU stream per batch)."""
 import torch
 import torch.nn.functional as F
@@ -27,11 +27,12 @@ def test_dense_and_attribute_losses_and_metric_updates_do_not_sync():
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for (task, pred, target), (ms, _, _) in zip(cases, metrics):
             task.loss(pred, target)
+            task.kpi(pred, target)
             for _ in range(2):
                 for m in ms:
                     m.update(pred, target)
     reads = [e.name for e in prof.events() if e.name in HOST_READS]
-    assert reads == [], f"host reads in losses / metric updates: {reads}"
+    assert reads == [], f"host reads in losses / KPIs / metric updates: {reads}"
     for ms, _, _ in metrics:  # compute() (once per split) may read; it must still work
         for m in ms:
             assert torch.isfinite(m.compute().double()).all()

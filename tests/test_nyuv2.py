@@ -238,7 +238,7 @@ def test_cli_missing_dataset_says_where_to_put_it(tmp_path, run_cli):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("strategy, cache", [("ew", "memory"), ("mgda", "none")])
+@pytest.mark.parametrize("strategy, cache", [("ew", "memory"), ("mgda", "none"), ("dtp", "memory")])
 def test_cli_run_one_epoch(nyu_root, tmp_path, run_cli, strategy, cache):
     result = run_cli("run", "dataset=nyuv2", f"dataset.root={nyu_root}", f"dataset.image_size=[{SIZE[0]},{SIZE[1]}]",
                      "dataset.num_workers=0", f"dataset.cache={cache}", f"strategy={strategy}", "trainer.epochs=1",

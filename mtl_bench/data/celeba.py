@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches
 from .loaders import StreamingBatches
-from .tasks import (IGNORE, Accuracy, ErrorRate, LossMetric, Metric, Task, _per_example_ce, classification_loss,
-                    labelled_count)
+from .tasks import (IGNORE, Accuracy, ErrorRate, LossMetric, Metric, Task, _per_example_ce, batch_accuracy,
+                    classification_loss, labelled_count)
 
 ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
@@ -263,8 +263,9 @@ class BinaryF1(Metric):
 
 
 def attribute_task(name: str) -> Task:
-    """Two-way cross-entropy; metrics error % (primary), accuracy, F1, loss."""
-    return Task(name=name, loss=classification_loss, loss_count=labelled_count,
+    """Two-way cross-entropy; metrics error % (primary), accuracy, F1, loss; batch accuracy as the
+    KPI (dtp)."""
+    return Task(name=name, loss=classification_loss, loss_count=labelled_count, kpi=batch_accuracy,
                 metric_factories=[ErrorRate, Accuracy, BinaryF1, lambda: LossMetric(_per_example_ce)])
 
 

@@ -41,7 +41,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .tasks import IGNORE, LossMetric, MeanMetric, Metric, Task, labelled_count
+from .tasks import IGNORE, LossMetric, MeanMetric, Metric, Task, batch_accuracy, labelled_count
 
 THRESHOLDS = (11.25, 22.5, 30.0)
 
@@ -89,6 +89,29 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mask = normal_mask(target)
     cos = (normalize_normals(pred) * target).sum(dim=1, keepdim=True)
     return 1 - (cos * mask).sum() / mask.sum().clamp_min(1)
+
+
+# ------------------------------------------------------------------- KPIs (dtp, per batch)
+DEPTH_KPI_RATIO = 1.25  # delta_1 of Eigen, Puhrsch & Fergus (NIPS 2014)
+
+
+def depth_kpi(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The share of a batch's valid depth pixels with ``max(pred/gt, gt/pred) < 1.25`` (the
+    threshold accuracy delta_1 of Eigen et al. 2014), in [0, 1]; a non-positive prediction
+    counts as wrong."""
+    mask = depth_mask(target)
+    pred = pred.clamp_min(1e-6)
+    ratio = torch.maximum(pred / target.clamp_min(1e-6), target / pred)
+    return ((ratio < DEPTH_KPI_RATIO) & mask).sum().float() / mask.sum().clamp_min(1).float()
+
+
+def normal_kpi(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The share of a batch's valid normal pixels within 11.25 degrees of the target (the
+    strictest of the NYUv2 protocol's within-t metrics), in [0, 1]."""
+    mask = normal_mask(target)
+    cos = (normalize_normals(pred) * target).sum(dim=1, keepdim=True)
+    within = cos > math.cos(math.radians(THRESHOLDS[0]))
+    return (within & mask).sum().float() / mask.sum().clamp_min(1).float()
 
 
 def _per_pixel_ce(pred, target):
@@ -284,7 +307,7 @@ class NormalAngleMedian(Metric):
 
 # ------------------------------------------------------------------------------- tasks
 def segmentation_task(name: str = "segmentation", num_classes: int = 13, absent: str = "skip") -> Task:
-    return Task(name=name, loss=segmentation_loss, loss_count=labelled_count, metric_factories=[
+    return Task(name=name, loss=segmentation_loss, loss_count=labelled_count, kpi=batch_accuracy, metric_factories=[
         lambda: MeanIoU(num_classes, absent),
         lambda: PixelAccuracy(num_classes),
         lambda: LossMetric(_per_pixel_ce),
@@ -292,13 +315,15 @@ def segmentation_task(name: str = "segmentation", num_classes: int = 13, absent:
 
 
 def depth_task(name: str = "depth") -> Task:
-    return Task(name=name, loss=depth_loss, loss_count=lambda target: depth_mask(target).sum(), metric_factories=[
+    return Task(name=name, loss=depth_loss, loss_count=lambda target: depth_mask(target).sum(), kpi=depth_kpi,
+                metric_factories=[
         DepthAbsError, DepthRelError, lambda: LossMetric(_per_pixel_l1),
     ])
 
 
 def normal_task(name: str = "normal") -> Task:
-    return Task(name=name, loss=normal_loss, loss_count=lambda target: normal_mask(target).sum(), metric_factories=[
+    return Task(name=name, loss=normal_loss, loss_count=lambda target: normal_mask(target).sum(), kpi=normal_kpi,
+                metric_factories=[
         NormalAngleMean, NormalAngleMedian, *[(lambda t=t: NormalWithin(t)) for t in THRESHOLDS],
         lambda: LossMetric(_per_pixel_cos),
     ])
