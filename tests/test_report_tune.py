@@ -65,6 +65,30 @@ def test_tune_keeps_the_best_mean_val_lr_per_method_and_never_reads_test():
     assert again.tuning[["method", "tasks", "trainer.lr"]].equals(sel.tuning[["method", "tasks", "trainer.lr"]])
 
 
+def test_a_complete_grid_gets_no_warning_and_an_incomplete_one_is_named():
+    table, sel = make_table(tidy(RUNS), tune=["trainer.lr"])
+    assert (sel.tuning["incomplete"] == "").all()
+    assert not any("INCOMPLETE" in note for note in table.notes)
+    # uw lost its lr 0.1 runs, ew one seed of lr 0.01: the table says so, by method and value
+    partial = [r for r in RUNS if not (r[0] == "uw" and r[2] == 0.1) and not (r[0] == "ew" and len(r[1]) == 2
+                                                                               and r[2] == 0.01 and r[3] == 1)]
+    table, sel = make_table(tidy(partial), tune=["trainer.lr"])
+    gaps = sel.tuning.set_index(["method", "tasks"])["incomplete"]
+    assert gaps[("uw", "left,right")] == "no runs at trainer.lr=0.1"
+    assert gaps[("ew", "left,right")] == "trainer.lr=0.01 on 1 of 2 seeds"
+    assert gaps[("stl", "left")] == ""
+    note = next(note for note in table.notes if note.startswith("INCOMPLETE GRID"))
+    assert "uw: no runs at trainer.lr=0.1" in note and "ew: trainer.lr=0.01 on 1 of 2 seeds" in note
+
+
+def test_methods_with_their_own_values_are_not_an_incomplete_grid():
+    """An Optuna study gives each method its own lr values: no method's values are a subset of another's."""
+    own = [("ew", BOTH, 0.011, s, {"val": 0.9, "test": 0.8}) for s in (0, 1)] + \
+          [("uw", BOTH, 0.034, s, {"val": 0.9, "test": 0.8}) for s in (0, 1)]
+    table, sel = make_table(tidy(own), tune=["trainer.lr"])
+    assert (sel.tuning["incomplete"] == "").all()
+
+
 def test_without_tune_each_lr_is_its_own_panel():
     table, _ = make_table(tidy(RUNS))
     assert set(table.frame["panel"]) == {"multimnist trainer.lr=0.01", "multimnist trainer.lr=0.1"}

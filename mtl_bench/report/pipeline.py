@@ -116,6 +116,11 @@ def make_table(source, split: str = "test", columns=None, metrics=None, delta_av
         grid = "; ".join(_grid(key, _values(sel.collection.results[f'cfg.{key}'])) for key in sel.tuned)
         table.notes.append(f"{', '.join(sel.tuned)} chosen per method (per task for stl) by the best mean over "
                            f"seeds of {TUNE_SPLIT} {metrics_used} ({grid}); test never used.")
+        gaps = sel.tuning[sel.tuning["incomplete"] != ""]
+        if not gaps.empty:
+            table.notes.append("INCOMPLETE GRID, so these choices were made among fewer runs than the others': "
+                               + "; ".join(f"{row.method}{f' ({row.tasks})' if row.method == 'stl' else ''}: {row.incomplete}"
+                                           for row in gaps.itertuples()) + ".")
         _add_trials(table, source)
     return table, sel
 

@@ -181,10 +181,41 @@ def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
         best = best if isinstance(best, tuple) else (best,)
         chosen = (frame[columns] == pd.Series(best, index=columns)).all(axis=1)
         kept.extend(group.index[chosen])
+        seeds = frame.groupby(columns, dropna=False)["seed"].nunique()
         choices.append({"panel": panel, "method": method, "tasks": tasks, **dict(zip(keys, best)),
                         "metric": name, "score": float(per_value[best if len(best) > 1 else best[0]]),
-                        "candidates": ", ".join(f"{v}: {x:.4g}" for v, x in per_value.items())})
-    return selected[selected["run"].isin(kept)].reset_index(drop=True), pd.DataFrame(choices)
+                        "candidates": ", ".join(f"{v}: {x:.4g}" for v, x in per_value.items()),
+                        "values": frozenset(seeds.index), "seeds": seeds.to_dict()})
+    choices = pd.DataFrame(choices)
+    if not choices.empty:
+        choices["incomplete"] = _grid_gaps(choices, keys)
+        choices = choices.drop(columns=["values", "seeds"])
+    return selected[selected["run"].isin(kept)].reset_index(drop=True), choices
+
+
+def _grid_gaps(choices: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """Per group, what its grid lacks that a choice among all values would have seen: the values
+    that another group of the panel ran and it did not (when its values are a subset of that
+    group's, as in a grid sweep; an Optuna study's methods share no values and are not compared),
+    and values run on fewer seeds than its others. Empty text for a complete grid."""
+    gaps = []
+    for _, row in choices.iterrows():
+        others = choices[(choices["panel"] == row["panel"]) & choices["values"].map(row["values"].__le__)]
+        missing = sorted(frozenset().union(*others["values"]) - row["values"], key=lambda v: _value_order(pd.Index([v]))[0])
+        most = max(row["seeds"].values())
+        thin = [(v, n) for v, n in row["seeds"].items() if n < most]
+        text = []
+        if missing:
+            text.append(f"no runs at {', '.join(_value_text(keys, v) for v in missing)}")
+        if thin:
+            text.append(", ".join(f"{_value_text(keys, v)} on {n} of {most} seeds" for v, n in thin))
+        gaps.append("; ".join(text))
+    return gaps
+
+
+def _value_text(keys: Sequence[str], value) -> str:
+    values = value if isinstance(value, tuple) else (value,)
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, values))
 
 
 def _value_order(index: pd.Index) -> pd.Index:
