@@ -21,15 +21,25 @@ from typing import Mapping
 
 AVERAGES = ("metric", "task")
 
-# Config keys (and key prefixes) that change where, how fast or how visibly a run goes, never what
-# it computes: the report layer groups runs across them, `mtl-bench reproduce` does not count them
-# as departures from a preset, and a run may resume with them changed. (The batched and the loop
-# gradients, compiled or not, in one process or several, agree to rounding.)
-COMPUTATION_NEUTRAL = ("dataset.root", "dataset.download", "dataset.cache", "dataset.cache_dir",
-                       "dataset.num_workers", "dataset.pin_memory", "dataset.eval_batch_size",
-                       "trainer.device", "trainer.progress", "trainer.checkpoint", "trainer.log_interval",
-                       "trainer.compile", "trainer.host_memory", "trainer.distributed",
-                       "grad.method", "grad.chunk_size", "grad.vmap_max_bytes", "logger", "diagnostics")
+# Config keys that change where, how fast or how visibly a run goes and leave its numbers alone
+# (to rounding: the batched and the loop gradients sum in other orders): a run may resume with
+# them changed and stay the uninterrupted run.
+SAME_NUMBERS = ("dataset.root", "dataset.download", "dataset.cache_dir", "dataset.pin_memory",
+                "dataset.eval_batch_size", "trainer.progress", "trainer.checkpoint", "trainer.log_interval",
+                "trainer.host_memory", "grad.method", "grad.chunk_size", "grad.vmap_max_bytes", "logger",
+                "diagnostics")
+# ... and keys that also change the random streams (the data order of a cache, the augmentation
+# draws of the loader's workers, a device's or a compiled graph's random numbers) but not the
+# experiment: runs that differ in them are seeds of one experiment. They never split a report
+# panel and are no departure from a preset. (trainer.distributed is neither: without synchronised
+# batch norm each process normalises its own share of the batch, docs/distributed.md.)
+SAME_EXPERIMENT = (*SAME_NUMBERS, "dataset.cache", "dataset.num_workers", "trainer.device", "trainer.compile")
+
+
+def is_key_in(key: str, keys: tuple[str, ...]) -> bool:
+    """``key`` is one of ``keys`` or below one of them (``logger.tensorboard`` below ``logger``, and
+    a config group's override ``hydra/launcher`` below ``hydra``)."""
+    return any(key == k or key.startswith((k + ".", k + "/")) for k in keys)
 
 
 def delta_m(values: Mapping[tuple[str, str], float], baseline: Mapping[tuple[str, str], float],

@@ -181,8 +181,8 @@ def test_delta_m_rule_from_the_run_config_matches_the_flag(runs):
 
 
 def test_runs_that_differ_only_in_computation_neutral_keys_share_a_panel(tmp_path):
-    """trainer.host_memory (and a key a newer mtl-bench adds), the process count, compilation and
-    the batched-gradient bound never split a table's panels."""
+    """trainer.host_memory (and a key a newer mtl-bench adds), compilation and the batched-gradient
+    bound never split a table's panels; the process count does (batch norm per process)."""
     import shutil
 
     import yaml
@@ -198,9 +198,12 @@ def test_runs_that_differ_only_in_computation_neutral_keys_share_a_panel(tmp_pat
             config["trainer"].pop("host_memory", None)
         else:
             config["trainer"]["host_memory"] = memory
-        config["trainer"]["distributed"] = {"nproc": i + 1}
         config["trainer"]["compile"] = bool(i % 2)
         config["grad"]["vmap_max_bytes"] = 2**30 * (i + 1)
         (copy / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     table = annotate(collect([tmp_path]).results)
     assert table["panel"].nunique() == 1 and set(table["method"]) == {"ew"}
+    config = yaml.safe_load((tmp_path / "run2" / ".hydra" / "config.yaml").read_text())
+    config["trainer"]["distributed"] = {"nproc": 4, "sync_batchnorm": False}
+    (tmp_path / "run2" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert annotate(collect([tmp_path]).results)["panel"].nunique() == 2

@@ -81,6 +81,18 @@ def test_a_complete_grid_gets_no_warning_and_an_incomplete_one_is_named():
     assert "uw: no runs at trainer.lr=0.1" in note and "ew: trainer.lr=0.01 on 1 of 2 seeds" in note
 
 
+def test_partly_overlapping_grids_and_single_task_holes_are_named():
+    """ew ran {0.01, 0.1}, uw {0.01, 0.001}: each lacks one the other ran; the single-task runs
+    (tuned apart from the methods) lack 0.001, which uw ran."""
+    runs = [r for r in RUNS if r[0] != "uw"] + \
+           [("uw", BOTH, lr, s, {"val": 0.6, "test": 0.9}) for lr in (0.01, 0.001) for s in (0, 1)]
+    _, sel = make_table(tidy(runs), tune=["trainer.lr"])
+    gaps = sel.tuning.set_index(["method", "tasks"])["incomplete"]
+    assert gaps[("ew", "left,right")] == "no runs at trainer.lr=0.001"
+    assert gaps[("uw", "left,right")] == "no runs at trainer.lr=0.1"
+    assert gaps[("stl", "left")] == gaps[("stl", "right")] == "no runs at trainer.lr=0.001"
+
+
 def test_methods_with_their_own_values_are_not_an_incomplete_grid():
     """An Optuna study gives each method its own lr values: no method's values are a subset of another's."""
     own = [("ew", BOTH, 0.011, s, {"val": 0.9, "test": 0.8}) for s in (0, 1)] + \

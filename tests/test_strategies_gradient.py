@@ -552,3 +552,13 @@ def test_gradvac_stays_finite_once_its_target_reaches_one():
     strategy.phihat.fill_(1.0)
     G = torch.tensor([[1.0, 0.9], [0.9, 1.0]], dtype=torch.float64)
     assert torch.isfinite(strategy.weights(losses=torch.ones(2), gramian=G)).all()
+
+
+def test_upgrad_without_its_ridge_on_dependent_gradients_is_quadprogs_error():
+    """reg_eps = 0 on linearly dependent gradients: the QPs are not strictly convex, the active-set
+    solver is not tried, and quadprog's refusal is a SolverError (as before the active-set solver)."""
+    from mtl_bench.strategies import upgrad
+
+    J = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(SolverError, match="quadprog"):
+        upgrad.upgrad_weights(gram(J), reg_eps=0.0)

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from ..protocol import COMPUTATION_NEUTRAL
+from ..protocol import SAME_EXPERIMENT, is_key_in
 from ..train.run_dir import METRICS_FILE, SUMMARY_FILE
 from .directions import higher_is_better
 from .integrity import DAMAGED, RunFiles, read_run
@@ -28,8 +28,8 @@ RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "strategy_config
                "backward_passes_per_step", "solver_calls", "solver_failures",
                "sel_rule", "sel_split", "sel_metric", "sel_k", "sel_average"]
 # config keys that never tell two runs' settings apart (the seed, the preset's name, and the keys
-# that change how a run goes but not what it computes: mtl_bench.protocol.COMPUTATION_NEUTRAL)
-IGNORED_CONFIG = ("seed", "experiment", *COMPUTATION_NEUTRAL)
+# of mtl_bench.protocol.SAME_EXPERIMENT)
+IGNORED_CONFIG = ("hydra", "seed", "experiment", *SAME_EXPERIMENT)
 
 
 @dataclass
@@ -144,7 +144,7 @@ def _run_row(run: RunFiles) -> dict:
         "sel_k": int(sel.get("k", 10) or 10), "sel_average": sel.get("average", "metric"),
     }
     row.update({f"cfg.{k}": v for k, v in flatten(config).items()
-                if not k.startswith("hydra") and not k.startswith(IGNORED_CONFIG)})
+                if not is_key_in(k, IGNORED_CONFIG)})
     return row
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import config_dir
-from ..protocol import COMPUTATION_NEUTRAL
+from ..protocol import SAME_EXPERIMENT, is_key_in
 from .baselines import Baselines
 from .pipeline import make_table
 from .published import load_published, printed_scores, published_dir  # noqa: F401  (re-exported)
@@ -97,13 +97,13 @@ def align_with_published(table: ScoreTable, name: str) -> ScoreTable:
 
 # ------------------------------------------------------------------------------ reproduce
 # overrides that change where or how fast runs go, never what they compute
-PROTOCOL_NEUTRAL = ("hydra", *COMPUTATION_NEUTRAL)
+PROTOCOL_NEUTRAL = ("hydra", *SAME_EXPERIMENT)
 
 
 def protocol_departures(overrides: list[str]) -> list[str]:
     """The overrides that change what a preset computes (epochs, seeds, lr grid, data sizes ...)."""
     keys = [(o, o.lstrip("+~").split("=", 1)[0]) for o in overrides]
-    return [o for o, key in keys if not key.startswith(PROTOCOL_NEUTRAL)]
+    return [o for o, key in keys if not is_key_in(key, PROTOCOL_NEUTRAL)]
 
 
 def departure_banner(name: str, departures: list[str]) -> str:

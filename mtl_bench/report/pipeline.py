@@ -17,7 +17,7 @@ from .baselines import Baselines
 from .collect import Collection, collect
 from .groups import annotate
 from .published import load_published
-from .selection import TUNE_SPLIT, selected_values, tune as tune_runs
+from .selection import TUNE_SPLIT, grid_gaps, selected_values, tune as tune_runs
 from .tables import SKIP_METRICS, ScoreTable, _short, score_table
 
 
@@ -74,6 +74,9 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     if tune:
         results = results[results["run"].isin(selected["run"])].reset_index(drop=True)
     tuning = pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame()
+    if not tuning.empty:  # holes in the grid, single-task and multi-task runs compared together
+        tuning["incomplete"] = grid_gaps(tuning, tune)
+        tuning = tuning.drop(columns=["values", "seeds"])
     return Selection(collection, results, selected, baselines, tune, tuning)
 
 

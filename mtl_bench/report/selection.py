@@ -186,21 +186,17 @@ def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
                         "metric": name, "score": float(per_value[best if len(best) > 1 else best[0]]),
                         "candidates": ", ".join(f"{v}: {x:.4g}" for v, x in per_value.items()),
                         "values": frozenset(seeds.index), "seeds": seeds.to_dict()})
-    choices = pd.DataFrame(choices)
-    if not choices.empty:
-        choices["incomplete"] = _grid_gaps(choices, keys)
-        choices = choices.drop(columns=["values", "seeds"])
-    return selected[selected["run"].isin(kept)].reset_index(drop=True), choices
+    return selected[selected["run"].isin(kept)].reset_index(drop=True), pd.DataFrame(choices)
 
 
-def _grid_gaps(choices: pd.DataFrame, keys: Sequence[str]) -> list[str]:
-    """Per group, what its grid lacks that a choice among all values would have seen: the values
-    that another group of the panel ran and it did not (when its values are a subset of that
-    group's, as in a grid sweep; an Optuna study's methods share no values and are not compared),
-    and values run on fewer seeds than its others. Empty text for a complete grid."""
+def grid_gaps(choices: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """Per row of ``choices`` (:func:`tune`'s, the single-task and multi-task ones together), what
+    its grid lacks that the others of its panel ran: the values run by a group that shares a value
+    with it (a grid sweep; the methods of Optuna studies share none and are not compared) and not
+    by it, and its values run on fewer seeds than its others. Empty text for a complete grid."""
     gaps = []
     for _, row in choices.iterrows():
-        others = choices[(choices["panel"] == row["panel"]) & choices["values"].map(row["values"].__le__)]
+        others = choices[(choices["panel"] == row["panel"]) & choices["values"].map(lambda v: bool(v & row["values"]))]
         missing = sorted(frozenset().union(*others["values"]) - row["values"], key=lambda v: _value_order(pd.Index([v]))[0])
         most = max(row["seeds"].values())
         thin = [(v, n) for v, n in row["seeds"].items() if n < most]

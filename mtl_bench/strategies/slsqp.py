@@ -6,7 +6,7 @@ constraints={"type": "eq", "fun": lambda w: 1 - sum(w)}, method="SLSQP")``: Kraf
 forward-difference gradients of step 1.49e-8, ``ftol`` 1e-6, 100 iterations. Every call of
 ``minimize`` first builds its bookkeeping (bounds and constraint objects, a memoising function
 wrapper, finite differences through ``approx_derivative``), which costs more than the solve
-itself for a T x T dual: 0.5 ms of a CAGrad step on two tasks, 7 ms on forty (0.15 and 3 ms here).
+itself for a T x T dual: 0.5 ms of a CAGrad step on two tasks, 7 ms on forty (0.11 and 3.4 ms here).
 
 :func:`slsqp_on_simplex` drives the same compiled SLSQP iteration (scipy >= 1.16) with the same
 inputs - the same finite-difference steps, taken backwards where a forward step would leave

@@ -58,7 +58,7 @@ def active_set_projections(Q: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray
         # bound entries: v_j = lower_j; free entries: (Q v)_j = 0
         system = Q * (free[:, :, None] & free[:, None, :]) + eye * bound[:, :, None]
         rhs = np.where(bound, low, -((Q * bound[:, None, :]) * low[:, None, :]).sum(axis=2))
-        solved = np.linalg.solve(system, rhs[..., None])[..., 0]
+        solved = np.where(bound, low, np.linalg.solve(system, rhs[..., None])[..., 0])  # bounds exactly
         multipliers = solved @ Q
         guess = np.where(bound, multipliers, low - solved) > 0
         V[pending] = solved
@@ -82,8 +82,9 @@ def upgrad_weights(G: np.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4)
     Gt = 0.5 * (Gt + Gt.T) + reg_eps * np.eye(T)
     lower = np.eye(T) / T  # row i: the bound e_i / T of task i's QP
     try:
+        np.linalg.cholesky(Gt)  # positive definite: each QP has one minimiser, the active set finds it
         V, converged = active_set_projections(Gt, lower)
-    except np.linalg.LinAlgError:
+    except np.linalg.LinAlgError:  # quadprog then names the problem (reg_eps = 0 on dependent gradients)
         V, converged = np.zeros((T, T)), np.zeros(T, dtype=bool)
     for i in np.flatnonzero(~converged):  # quadprog for a QP the active-set rounds did not settle
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..protocol import COMPUTATION_NEUTRAL
+from ..protocol import SAME_NUMBERS, is_key_in
 
 
 class CheckpointError(RuntimeError):
@@ -53,8 +53,11 @@ def load_checkpoint(path: Path, map_location=None) -> dict:
         ) from err
 
 
-# Settings a resumed run may change without changing what it computes.
-RESUMABLE_CHANGES = ("trainer.epochs", *COMPUTATION_NEUTRAL)
+# Settings a resumed run may change: those that leave its numbers alone (SAME_NUMBERS), more epochs,
+# and a device, compilation, a cache or a process count, with which the run continues but not bit
+# for bit (other random streams or batch-norm statistics; README "Resume a single run").
+RESUMABLE_CHANGES = ("trainer.epochs", *SAME_NUMBERS, "trainer.device", "trainer.compile", "dataset.cache",
+                     "trainer.distributed")
 
 
 def _flatten(tree, prefix=""):
@@ -75,4 +78,4 @@ def settings_mismatch(stored: dict | None, current: dict | None) -> list[str]:
     old, new = _flatten(stored), _flatten(current)
     keys = sorted(old)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
-            if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
+            if old.get(k) != new.get(k) and not is_key_in(k, RESUMABLE_CHANGES)]
