@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import math
 import platform
 import re
 import shlex
@@ -254,16 +255,24 @@ def peak_step_bytes(step, device) -> int:
     return peak
 
 
-def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int, device, clock: str = "wall") -> None:
-    """Fills each row's median_ms, peak_mb, passes (or status on failure); rows alternate."""
-    live = []
+def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int, device, clock: str = "wall",
+                        min_seconds: float = 0.0) -> None:
+    """Fills each row's median_ms, peak_mb, passes (or status on failure); rows alternate, for
+    ``repeats`` rounds or more: as many as give each row ``min_seconds`` of timed steps at the
+    median step time of the warm-up (a fast model gets more samples for the same noise)."""
+    live, warm = [], []
     for row in rows:
         try:
             for _ in range(warmup):
+                start = time.perf_counter()
                 row["passes"] = row["step"]()[2]
+                sync(device)
+            warm.append(time.perf_counter() - start)
             live.append(row)
         except Exception as err:  # keep measuring the others; the row says why
             row["status"] = f"{type(err).__name__}: {err}"[:200]
+    if warm and min_seconds > 0:
+        repeats = max(repeats, math.ceil(min_seconds / (steps * statistics.median(warm))))
     times = {id(row): [] for row in live}
     for _ in range(repeats):
         for row in live:
@@ -367,7 +376,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--warmup", type=int, default=7, help="steps per row before timing (>= 6 covers auto's trials)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row and round")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds over all rows (interleaved)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds over all rows (interleaved), at least")
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help="more rounds where steps are short: at least this many seconds of timed steps per row")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 warm-up, 1 round of 2 steps: a CPU smoke test")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on the CPU)")
     parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
@@ -405,7 +416,8 @@ def main(argv=None) -> int:
                        device=device_name)
             case_rows.append(row)
         with one_blas_thread_held():  # as a training run holds it (Trainer.fit)
-            measure_interleaved(case_rows, warmup, steps, repeats, device, args.clock)
+            measure_interleaved(case_rows, warmup, steps, repeats, device, args.clock,
+                                0.0 if args.quick else args.min_seconds)
         add_ratios(case_rows)
         for row in case_rows:
             print(f"{model_name:<10} {row['strategy']:<9} {row['space']:<17} {_fmt(row.get('median_ms'))} ms "
