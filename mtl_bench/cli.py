@@ -93,9 +93,45 @@ def _task(cfg) -> dict | None:
     A user error (bad value, missing data ...) ends a single run with its message and exit code 2
     (a new run folder is removed again); inside a sweep it marks that run failed in its
     summary.json and the sweep goes on (:class:`SweepReport` tells at the end). SIGTERM or Ctrl-C
-    marks the run ``interrupted``, prints how to resume and exits with the signal's code.
+    marks the run ``interrupted``, prints how to resume and exits with the signal's code. A run
+    that has ended (a sweep started again over its folder) is reported on the console and left as
+    it is, its log file included.
     """
     from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    with _log_file_untouched(run_dir) if _has_ended(cfg, run_dir) else contextlib.nullcontext():
+        return _run_task(cfg, hydra_cfg, run_dir)
+
+
+def _has_ended(cfg, run_dir: Path) -> bool:
+    """The run in ``run_dir`` has ended and a start of it only reports it (a sweep skipping it)."""
+    from .train.run_dir import has_ended, read_summary
+
+    try:
+        return has_ended(read_summary(run_dir), int(cfg.trainer.epochs), run_dir)
+    except Exception:  # an unreadable summary or a bad epochs value: the run's own checks say so
+        return False
+
+
+@contextlib.contextmanager
+def _log_file_untouched(run_dir: Path):
+    """Messages go to the console only, not to the run's log file (``mtl-bench.log``): a sweep that
+    skips an ended run leaves every file of it as it was."""
+    root = logging.getLogger()
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)
+             and Path(h.baseFilename).resolve().parent == run_dir.resolve()]
+    for handler in files:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in files:
+            root.addHandler(handler)
+
+
+def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
     from hydra.types import RunMode
 
     from .train import run_experiment
@@ -103,8 +139,6 @@ def _task(cfg) -> dict | None:
     from .train.run_dir import RunDirBusy
     from .train.signals import Interrupted
 
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
     fresh = not _holds_a_run(run_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     save_config = _HydraFiles(cfg, run_dir)

@@ -86,6 +86,14 @@ def read_summary(run_dir: Path) -> dict | None:
                          f"(its checkpoint and metrics.jsonl are kept), or choose another run folder") from None
 
 
+def has_ended(summary: dict | None, epochs: int, run_dir: Path) -> bool:
+    """A run that a new start of it leaves as it is: diverged, or completed with ``epochs`` epochs
+    (or with fewer but no checkpoint to continue from)."""
+    status = summary.get("status") if summary else None
+    return status == "diverged" or (status == "completed" and (summary.get("epochs_completed", 0) >= epochs
+                                                              or not (Path(run_dir) / CHECKPOINT_FILE).exists()))
+
+
 def record(epoch: int, step: int, split: str, task: str, metric: str, value: float) -> dict:
     return {"epoch": epoch, "step": step, "split": split, "task": task, "metric": metric, "value": value}
 

@@ -28,7 +28,7 @@ from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
 from .optim import build_optimizer, build_scheduler
 from .signals import Interrupted, deferred_signals, interrupt_on_signals
-from .run_dir import CHECKPOINT_FILE, MetricsLog, exclusive, read_summary, record, write_summary
+from .run_dir import CHECKPOINT_FILE, MetricsLog, exclusive, has_ended, read_summary, record, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +161,10 @@ class Trainer:
 
     def _fit(self) -> dict:
         previous = read_summary(self.run_dir)
-        status = previous.get("status") if previous else None
-        finished = status == "completed" and (previous.get("epochs_completed", 0) >= self.config.epochs
-                                              or not (self.run_dir / CHECKPOINT_FILE).exists())
-        if status == "diverged" or finished:
+        if has_ended(previous, self.config.epochs, self.run_dir):
             if (self.run_dir / CHECKPOINT_FILE).exists():  # the run there must be this one
                 self._check_settings(load_checkpoint(self.run_dir / CHECKPOINT_FILE, map_location="cpu"))
-            log.info("run in %s already %s; nothing to do", self.run_dir, status)
+            log.info("run in %s already %s; nothing to do", self.run_dir, previous["status"])
             return previous
         self._resume()
         if self.on_resumable is not None and (self.dist is None or self.dist.is_main):
