@@ -430,6 +430,9 @@ def _table_args(parser) -> None:
     parser.add_argument("--metrics", help="comma-separated metric names shown (default: all but losses)")
     parser.add_argument("--columns", help="comma-separated task/metric or mean/metric columns")
     parser.add_argument("--reference", default="ew", help="method for relative time and the paired test")
+    parser.add_argument("--bar", action="append", metavar="METRIC=VALUE",
+                        help="mark (‡) every mean of METRIC worse than VALUE, in the table's units (accuracy=90: "
+                             "below 90%%), e.g. the level a sanely trained run reaches; repeatable")
     group = parser.add_argument_group("model selection (default: each run's protocol config)")
     group.add_argument("--select", dest="sel_rule", choices=["last", "best", "mean_last_k", "delta_m"])
     group.add_argument("--select-split", dest="sel_split", help="split selected on (val; test only when named)")
@@ -483,7 +486,22 @@ def _table_inputs(a) -> dict:
     return dict(split=a.split, columns=_split(a.columns), metrics=_split(a.metrics), delta_average=a.delta_average,
                 reference=a.reference, baseline=a.baseline,
                 selection={"rule": a.sel_rule, "split": a.sel_split, "metric": a.sel_metric, "k": a.sel_k},
-                tune=tune, tune_metric=tune_metric, ci=a.ci, correction=a.correction, poi=a.poi)
+                tune=tune, tune_metric=tune_metric, ci=a.ci, correction=a.correction, poi=a.poi,
+                bars=_bars(a.bar))
+
+
+def _bars(texts) -> dict[str, float]:
+    """``--bar accuracy=90`` (repeatable) -> ``{"accuracy": 90.0}``."""
+    bars = {}
+    for text in texts or []:
+        metric, equals, value = text.partition("=")
+        try:
+            bars[metric.strip()] = float(value)
+        except ValueError:
+            equals = ""
+        if not equals or not metric.strip():
+            raise ValueError(f"--bar {text!r}: write METRIC=VALUE in the table's units, e.g. --bar accuracy=90")
+    return bars
 
 
 def collect_command(argv: list[str]) -> None:

@@ -173,3 +173,26 @@ def test_time_falls_back_to_wall_time_when_a_run_has_no_cpu_time(runs):
     assert "comparable only between runs made together on one machine" in table.to_markdown()
     assert wall.loc["uw", "time"] == pytest.approx(wall.loc["uw", "seconds_per_epoch"] / wall.loc["ew", "seconds_per_epoch"])
     assert cpu.loc["uw", "time"] == pytest.approx(cpu.loc["uw", "cpu_seconds_per_epoch"] / cpu.loc["ew", "cpu_seconds_per_epoch"])
+
+
+def test_a_bar_marks_the_means_worse_than_it_in_the_metrics_direction(runs, tmp_path):
+    """--bar mse=VALUE on a lower-is-better metric: the means above VALUE get ‡ (not those below),
+    a note names the bar, the CSV lists the columns below it; a metric not in the table is refused."""
+    table, _ = make_table([runs], metrics=["mse"])
+    frame = table.frame.set_index("method")
+    ew = frame.loc["ew", "task1/mse"]
+    bar = ew * 0.999  # ew's task1 mean is just worse than this; ew's task0 mean is far below it
+    table, _ = make_table([runs], metrics=["mse"], bars={"mse": bar})
+    marked = table.frame.set_index("method")["below_bar"]
+    assert "task1/mse" in marked["ew"].split(",")
+    for method, row in table.frame.set_index("method").iterrows():
+        expected = [c for c in ("task0/mse", "task1/mse") if row[c] > bar]
+        assert marked[method] == ",".join(expected)
+    md = table.render("md")
+    ew_line = next(line for line in md.splitlines() if line.startswith("| ew |"))
+    assert ew_line.count("‡") == len(marked["ew"].split(","))
+    assert f"--bar mse={bar:g}" in md
+    with pytest.raises(ValueError, match="no such metric in the table; its metrics: mse"):
+        make_table([runs], metrics=["mse"], bars={"accuracy": 90})
+    out = cli("table", str(runs), "--metrics", "mse", "--bar", "mse", cwd=tmp_path, env=ONE_THREAD)
+    assert out.returncode == 2 and "METRIC=VALUE" in out.stderr

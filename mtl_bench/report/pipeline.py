@@ -105,15 +105,18 @@ def annotated_run(run: pd.Series, results: pd.DataFrame) -> pd.Series:
 def make_table(source, split: str = "test", columns=None, metrics=None, delta_average: str = "metric",
                reference: str = "ew", baseline: str = "stl", selection: dict | None = None,
                tune: Sequence[str] = (), tune_metric=None, ci: str = "t", correction: str = "none",
-               poi: bool = False) -> tuple[ScoreTable, Selection]:
+               poi: bool = False, bars: dict[str, float] | None = None) -> tuple[ScoreTable, Selection]:
     """Collect, select, tune and score: the table of ``mtl-bench table``. ``selection`` holds the
     overrides of the runs' protocol (rule, split, metric, k); ``split`` is the reported split;
-    ``tune`` the config keys chosen on val (shown as columns of the table, with a note)."""
+    ``tune`` the config keys chosen on val (shown as columns of the table, with a note); ``bars``
+    marks the metric means worse than a level (metric -> value in the table's units)."""
     sel = select_all(source, average=delta_average, baseline=baseline, tune=tune, tune_metric=tune_metric,
                      **(selection or {}))
     table = score_table(sel.selected, sel.baselines, split=split, columns=columns, metrics=metrics,
                         delta_average=delta_average, reference=reference, tuned=sel.tuned, ci=ci,
                         correction=correction, poi=poi)
+    if bars:
+        table.set_bars(bars)
     if sel.tuned and not sel.tuning.empty:
         metrics_used = ", ".join(sorted(sel.tuning["metric"].unique()))
         grid = "; ".join(_grid(key, _values(sel.collection.results[f'cfg.{key}'])) for key in sel.tuned)

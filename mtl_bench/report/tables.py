@@ -26,6 +26,7 @@ MIN_SEEDS = 3    # rows with fewer seeds are marked: their 95% CI says little (S
 FEW_SEEDS = "†"
 FEW_SEEDS_NOTE = (f"{FEW_SEEDS}: fewer than {MIN_SEEDS} seeds; the 95% CI over seeds is not informative "
                   f"(none with 1 seed; with 2, t = 12.7 times the standard error). Nothing is clipped.")
+BELOW_BAR = "‡"  # a metric mean worse than the bar set for it (--bar METRIC=VALUE)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ScoreTable:
     correction: str = "none"         # holm: column p holds Holm-adjusted p-values (p_raw the raw ones)
     poi: bool = False                # a column P(Δm better than the reference), ties 1/2
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per run: its Δm and metric columns
+    bars: dict[str, float] = field(default_factory=dict)  # metric -> value in its stored units (--bar)
 
     # ------------------------------------------------------------------ rendering
     def _cells(self, fmt: str) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -80,7 +82,7 @@ class ScoreTable:
                     scale = display_scale(c.split("/")[1])
                     digits = _digits(best.get(c, row[c]) * scale)
                     cells.append(_cell(row[c], row[f"{c}:ci"], scale, digits, mark(c, scale, digits), fmt,
-                                       self._interval(row, c)))
+                                       self._interval(row, c)) + (f" {BELOW_BAR}" if self.below_bar(row, c) else ""))
                 cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2, mark("delta_m"), fmt,
                                    self._interval(row, "delta_m")))
                 if printed:
@@ -96,6 +98,27 @@ class ScoreTable:
                 lines.append(cells)
             panels[str(panel)] = (header, lines)
         return panels
+
+    def below_bar(self, row, column: str) -> bool:
+        """The row's mean of ``column`` is worse than the bar set for its metric (``--bar``)."""
+        bar = self.bars.get(column.split("/")[1])
+        if bar is None or pd.isna(row[column]):
+            return False
+        return row[column] < bar if self.directions[column] else row[column] > bar
+
+    def set_bars(self, bars: dict[str, float]) -> None:
+        """Mark the metric means worse than ``bars`` (metric -> value in the table's units, e.g.
+        ``{"accuracy": 90}`` for 90%): a ‡ after the value, a note, and the CSV column ``below_bar``."""
+        shown = sorted({c.split("/")[1] for c in self.columns})
+        unknown = sorted(set(bars) - set(shown))
+        if unknown:
+            raise ValueError(f"--bar {', '.join(unknown)}: no such metric in the table; its metrics: {', '.join(shown)}")
+        self.bars = {metric: value / display_scale(metric) for metric, value in bars.items()}
+        self.frame["below_bar"] = [",".join(c for c in self.columns if self.below_bar(row, c))
+                                   for _, row in self.frame.iterrows()]
+        for metric, value in bars.items():
+            self.notes.append(f"{BELOW_BAR}: mean {label(metric)} worse than {value:g}, the bar set with "
+                              f"--bar {metric}={value:g}.")
 
     def _interval(self, row, column: str):
         """``(low, high)`` of a bootstrap table, else None (a ± half-width is shown)."""
