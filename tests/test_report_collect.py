@@ -6,12 +6,11 @@ import shutil
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 from report_runs import ONE_THREAD, synthetic_runs
 
 from conftest import ROOT, cli
-from mtl_bench.report import collect, read_table, write_table
+from mtl_bench.report import collect, read_table
 from mtl_bench.report.groups import annotate
 from mtl_bench.report.pipeline import select_all
 from mtl_bench.report.selection import selected_values

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, only_run_dir
+from conftest import ROOT
 
 SMALL = ["dataset.num_samples=300", "dataset.num_val=100", "dataset.num_test=100", "trainer.batch_size=50"]
 

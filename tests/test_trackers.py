@@ -113,7 +113,7 @@ def test_a_resumed_run_logs_each_epoch_once(tmp_path):
 
 def test_a_missing_tracker_package_is_one_line_naming_the_extra(tmp_path):
     code = ("import sys; sys.modules['tensorboard'] = None; from mtl_bench.cli import main; "
-            f"main(['run', 'logger=tensorboard', 'hydra.run.dir=run'])")
+            "main(['run', 'logger=tensorboard', 'hydra.run.dir=run'])")
     import subprocess
 
     from conftest import ROOT

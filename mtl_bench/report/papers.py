@@ -21,8 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ..paths import config_dir
 from ..protocol import SAME_EXPERIMENT, is_key_in
 from .baselines import Baselines
