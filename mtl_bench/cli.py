@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -101,8 +102,36 @@ def _task(cfg) -> dict | None:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    with _log_file_untouched(run_dir) if _has_ended(cfg, run_dir) else contextlib.nullcontext():
-        return _run_task(cfg, hydra_cfg, run_dir)
+    if _has_ended(cfg, run_dir):
+        with _log_file_untouched(run_dir):
+            return _report_ended(cfg, hydra_cfg, run_dir)
+    return _run_task(cfg, hydra_cfg, run_dir)
+
+
+def _report_ended(cfg, hydra_cfg, run_dir: Path) -> dict:
+    """An ended run started again (a sweep over its folder): nothing is built or written. Its
+    checkpoint's settings must be these (else it is refused, as a resume would be)."""
+    from hydra.types import RunMode
+
+    from .train.checkpoint import CheckpointError, check_settings, load_checkpoint
+    from .train.experiment import run_settings
+    from .train.run_dir import CHECKPOINT_FILE, read_summary
+
+    summary = read_summary(run_dir)
+    try:
+        if (run_dir / CHECKPOINT_FILE).exists():
+            stored = load_checkpoint(run_dir / CHECKPOINT_FILE, map_location="cpu").get("settings")
+            check_settings(run_dir, stored, run_settings(cfg))
+    except CheckpointError as err:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            _USER_ERRORS.append(str(err))
+            print(f"mtl-bench: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        log.error("error: %s", err)
+        return {"status": "refused", "error": str(err)}
+    log.info("run in %s already %s; nothing to do", run_dir, summary["status"])
+    log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
+    return summary
 
 
 def _has_ended(cfg, run_dir: Path) -> bool:
@@ -499,7 +528,7 @@ def _bars(texts) -> dict[str, float]:
             bars[metric.strip()] = float(value)
         except ValueError:
             equals = ""
-        if not equals or not metric.strip():
+        if not equals or not metric.strip() or not math.isfinite(bars.get(metric.strip(), math.nan)):
             raise ValueError(f"--bar {text!r}: write METRIC=VALUE in the table's units, e.g. --bar accuracy=90")
     return bars
 
@@ -545,6 +574,8 @@ def table_command(argv: list[str]) -> None:
     if a.beside and (not a.beside.startswith("published:") or a.format != "md"):
         raise ValueError(f"--beside {a.beside}: give published:NAME (e.g. published:sener_koltun_multimnist) "
                          "with --format md")
+    if a.bar and a.aggregate:
+        raise ValueError("--bar marks the comparison table's means; --aggregate shows Δm aggregates: use one of them")
     table, sel = make_table(a.dirs, **_table_inputs(a))
     if not sel.collection.excluded.empty:
         print(sel.collection.describe_excluded(), file=sys.stderr)
@@ -577,6 +608,8 @@ def plot_command(argv: list[str]) -> None:
         p.add_argument("--verbose", "-v", action="store_true", help="also print the plotted data")
         p.add_argument("--csv", metavar="FILE", help="also write the plotted data to FILE (CSV)")
     a = _parse("plot", _bare_tune(argv), build)
+    if a.bar:
+        raise ValueError("--bar marks means in `mtl-bench table`; plots draw no bar")
     inputs = _table_inputs(a)
     if a.kind in ("delta", "cost", "aggregate", "profile"):
         table, _ = make_table(a.dirs, **inputs)

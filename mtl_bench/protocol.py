@@ -22,8 +22,8 @@ from typing import Mapping
 AVERAGES = ("metric", "task")
 
 # Config keys that change where, how fast or how visibly a run goes and leave its numbers alone
-# (to rounding: the batched and the loop gradients sum in other orders): a run may resume with
-# them changed and stay the uninterrupted run.
+# (to rounding: the batched and the loop gradients, or another eval batch size, sum in other
+# orders): a run may resume with them changed.
 SAME_NUMBERS = ("dataset.root", "dataset.download", "dataset.cache_dir", "dataset.pin_memory",
                 "dataset.eval_batch_size", "trainer.progress", "trainer.checkpoint", "trainer.log_interval",
                 "trainer.host_memory", "grad.method", "grad.chunk_size", "grad.vmap_max_bytes", "logger",

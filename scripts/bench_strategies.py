@@ -259,7 +259,7 @@ def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int,
                         min_seconds: float = 0.0) -> None:
     """Fills each row's median_ms, peak_mb, passes (or status on failure); rows alternate, for
     ``repeats`` rounds or more: as many as give each row ``min_seconds`` of timed steps at the
-    median step time of the warm-up (a fast model gets more samples for the same noise)."""
+    median time of the warm-up steps (a fast model gets more samples for the same noise)."""
     live, warm = [], []
     for row in rows:
         try:
@@ -267,7 +267,7 @@ def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int,
                 start = time.perf_counter()
                 row["passes"] = row["step"]()[2]
                 sync(device)
-            warm.append(time.perf_counter() - start)
+                warm.append(time.perf_counter() - start)
             live.append(row)
         except Exception as err:  # keep measuring the others; the row says why
             row["status"] = f"{type(err).__name__}: {err}"[:200]

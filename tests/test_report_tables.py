@@ -196,3 +196,21 @@ def test_a_bar_marks_the_means_worse_than_it_in_the_metrics_direction(runs, tmp_
         make_table([runs], metrics=["mse"], bars={"accuracy": 90})
     out = cli("table", str(runs), "--metrics", "mse", "--bar", "mse", cwd=tmp_path, env=ONE_THREAD)
     assert out.returncode == 2 and "METRIC=VALUE" in out.stderr
+
+
+def test_a_bar_is_in_the_tables_units_and_direction_for_accuracy():
+    """--bar accuracy=90 on higher-is-better accuracy shown in %: 0.85 is below, 0.95 not, and a
+    mean that shows as 90.00 (0.8999999999999999 from 0.85 and 0.95) is not marked."""
+    from test_report_tune import BOTH, tidy
+
+    runs = [("ew", BOTH, 0.01, 0, {"val": 0.9, "test": 0.85}), ("ew", BOTH, 0.01, 1, {"val": 0.9, "test": 0.95}),
+            ("uw", BOTH, 0.01, 0, {"val": 0.9, "test": 0.85}), ("uw", BOTH, 0.01, 1, {"val": 0.9, "test": 0.84}),
+            ("dwa", BOTH, 0.01, 0, {"val": 0.9, "test": 0.95}), ("dwa", BOTH, 0.01, 1, {"val": 0.9, "test": 0.96})]
+    table, _ = make_table(tidy(runs), bars={"accuracy": 90}, baseline="none")
+    marked = table.frame.set_index("method")["below_bar"]
+    assert marked["uw"] == "left/accuracy,right/accuracy"
+    assert marked["ew"] == "" and marked["dwa"] == ""
+    md = table.render("md")
+    assert next(line for line in md.splitlines() if line.startswith("| uw |")).count("‡") == 2
+    assert "‡" not in next(line for line in md.splitlines() if line.startswith("| ew |"))
+    assert "‡" in table.render("latex")

@@ -11,12 +11,14 @@ from mtl_bench.report.papers import load_preset
 from mtl_bench.report.pipeline import make_table
 
 
-def tidy(runs, metric="accuracy", higher_is_better=True, rule="best", sel_metric="mean/accuracy"):
+def tidy(runs, metric="accuracy", higher_is_better=True, rule="best", sel_metric="mean/accuracy", study=False):
     """A results table: ``runs`` are ``(strategy, tasks, lr, seed, {split: value or [value per epoch]})``;
-    every task of a run logs the same value."""
+    every task of a run logs the same value. ``study``: run folders laid out as an mtl-bench tune
+    study's (``STUDY/METHOD/trial_K/seed_S``, one trial per lr)."""
     rows = []
     for strategy, tasks, lr, seed, values in runs:
-        run = f"{strategy}-{'+'.join(tasks)}-lr{lr}-s{seed}"
+        run = (f"study/{strategy}-{'+'.join(tasks)}/trial_{lr}/seed_{seed}" if study
+               else f"{strategy}-{'+'.join(tasks)}-lr{lr}-s{seed}")
         info = {"run": run, "status": "completed", "dataset": "multimnist", "strategy": strategy, "seed": seed,
                 "tasks": ",".join(tasks), "n_tasks": len(tasks), "seconds_per_epoch": 1.0, "sel_rule": rule,
                 "sel_split": "val", "sel_metric": sel_metric, "sel_k": 10, "sel_average": "metric",
@@ -93,12 +95,18 @@ def test_partly_overlapping_grids_and_single_task_holes_are_named():
     assert gaps[("stl", "left")] == gaps[("stl", "right")] == "no runs at trainer.lr=0.001"
 
 
-def test_methods_with_their_own_values_are_not_an_incomplete_grid():
-    """An Optuna study gives each method its own lr values: no method's values are a subset of another's."""
-    own = [("ew", BOTH, 0.011, s, {"val": 0.9, "test": 0.8}) for s in (0, 1)] + \
-          [("uw", BOTH, 0.034, s, {"val": 0.9, "test": 0.8}) for s in (0, 1)]
-    table, sel = make_table(tidy(own), tune=["trainer.lr"])
+def test_the_methods_of_tune_studies_are_not_an_incomplete_grid_but_a_grid_apart_is():
+    """Optuna draws each method's values (some shared by chance): no INCOMPLETE GRID for trial
+    folders. The same values from a grid sweep are holes, a method that shares no value included."""
+    drawn = [("ew", BOTH, lr, s, {"val": 0.9, "test": 0.8}) for lr in (0.001, 0.01) for s in (0, 1)] + \
+            [("uw", BOTH, lr, s, {"val": 0.9, "test": 0.8}) for lr in (0.001, 0.005) for s in (0, 1)] + \
+            [("dwa", BOTH, 0.02, s, {"val": 0.9, "test": 0.8}) for s in (0, 1)]
+    _, sel = make_table(tidy(drawn, study=True), tune=["trainer.lr"])
     assert (sel.tuning["incomplete"] == "").all()
+    _, sel = make_table(tidy(drawn), tune=["trainer.lr"])
+    gaps = sel.tuning.set_index("method")["incomplete"]
+    assert gaps["dwa"] == "no runs at trainer.lr=0.001, trainer.lr=0.005, trainer.lr=0.01"
+    assert gaps["ew"] == "no runs at trainer.lr=0.005, trainer.lr=0.02"
 
 
 def test_without_tune_each_lr_is_its_own_panel():

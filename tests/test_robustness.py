@@ -65,6 +65,26 @@ def test_rerunning_a_sweep_skips_completed_runs_and_resumes_the_rest(run_cli, tm
     assert second[dwa]["status"] == "completed" and second[dwa]["final"] == first[dwa]["final"]
 
 
+def test_a_sweep_over_ended_runs_leaves_every_file_as_it_was_even_where_it_could_not_run(run_cli, tmp_path):
+    """Started again on a machine where the runs could not even start (here a device it lacks; a
+    missing dataset alike), a sweep reports its ended runs as they are: no file of theirs changes,
+    none is marked failed. Other settings are still refused."""
+    sweep = ["run", "-m", "strategy=ew,dwa", "trainer.epochs=1", *SMALL, "hydra.sweep.dir=sweep"]
+    assert run_cli(*sweep, cwd=tmp_path).returncode == 0
+    files = lambda: {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*")  # noqa: E731
+                     if p.is_file() and p.name != "multirun.yaml"}
+    before = files()
+    proc = run_cli(*sweep, "trainer.device=cuda:7", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "already completed" in proc.stdout + proc.stderr
+    assert files() == before
+    ew = next(p.parent for p in (tmp_path / "sweep").rglob("summary.json") if "strategy=ew" in p.parent.name)
+    refused = run_cli("run", "strategy=ew", "trainer.epochs=1", *SMALL, "trainer.lr=0.5", f"hydra.run.dir='{ew}'",
+                      cwd=tmp_path)
+    assert refused.returncode == 2 and "other settings" in refused.stderr and "trainer.lr" in refused.stderr
+    assert files() == before
+
+
 def test_joblib_launcher_runs_four_jobs(run_cli, tmp_path):
     proc = run_cli("run", "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "strategy=ew,mgda", "seed=0,1",
                    "trainer.epochs=1", *SMALL, "hydra.sweep.dir=sweep", cwd=tmp_path)

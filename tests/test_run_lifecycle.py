@@ -165,9 +165,8 @@ def test_a_second_process_on_a_run_being_trained_is_refused_and_touches_nothing(
     assert summary["status"] == "interrupted" and summary["epochs"] == 100000  # the first run's, not the refused one's
 
 
-def test_a_resume_may_change_how_a_run_goes_but_not_its_data_stream():
-    """Display, paths and gradient paths may change on resume; dataset.num_workers may not (the
-    loader's workers draw the augmentation: another count is another run)."""
+def test_a_resume_may_change_how_a_run_goes_but_not_what_it_computes():
+    """Display, paths, gradient paths and the loader's workers may change on resume; the lr may not."""
     from mtl_bench.train.checkpoint import settings_mismatch
 
     stored = {"trainer": {"lr": 0.01, "progress": "auto", "epochs": 10},
@@ -176,5 +175,6 @@ def test_a_resume_may_change_how_a_run_goes_but_not_its_data_stream():
                "dataset": {"num_workers": 2, "eval_batch_size": 1024}, "grad": {"method": "loop"},
                "logger": {"tensorboard": {"dir": "tb"}}}
     assert settings_mismatch(stored, neutral) == []
-    other_workers = {**neutral, "dataset": {"num_workers": 0, "eval_batch_size": 256}}
-    assert settings_mismatch(stored, other_workers) == ["dataset.num_workers: 2 -> 0"]
+    assert settings_mismatch(stored, {**neutral, "dataset": {"num_workers": 0, "eval_batch_size": 256}}) == []
+    assert settings_mismatch(stored, {**neutral, "trainer": {"lr": 0.1, "progress": "never", "epochs": 20}}) == [
+        "trainer.lr: 0.01 -> 0.1"]

@@ -76,7 +76,7 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     tuning = pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame()
     if not tuning.empty:  # holes in the grid, single-task and multi-task runs compared together
         tuning["incomplete"] = grid_gaps(tuning, tune)
-        tuning = tuning.drop(columns=["values", "seeds"])
+        tuning = tuning.drop(columns=["values", "seeds", "searched"])
     return Selection(collection, results, selected, baselines, tune, tuning)
 
 

@@ -12,6 +12,7 @@ the config value with the best mean over seeds of their selected val score; test
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -117,6 +118,7 @@ def describe_protocol(protocol: dict) -> str:
 
 
 TUNE_SPLIT = "val"  # tuning reads validation only, whatever split the table reports
+TRIAL_PREFIX = "trial_"  # the trial folders of an mtl-bench tune study: STUDY/METHOD/trial_K/seed_S
 
 
 def _tune_score(rows: pd.DataFrame, metric: str, single_task: bool) -> float:
@@ -185,19 +187,24 @@ def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
         choices.append({"panel": panel, "method": method, "tasks": tasks, **dict(zip(keys, best)),
                         "metric": name, "score": float(per_value[best if len(best) > 1 else best[0]]),
                         "candidates": ", ".join(f"{v}: {x:.4g}" for v, x in per_value.items()),
-                        "values": frozenset(seeds.index), "seeds": seeds.to_dict()})
+                        "values": frozenset(seeds.index), "seeds": seeds.to_dict(),
+                        "searched": any(Path(str(run)).parent.name.startswith(TRIAL_PREFIX) for run in group.index)})
     return selected[selected["run"].isin(kept)].reset_index(drop=True), pd.DataFrame(choices)
 
 
 def grid_gaps(choices: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     """Per row of ``choices`` (:func:`tune`'s, the single-task and multi-task ones together), what
-    its grid lacks that the others of its panel ran: the values run by a group that shares a value
-    with it (a grid sweep; the methods of Optuna studies share none and are not compared) and not
-    by it, and its values run on fewer seeds than its others. Empty text for a complete grid."""
+    its grid lacks: the values other groups of its panel ran and it did not, and its values run on
+    fewer seeds than its others. Empty text for a complete grid, and for the methods of
+    ``mtl-bench tune`` studies (``searched``: trial folders), which draw values of their own."""
+    grids = choices[~choices["searched"]]
     gaps = []
     for _, row in choices.iterrows():
-        others = choices[(choices["panel"] == row["panel"]) & choices["values"].map(lambda v: bool(v & row["values"]))]
-        missing = sorted(frozenset().union(*others["values"]) - row["values"], key=lambda v: _value_order(pd.Index([v]))[0])
+        if row["searched"]:
+            gaps.append("")
+            continue
+        panel = grids[grids["panel"] == row["panel"]]
+        missing = sorted(frozenset().union(*panel["values"]) - row["values"], key=lambda v: _value_order(pd.Index([v]))[0])
         most = max(row["seeds"].values())
         thin = [(v, n) for v, n in row["seeds"].items() if n < most]
         text = []

@@ -102,8 +102,8 @@ class ScoreTable:
     def below_bar(self, row, column: str) -> bool:
         """The row's mean of ``column`` is worse than the bar set for its metric (``--bar``)."""
         bar = self.bars.get(column.split("/")[1])
-        if bar is None or pd.isna(row[column]):
-            return False
+        if bar is None or pd.isna(row[column]) or math.isclose(row[column], bar, rel_tol=1e-9):
+            return False  # (a mean that shows as the bar itself, 0.8999999999999999 for 0.9, is not below it)
         return row[column] < bar if self.directions[column] else row[column] > bar
 
     def set_bars(self, bars: dict[str, float]) -> None:

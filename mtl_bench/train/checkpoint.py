@@ -54,10 +54,11 @@ def load_checkpoint(path: Path, map_location=None) -> dict:
 
 
 # Settings a resumed run may change: those that leave its numbers alone (SAME_NUMBERS), more epochs,
-# and a device, compilation, a cache or a process count, with which the run continues but not bit
-# for bit (other random streams or batch-norm statistics; README "Resume a single run").
+# and a device, compilation, a cache, the loader's workers or a process count, with which the run
+# continues but not bit for bit (other random streams or batch-norm statistics; README "Resume a
+# single run").
 RESUMABLE_CHANGES = ("trainer.epochs", *SAME_NUMBERS, "trainer.device", "trainer.compile", "dataset.cache",
-                     "trainer.distributed")
+                     "dataset.num_workers", "trainer.distributed")
 
 
 def _flatten(tree, prefix=""):
@@ -79,3 +80,14 @@ def settings_mismatch(stored: dict | None, current: dict | None) -> list[str]:
     keys = sorted(old)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
             if old.get(k) != new.get(k) and not is_key_in(k, RESUMABLE_CHANGES)]
+
+
+
+def check_settings(run_dir: Path, stored: dict | None, current: dict | None) -> None:
+    """Refuse (:class:`SettingsMismatch`) a run folder whose checkpoint was made with other settings."""
+    changed = settings_mismatch(stored, current)
+    if changed:
+        raise SettingsMismatch(
+            f"{run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
+            f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
+        )

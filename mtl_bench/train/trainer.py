@@ -22,7 +22,7 @@ from ..protocol import check_selection, run_selection
 from ..schemas import TrainerConfig  # the trainer group's schema: every key's type, default and range
 from ..strategies.base import Strategy
 from ..strategies.solvers import one_blas_thread_held
-from .checkpoint import SettingsMismatch, load_checkpoint, rng_state, save_checkpoint, set_rng_state, settings_mismatch
+from .checkpoint import check_settings, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .cost import StepTimer, peak_memory_mb
 from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
@@ -376,12 +376,7 @@ class Trainer:
 
     def _check_settings(self, state: dict) -> None:
         """Refuse a run folder whose checkpoint was made with other settings."""
-        changed = settings_mismatch(state.get("settings"), self.settings)
-        if changed:
-            raise SettingsMismatch(
-                f"{self.run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
-                f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
-            )
+        check_settings(self.run_dir, state.get("settings"), self.settings)
 
     # ----------------------------------------------------------------------------- summary
     def _check_selection(self) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 import yaml
 
 from ..report.directions import higher_is_better
+from ..report.selection import TRIAL_PREFIX
 from .score import score_trial
 from .space import load_space, method_params, override, suggest
 
@@ -147,7 +148,7 @@ class Tuner:
 
     # ------------------------------------------------------------------ trials
     def trial_dir(self, method: str, number: int) -> Path:
-        return self.directory / method / f"trial_{number:03d}"
+        return self.directory / method / f"{TRIAL_PREFIX}{number:03d}"
 
     def command(self, item: Item) -> list[str]:
         drawn = [override(k, v) for k, v in item.params.items()]
