@@ -77,6 +77,9 @@ def test_nproc_switch_resumes_in_one_process(tmp_path):
     first = cli("run", *args, "trainer.epochs=1", "trainer.distributed.nproc=2", "hydra.run.dir=two", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["cost"]["distributed"]["world_size"] == 2
+    # rank 0 logs as one process does: its epoch lines reach the console and the run's log, once
+    log = (tmp_path / "two" / "mtl-bench.log").read_text()
+    assert log.count("epoch 1/1") == 1 and "epoch 1/1" in first.stdout + first.stderr
     resumed = cli("run", *args, "trainer.epochs=2", "hydra.run.dir=two", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(tmp_path / "one", tmp_path / "two")
