@@ -523,13 +523,14 @@ def _bars(texts) -> dict[str, float]:
     """``--bar accuracy=90`` (repeatable) -> ``{"accuracy": 90.0}``."""
     bars = {}
     for text in texts or []:
-        metric, equals, value = text.partition("=")
+        metric, _, value = text.partition("=")
         try:
-            bars[metric.strip()] = float(value)
+            number = float(value)
         except ValueError:
-            equals = ""
-        if not equals or not metric.strip() or not math.isfinite(bars.get(metric.strip(), math.nan)):
+            number = math.nan
+        if not metric.strip() or not math.isfinite(number):
             raise ValueError(f"--bar {text!r}: write METRIC=VALUE in the table's units, e.g. --bar accuracy=90")
+        bars[metric.strip()] = number
     return bars
 
 

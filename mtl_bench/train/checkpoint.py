@@ -82,7 +82,6 @@ def settings_mismatch(stored: dict | None, current: dict | None) -> list[str]:
             if old.get(k) != new.get(k) and not is_key_in(k, RESUMABLE_CHANGES)]
 
 
-
 def check_settings(run_dir: Path, stored: dict | None, current: dict | None) -> None:
     """Refuse (:class:`SettingsMismatch`) a run folder whose checkpoint was made with other settings."""
     changed = settings_mismatch(stored, current)

@@ -483,10 +483,11 @@ def _stop_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _log_handlers() -> list[tuple]:
-    """The launching process's root log handlers as ``(file name, or <stdout> / <stderr> for the
-    console, level, format)``, after the root's level: spawned ranks start with no logging set up, and rank 0 sets up the same (Hydra's
-    console and the run's ``mtl-bench.log``), so a distributed run logs its epochs as one process does."""
+def _log_setup() -> dict:
+    """The launching process's root logging: its level, and its handlers as ``(target, level,
+    format)`` with target a file name or ``<stdout>`` / ``<stderr>``. Spawned ranks start without
+    logging; rank 0 sets up the same (Hydra's console and the run's ``mtl-bench.log``), so a
+    distributed run logs its epochs as one process does."""
     root = logging.getLogger()
     handlers = []
     for handler in root.handlers:
@@ -495,29 +496,28 @@ def _log_handlers() -> list[tuple]:
             handlers.append((handler.baseFilename, handler.level, fmt))
         elif isinstance(handler, logging.StreamHandler):
             handlers.append(("<stderr>" if handler.stream is sys.stderr else "<stdout>", handler.level, fmt))
-    return [(root.level, None, None), *handlers]
+    return {"level": root.level, "handlers": handlers}
 
 
-def _set_up_logging(handlers: list[tuple]) -> None:
-    if not handlers:
+def _set_up_logging(setup: dict | None) -> None:
+    if not setup:
         return
-    (level, _, _), *rest = handlers
     root = logging.getLogger()
-    root.setLevel(level)
-    for filename, handler_level, fmt in rest:
-        consoles = {"<stdout>": sys.stdout, "<stderr>": sys.stderr}
-        handler = logging.StreamHandler(consoles[filename]) if filename in consoles else logging.FileHandler(filename)
-        handler.setLevel(handler_level)
+    root.setLevel(setup["level"])
+    consoles = {"<stdout>": sys.stdout, "<stderr>": sys.stderr}
+    for target, level, fmt in setup["handlers"]:
+        handler = logging.StreamHandler(consoles[target]) if target in consoles else logging.FileHandler(target)
+        handler.setLevel(level)
         handler.setFormatter(logging.Formatter(fmt))
         root.addHandler(handler)
 
 
 def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tuple, results, parent: int = 0,
-                  log_handlers: list[tuple] | None = None) -> None:
+                  log_setup: dict | None = None) -> None:
     if parent:
         _stop_with_parent(parent)
     if rank == 0:  # the other ranks compute the same numbers and stay quiet
-        _set_up_logging(log_handlers or [])
+        _set_up_logging(log_setup)
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     if threads:
@@ -558,7 +558,7 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
     results = mp.get_context("spawn").SimpleQueue()
     threads = max(1, torch.get_num_threads() // nproc) if cpu else 0
     processes = mp.start_processes(_local_worker, args=(nproc, _free_port(), threads, fn, args, results, os.getpid(),
-                                                        _log_handlers()),
+                                                        _log_setup()),
                                    nprocs=nproc, join=False, start_method="spawn")
     received = []
 
