@@ -113,15 +113,11 @@ def _report_ended(cfg, hydra_cfg, run_dir: Path) -> dict:
     checkpoint's settings must be these (else it is refused, as a resume would be)."""
     from hydra.types import RunMode
 
-    from .train.checkpoint import CheckpointError, check_settings, load_checkpoint
+    from .train.checkpoint import CheckpointError, ended_run
     from .train.experiment import run_settings
-    from .train.run_dir import CHECKPOINT_FILE, read_summary
 
-    summary = read_summary(run_dir)
     try:
-        if (run_dir / CHECKPOINT_FILE).exists():
-            stored = load_checkpoint(run_dir / CHECKPOINT_FILE, map_location="cpu").get("settings")
-            check_settings(run_dir, stored, run_settings(cfg))
+        summary = ended_run(run_dir, int(cfg.trainer.epochs), run_settings(cfg))
     except CheckpointError as err:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             _USER_ERRORS.append(str(err))
@@ -129,7 +125,6 @@ def _report_ended(cfg, hydra_cfg, run_dir: Path) -> dict:
             raise SystemExit(2) from None
         log.error("error: %s", err)
         return {"status": "refused", "error": str(err)}
-    log.info("run in %s already %s; nothing to do", run_dir, summary["status"])
     log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
     return summary
 

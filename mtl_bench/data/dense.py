@@ -316,14 +316,11 @@ def segmentation_task(name: str = "segmentation", num_classes: int = 13, absent:
 
 def depth_task(name: str = "depth") -> Task:
     return Task(name=name, loss=depth_loss, loss_count=lambda target: depth_mask(target).sum(), kpi=depth_kpi,
-                metric_factories=[
-        DepthAbsError, DepthRelError, lambda: LossMetric(_per_pixel_l1),
-    ])
+                metric_factories=[DepthAbsError, DepthRelError, lambda: LossMetric(_per_pixel_l1)])
 
 
 def normal_task(name: str = "normal") -> Task:
     return Task(name=name, loss=normal_loss, loss_count=lambda target: normal_mask(target).sum(), kpi=normal_kpi,
-                metric_factories=[
-        NormalAngleMean, NormalAngleMedian, *[(lambda t=t: NormalWithin(t)) for t in THRESHOLDS],
-        lambda: LossMetric(_per_pixel_cos),
-    ])
+                metric_factories=[NormalAngleMean, NormalAngleMedian,
+                                  *[(lambda t=t: NormalWithin(t)) for t in THRESHOLDS],
+                                  lambda: LossMetric(_per_pixel_cos)])

@@ -37,6 +37,7 @@ import logging
 
 import numpy as np
 import torch
+
 from .base import SolverWeighting
 from .slsqp import slsqp_on_simplex
 from .solvers import SolverError, one_blas_thread

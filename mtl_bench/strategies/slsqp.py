@@ -6,13 +6,14 @@ constraints={"type": "eq", "fun": lambda w: 1 - sum(w)}, method="SLSQP")``: Kraf
 forward-difference gradients of step 1.49e-8, ``ftol`` 1e-6, 100 iterations. Every call of
 ``minimize`` first builds its bookkeeping (bounds and constraint objects, a memoising function
 wrapper, finite differences through ``approx_derivative``), which costs more than the solve
-itself for a T x T dual: 0.5 ms of a CAGrad step on two tasks, 7 ms on forty (0.11 and 3.4 ms here).
+itself for a T x T dual: 0.5 ms of a CAGrad step on two tasks, 7 ms on forty (0.11 and 3.4 ms
+here).
 
 :func:`slsqp_on_simplex` drives the same compiled SLSQP iteration (scipy >= 1.16) with the same
 inputs - the same finite-difference steps, taken backwards where a forward step would leave
 [0, 1], the same evaluation points, one at a time, and the same arithmetic and workspace - so its
-iterates are bit for bit those of ``minimize`` (tests/test_slsqp.py checks it on random duals at three gradient
-scales); with an older scipy it calls ``minimize`` itself.
+iterates are bit for bit those of ``minimize`` (tests/test_slsqp.py checks it on random duals at
+three gradient scales); with an older scipy it calls ``minimize`` itself.
 """
 from __future__ import annotations
 
@@ -107,16 +108,16 @@ def slsqp_on_simplex(objective: Callable[[np.ndarray], float], x0: np.ndarray,
         normals[0] = _forward_differences(_sums_to_one, w, _sums_to_one(w))
         return _forward_differences(objective, w, fw)
 
-    fx, evaluated_at = value(x), x.copy()
+    fx = value(x)
     g = slopes(x, fx)
     residual[0] = _sums_to_one(x)
     while True:
         _slsqp_iteration(state, fx, g, normals, residual, x, multipliers, lower, upper, buffer, indices)
         mode = state["mode"]
         if mode == 1:     # the objective and the constraint at the new point
-            fx, evaluated_at = value(x), x.copy()
+            fx = value(x)
             residual[0] = _sums_to_one(x)
-        elif mode == -1:  # the gradients at the new point (its value is known when it was just evaluated)
-            g = slopes(x, fx if np.array_equal(x, evaluated_at) else value(x))
+        elif mode == -1:  # the gradients at the point just evaluated (SLSQP asks for them there)
+            g = slopes(x, fx)
         if abs(mode) != 1:
             return x, mode == 0, EXIT_MODES.get(mode, f"SLSQP exit mode {mode}")

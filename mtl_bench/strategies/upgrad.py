@@ -8,13 +8,14 @@ normalised Gramian ``Gt = G / trace(G)`` (all zeros if trace < 1e-4) plus 1e-4 I
     v^(i) = argmin_v  v^T Gt v    subject to  v >= e_i / T   (element-wise)
 
 and ``weights = sum_i v^(i)``, applied to the raw Jacobian. The update then has a non-negative
-dot product with every task gradient (``G w >= 0``, up to the ``reg_eps`` regularisation). The T
-QPs are solved together, exactly, by a primal-dual active-set method (:func:`active_set_projections`:
-one batched linear solve per round, float64 on the host; 0.9 ms for 40 tasks where 40 calls of
-``quadprog``, the solver of TorchJD, take 6.8 ms); a QP it does not settle goes to ``quadprog``
-(the Goldfarb-Idnani dual method). A QP failure is an error (:class:`SolverError`), counted in
-``solver_failures``. Heads get their unscaled loss gradient,
-as in TorchJD's ``mtl_backward`` (``scale_heads=False``).
+dot product with every task gradient (``G w >= 0``, up to the ``reg_eps`` regularisation).
+
+The T QPs are solved together, exactly, by a primal-dual active-set method
+(:func:`active_set_projections`: one batched linear solve per round, float64 on the host; 0.9 ms
+for 40 tasks where 40 calls of ``quadprog``, the solver of TorchJD, take 6.8 ms); a QP it does not
+settle goes to ``quadprog`` (the Goldfarb-Idnani dual method). A QP failure is an error
+(:class:`SolverError`), counted in ``solver_failures``. Heads get their unscaled loss gradient, as
+in TorchJD's ``mtl_backward`` (``scale_heads=False``).
 """
 from __future__ import annotations
 

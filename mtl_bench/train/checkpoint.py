@@ -1,6 +1,7 @@
 """Checkpoints: everything needed to resume a run exactly, written atomically."""
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -9,6 +10,9 @@ import numpy as np
 import torch
 
 from ..protocol import SAME_NUMBERS, is_key_in
+from .run_dir import CHECKPOINT_FILE, has_ended, read_summary
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -90,3 +94,16 @@ def check_settings(run_dir: Path, stored: dict | None, current: dict | None) -> 
             f"{run_dir} holds a run with other settings ({'; '.join(changed)}). Resume it with its own "
             f"overrides, or start this one in a fresh folder (hydra.run.dir=..., or another hydra.sweep.dir)"
         )
+
+
+def ended_run(run_dir: Path, epochs: int, settings: dict | None) -> dict | None:
+    """The summary of the run in ``run_dir`` when it has ended (a start of it has nothing to do),
+    after checking that its checkpoint was made with these ``settings``; None for a run to train."""
+    summary = read_summary(run_dir)
+    if not has_ended(summary, epochs, run_dir):
+        return None
+    if (Path(run_dir) / CHECKPOINT_FILE).exists():  # the run there must be this one
+        check_settings(run_dir, load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, map_location="cpu").get("settings"),
+                       settings)
+    log.info("run in %s already %s; nothing to do", run_dir, summary["status"])
+    return summary

@@ -22,13 +22,13 @@ from ..protocol import check_selection, run_selection
 from ..schemas import TrainerConfig  # the trainer group's schema: every key's type, default and range
 from ..strategies.base import Strategy
 from ..strategies.solvers import one_blas_thread_held
-from .checkpoint import check_settings, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_settings, ended_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .cost import StepTimer, peak_memory_mb
 from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
 from .optim import build_optimizer, build_scheduler
 from .signals import Interrupted, deferred_signals, interrupt_on_signals
-from .run_dir import CHECKPOINT_FILE, MetricsLog, exclusive, has_ended, read_summary, record, write_summary
+from .run_dir import CHECKPOINT_FILE, MetricsLog, exclusive, record, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,9 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> dict:
-        previous = read_summary(self.run_dir)
-        if has_ended(previous, self.config.epochs, self.run_dir):
-            if (self.run_dir / CHECKPOINT_FILE).exists():  # the run there must be this one
-                self._check_settings(load_checkpoint(self.run_dir / CHECKPOINT_FILE, map_location="cpu"))
-            log.info("run in %s already %s; nothing to do", self.run_dir, previous["status"])
-            return previous
+        ended = ended_run(self.run_dir, self.config.epochs, self.settings)
+        if ended is not None:
+            return ended
         self._resume()
         if self.on_resumable is not None and (self.dist is None or self.dist.is_main):
             self.on_resumable()
@@ -354,7 +351,7 @@ class Trainer:
             self.metrics_log.truncate_after(0)
             return
         state = load_checkpoint(path, map_location=self.device)
-        self._check_settings(state)
+        check_settings(self.run_dir, state.get("settings"), self.settings)  # the run there must be this one
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -373,10 +370,6 @@ class Trainer:
             self.dist.load_checkpoint_state(state.get("distributed"))
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
-
-    def _check_settings(self, state: dict) -> None:
-        """Refuse a run folder whose checkpoint was made with other settings."""
-        check_settings(self.run_dir, state.get("settings"), self.settings)
 
     # ----------------------------------------------------------------------------- summary
     def _check_selection(self) -> None:
