@@ -166,7 +166,8 @@ def test_a_second_process_on_a_run_being_trained_is_refused_and_touches_nothing(
 
 
 def test_a_resume_may_change_how_a_run_goes_but_not_what_it_computes():
-    """Display, paths, gradient paths and the loader's workers may change on resume; the lr may not."""
+    """Display, paths, gradient paths, the loader's workers and a preset's report metadata may change
+    on resume; the lr may not."""
     from mtl_bench.train.checkpoint import settings_mismatch
 
     stored = {"trainer": {"lr": 0.01, "progress": "auto", "epochs": 10},
@@ -176,5 +177,8 @@ def test_a_resume_may_change_how_a_run_goes_but_not_what_it_computes():
                "logger": {"tensorboard": {"dir": "tb"}}}
     assert settings_mismatch(stored, neutral) == []
     assert settings_mismatch(stored, {**neutral, "dataset": {"num_workers": 0, "eval_batch_size": 256}}) == []
+    # a preset's report settings (experiment.table.reference renamed since the run) change no number
+    assert settings_mismatch({**stored, "experiment": {"table": {"reference": "ew"}}},
+                             {**neutral, "experiment": {"table": {"reference": "uniform"}}}) == []
     assert settings_mismatch(stored, {**neutral, "trainer": {"lr": 0.1, "progress": "never", "epochs": 20}}) == [
         "trainer.lr: 0.01 -> 0.1"]

@@ -58,11 +58,12 @@ def load_checkpoint(path: Path, map_location=None) -> dict:
 
 
 # Settings a resumed run may change: those that leave its numbers alone (SAME_NUMBERS), more epochs,
-# and a device, compilation, a cache, the loader's workers or a process count, with which the run
-# continues but not bit for bit (other random streams or batch-norm statistics; README "Resume a
-# single run").
-RESUMABLE_CHANGES = ("trainer.epochs", *SAME_NUMBERS, "trainer.device", "trainer.compile", "dataset.cache",
-                     "dataset.num_workers", "trainer.distributed")
+# a preset's report metadata (``experiment``: its paper, grids and table settings, which the trainer
+# never reads), and a device, compilation, a cache, the loader's workers or a process count, with
+# which the run continues but not bit for bit (other random streams or batch-norm statistics;
+# README "Resume a single run").
+RESUMABLE_CHANGES = ("trainer.epochs", *SAME_NUMBERS, "experiment", "trainer.device", "trainer.compile",
+                     "dataset.cache", "dataset.num_workers", "trainer.distributed")
 
 
 def _flatten(tree, prefix=""):
