@@ -180,9 +180,11 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
             if fresh and not _holds_a_run(run_dir) and not isinstance(err, RunDirBusy):  # rejected before training wrote anything
                 _remove_run_dir(run_dir, hydra_cfg.job.name)
             raise SystemExit(2) from None
+        if isinstance(err, (SettingsMismatch, RunDirBusy)):  # the folder holds another run: leave it as it is
+            with _log_file_untouched(run_dir):
+                log.error("error: %s", err)
+            return {"status": "refused", "error": str(err)}
         log.error("error: %s", err)
-        if isinstance(err, (SettingsMismatch, RunDirBusy)):
-            return {"status": "refused", "error": str(err)}  # the folder holds another run: leave it as it is
         if not (run_dir / ".hydra" / "config.yaml").exists():
             save_config()  # the failed run's settings, for its summary's reader
         return _mark_failed(cfg, run_dir, err)

@@ -24,6 +24,11 @@ def files(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".log"}
 
 
+def every_file(run: Path) -> dict[str, bytes]:
+    """Every file of a run folder, its log included."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
 def start_and_wait_for_an_epoch(tmp_path, args) -> subprocess.Popen:
     """``mtl-bench run ARGS`` started in ``tmp_path``, returned once its first epoch is evaluated."""
     proc = subprocess.Popen([sys.executable, "-m", "mtl_bench", "run", *args], cwd=tmp_path, env=ENV,
@@ -78,23 +83,30 @@ def test_divergence_names_the_task_and_the_step_and_keeps_the_step_records(run_c
 
 def test_a_refused_resume_changes_nothing_on_disk(run_cli, tmp_path):
     assert run_cli("run", "trainer.epochs=1", *SMALL, "hydra.run.dir=run", cwd=tmp_path).returncode == 0
-    before = files(tmp_path / "run")
-    assert {".hydra/config.yaml", ".hydra/overrides.yaml", "summary.json", "metrics.jsonl", "checkpoint.pt"} <= set(before)
+    before = every_file(tmp_path / "run")
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", "summary.json", "metrics.jsonl", "checkpoint.pt",
+            "mtl-bench.log"} <= set(before)
     refused = run_cli("run", "strategy=uw", "trainer.epochs=2", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
     assert refused.returncode == 2
     assert "holds a run with other settings" in refused.stderr and "strategy.name: 'ew' -> 'uw'" in refused.stderr
-    assert files(tmp_path / "run") == before
+    assert every_file(tmp_path / "run") == before
     # a completed run is not passed off as the one asked for either
     same_epochs = run_cli("run", "strategy=uw", "trainer.epochs=1", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
     assert same_epochs.returncode == 2 and "holds a run with other settings" in same_epochs.stderr
-    assert files(tmp_path / "run") == before
+    assert every_file(tmp_path / "run") == before
     # in a sweep too: the refused run is logged, its folder left as it was
     sweep = ["run", "-m", "trainer.epochs=1", *SMALL, "hydra.sweep.dir=sweep", "hydra.sweep.subdir=one"]
     assert run_cli(*sweep, "strategy=ew", cwd=tmp_path).returncode == 0
-    before = files(tmp_path / "sweep" / "one")
+    before = every_file(tmp_path / "sweep" / "one")
     again = run_cli(*sweep, "strategy=uw", cwd=tmp_path)
     assert again.returncode == 1 and "1 run(s) of the sweep refused" in again.stderr
-    assert files(tmp_path / "sweep" / "one") == before
+    assert every_file(tmp_path / "sweep" / "one") == before
+    # a run the sweep would resume (more epochs) but of other settings: refused, its log untouched too
+    longer = [a.replace("trainer.epochs=1", "trainer.epochs=2") for a in sweep]
+    again = run_cli(*longer, "strategy=uw", cwd=tmp_path)
+    assert again.returncode == 1 and "1 run(s) of the sweep refused" in again.stderr
+    assert "holds a run with other settings" in again.stderr
+    assert every_file(tmp_path / "sweep" / "one") == before
 
 
 @pytest.mark.parametrize("args", [["trainer.epochs=ten", "hydra.run.dir=new/run"], ["strategy.name=nosuch"],
