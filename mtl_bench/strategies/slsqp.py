@@ -13,7 +13,8 @@ here).
 inputs - the same finite-difference steps, taken backwards where a forward step would leave
 [0, 1], the same evaluation points, one at a time, and the same arithmetic and workspace - so its
 iterates are bit for bit those of ``minimize`` (tests/test_slsqp.py checks it on random duals at
-three gradient scales); with an older scipy it calls ``minimize`` itself.
+three gradient scales). That iteration is a private module of scipy (1.16, the version this
+package requires, and later); should a scipy release move it, the driver calls ``minimize`` itself.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import numpy as np
 
 try:  # the compiled iteration scipy's own driver calls (scipy >= 1.16)
     from scipy.optimize._slsqplib import slsqp as _slsqp_iteration
-except ImportError:  # pragma: no cover - older scipy: minimize() itself
+except ImportError:  # pragma: no cover - a scipy whose private module moved: minimize() itself
     _slsqp_iteration = None
 
 STEP = float(np.sqrt(np.finfo(float).eps))  # minimize's default finite-difference step (``eps``)
@@ -79,7 +80,7 @@ def slsqp_on_simplex(objective: Callable[[np.ndarray], float], x0: np.ndarray,
     bounds=[(0, 1)] * n, constraints={"type": "eq", "fun": 1 - sum(w)})``: forward differences
     when ``gradient`` is None (the constraint's too, as minimize takes them), else the analytic
     gradient and the constraint's exact normal ``-1``."""
-    if _slsqp_iteration is None:  # pragma: no cover - older scipy
+    if _slsqp_iteration is None:  # pragma: no cover - scipy's private module moved
         return _minimize(objective, np.asarray(x0, dtype=np.float64), gradient, maxiter, ftol)
     x = np.clip(np.asarray(x0, dtype=np.float64).reshape(-1), 0.0, 1.0)
     n = len(x)
