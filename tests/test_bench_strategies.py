@@ -60,3 +60,20 @@ def test_strategy_variants_are_parsed_and_built():
     assert row["strategy_object"].gramian_scaling == "trace"
     assert bench.reference_of(row) == "ew"
     assert ("cagrad:gramian_scaling=trace", "representation") in set(bench.runs_for(list(bench.VARIANTS), ["representation"]))
+
+
+def test_solver_benchmark_times_the_host_solve_and_slsqps_own_iterations(tmp_path):
+    """scripts/bench_solver.py --quick: every row has a step ratio and a solve time; CAGrad's rows count
+    the compiled SLSQP iterations, MGDA's (no SLSQP) have none."""
+    out = tmp_path / "solver.csv"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_solver.py"), "--quick", "--out", str(out),
+                             "--strategies", "cagrad", "mgda", "--spaces", "last_shared_layer"],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {r["strategy"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"cagrad", "mgda"}
+    assert all(float(r["step_vs_ew"]) > 0 and float(r["solve_ms"]) > 0 and float(r["gramian_trace"]) > 0
+               for r in rows.values())
+    assert float(rows["cagrad"]["slsqp_calls"]) >= 1 and float(rows["cagrad"]["slsqp_ms"]) > 0
+    assert rows["mgda"]["slsqp_calls"] == "" and rows["mgda"]["slsqp_ms"] == ""
+    assert "| conv40 | cagrad | last_shared_layer |" in out.with_suffix(".md").read_text()
