@@ -35,7 +35,8 @@ commands:
                [--beside published:NAME]   (our rows beside the paper's printed numbers)
                [--ci t|bootstrap] [--correction none|holm] [--poi] [--aggregate]   (statistics)
                          rows strategies, columns task metrics, Delta_m%, MR, time per epoch vs ew
-  plot DIR... --kind weights|curves|pareto|delta|cost|conflict|aggregate|profile [--out DIR] [--verbose] [--csv FILE]
+  plot DIR... --kind weights|curves|pareto|delta|cost|conflict|aggregate|profile|sensitivity [--out DIR]
+               [--verbose] [--csv FILE]   (sensitivity: with --tune KEY, the val and test scores per value)
                          PNG and PDF figures (headless); --verbose prints and --csv writes the plotted data
   tune --dir DIR --methods ew,gradnorm --trials N [--space NAME] [--seeds 0,1] [--n-jobs K] [OVERRIDES]
                          Optuna tunes each method with the same number of trials on the val selection
@@ -616,7 +617,9 @@ def plot_command(argv: list[str]) -> None:
     else:
         sel = select_all(a.dirs, average=a.delta_average, baseline=a.baseline, tune=inputs["tune"],
                          tune_metric=inputs["tune_metric"], **inputs["selection"])
-        if a.kind == "weights":
+        if a.kind == "sensitivity":
+            data = plots.sensitivity(sel.grid, sel.tuning, out=a.out)
+        elif a.kind == "weights":
             data = plots.weights(sel.results, out=a.out)
         elif a.kind == "conflict":
             data = plots.conflict(sel.results, out=a.out)

@@ -160,3 +160,32 @@ def test_sener_koltun_presets_sweep_and_tune_the_lr():
         meta = load_preset(name)
         assert meta["table"]["tune"] == ["trainer.lr"]
         assert meta["main_grid"]["trainer.lr"] == "1e-4,5e-4,1e-3,5e-3,1e-2,5e-2"
+
+
+def test_sensitivity_plot_draws_val_and_test_per_value_and_stars_the_choice(tmp_path):
+    """`plot --kind sensitivity`: per method (stl per task) the mean val score at each lr, which
+    chose, beside the test score of the same runs; the star sits where the table's choice is."""
+    from mtl_bench.report import plots
+    from mtl_bench.report.pipeline import select_all
+
+    sel = select_all(tidy(RUNS), tune=["trainer.lr"])
+    data = plots.sensitivity(sel.grid, sel.tuning, out=tmp_path)
+    assert {p.rsplit(".", 1)[1] for p in data.attrs["files"]} == {"png", "pdf"}
+    rows = data.set_index(["line", "cfg.trainer.lr"])
+    assert set(data["line"]) == {"ew", "uw", "stl (left)", "stl (right)"}
+    assert rows.loc[("ew", "0.01"), "mean"] == pytest.approx(0.85)          # val, mean over the two seeds
+    assert rows.loc[("ew", "0.1"), "mean"] == pytest.approx(0.825)
+    assert rows.loc[("ew", "0.1"), "mean_test"] == pytest.approx(0.985)     # test of the runs not chosen
+    assert rows.loc[("ew", "0.01"), "n"] == 2 and rows.loc[("ew", "0.01"), "low"] < 0.85
+    chosen = data[data["chosen"]].set_index("line")["cfg.trainer.lr"].to_dict()
+    assert chosen == {"ew": "0.01", "uw": "0.1", "stl (left)": "0.01", "stl (right)": "0.1"}
+    assert "stars: the value the table chose" in data.attrs["note"] and "1-2 seeds" in data.attrs["note"]
+
+
+def test_sensitivity_plot_needs_a_tuned_grid(tmp_path, capsys):
+    path = write_table(tidy(RUNS).results, tmp_path / "runs.csv")
+    with pytest.raises(SystemExit) as err:
+        main(["plot", str(path), "--kind", "sensitivity", "--out", str(tmp_path / "figs")])
+    assert err.value.code == 2 and "pass --tune KEY" in capsys.readouterr().err
+    main(["plot", str(path), "--kind", "sensitivity", "--tune", "trainer.lr", "--out", str(tmp_path / "figs")])
+    assert (tmp_path / "figs" / "sensitivity.png").exists()

@@ -17,7 +17,7 @@ from .baselines import Baselines
 from .collect import Collection, collect
 from .groups import annotate
 from .published import load_published
-from .selection import TUNE_SPLIT, grid_gaps, selected_values, tune as tune_runs
+from .selection import TUNE_SPLIT, grid_gaps, selected_values, tune as tune_runs, tune_scores
 from .tables import SKIP_METRICS, ScoreTable, _short, score_table
 
 
@@ -29,6 +29,7 @@ class Selection:
     baselines: Baselines | None
     tuned: list[str] = field(default_factory=list)              # config keys chosen on val
     tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per (panel, method, tasks)
+    grid: pd.DataFrame = field(default_factory=pd.DataFrame)    # tune_scores() of every tuned run, chosen or not
 
 
 def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric=None, k=None,
@@ -39,7 +40,8 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     results/published/NAME.csv) or ``none``. Baseline runs are selected first so that the
     ``delta_m`` rule can select the multi-task runs against them. ``tune``: config keys chosen
     on val per panel and method (``tune_metric`` overrides the runs' selection metric); the
-    runs of the other values leave ``results`` and ``selected``.
+    runs of the other values leave ``results`` and ``selected`` (their val and test scores stay
+    in ``grid``).
     """
     tune = list(tune or [])
     collection = source if isinstance(source, Collection) else collect(source)
@@ -50,10 +52,11 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     args = dict(rule=rule, split=split, metric=metric, k=k, average=average)
     base_rows = results[results["is_baseline"]]
     stl = selected_values(base_rows, **args) if not base_rows.empty else pd.DataFrame()
-    tuning = []
+    tuning, grid = [], []
     if not stl.empty:
         stl = annotate_like(stl, results)
         if tune:
+            grid.append(tune_scores(stl, tune, tune_metric))
             stl, choices = tune_runs(stl, tune, tune_metric)
             tuning.append(choices)
     if baseline == "stl":
@@ -68,6 +71,7 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     mtl = selected_values(results[~results["is_baseline"]], baselines=lookup, **args)
     mtl = annotate_like(mtl, results)
     if tune and not mtl.empty:
+        grid.insert(0, tune_scores(mtl, tune, tune_metric))
         mtl, choices = tune_runs(mtl, tune, tune_metric)
         tuning.insert(0, choices)
     selected = pd.concat([mtl, stl], ignore_index=True)
@@ -77,7 +81,8 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     if not tuning.empty:  # holes in the grid, single-task and multi-task runs compared together
         tuning["incomplete"] = grid_gaps(tuning, tune)
         tuning = tuning.drop(columns=["values", "seeds", "searched"])
-    return Selection(collection, results, selected, baselines, tune, tuning)
+    grid = pd.concat(grid, ignore_index=True) if grid else pd.DataFrame()
+    return Selection(collection, results, selected, baselines, tune, tuning, grid)
 
 
 def _scored(baseline: dict) -> dict:

@@ -16,6 +16,9 @@ PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
 - :func:`aggregate`: across benchmarks, the IQM of Delta_m% and the probability of improvement
   over the reference with stratified bootstrap intervals; :func:`profile`: performance profiles
   (Agarwal et al. 2021; :mod:`mtl_bench.report.aggregate`).
+- :func:`sensitivity`: a tuned key's values (``--tune trainer.lr``) against the val score that
+  chose among them and the test score of the same runs, one line per method: how much the
+  choice matters and whether validation and test agree on it.
 
 Lines are means over seeds and bands or error bars 95% confidence intervals over seeds (Student t;
 none with one seed); every figure says so, with the number of seeds, in a line under its panels
@@ -28,13 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = ("weights", "curves", "pareto", "delta", "cost", "conflict", "aggregate", "profile")
+KINDS = ("weights", "curves", "pareto", "delta", "cost", "conflict", "aggregate", "profile", "sensitivity")
 
 
-def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2):
+def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2, max_cols: int = 3):
     from matplotlib.figure import Figure
 
-    cols = min(n_panels, 3)
+    cols = min(n_panels, max_cols)
     rows = math.ceil(n_panels / cols)
     fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n_panels)]
@@ -434,3 +437,92 @@ def profile(table, out=None, name: str = "profile") -> pd.DataFrame:
     ax.legend(fontsize=7)
     _note(fig, data, "lines: per benchmark the fraction of a method's runs with Δm ≤ τ, averaged over benchmarks")
     return _save(fig, data, out, name)
+
+
+def _line_label(grid: pd.DataFrame) -> pd.Series:
+    """``method``, or ``method (tasks)`` for a method run on several task sets (the single-task
+    baselines, tuned per task)."""
+    sets = grid.groupby(["panel", "method"])["tasks"].transform("nunique")
+    return grid["method"].where(sets == 1, grid["method"] + " (" + grid["tasks"].astype(str) + ")")
+
+
+def _positions(values: pd.Series) -> tuple[pd.Series, str]:
+    """x positions of config values and the axis scale: the numbers themselves (``log`` when
+    positive and spanning a factor of 10 or more, else ``linear``), or the values' ranks in sorted
+    order (``categorical``: ticks labelled with the values)."""
+    try:
+        numbers = values.astype(float)
+    except (TypeError, ValueError):
+        order = sorted(values.unique(), key=str)
+        return values.map({v: i for i, v in enumerate(order)}).astype(float), "categorical"
+    return numbers, "log" if (numbers > 0).all() and numbers.max() >= 10 * numbers.min() else "linear"
+
+
+def sensitivity(grid: pd.DataFrame, tuning: pd.DataFrame, out=None, name: str = "sensitivity") -> pd.DataFrame:
+    """A tuned key's values against the val score that chose among them (left panel) and the test
+    score of the same runs (right panel, never used to choose), one line per method (single-task
+    baselines per task), mean over seeds with 95% CI bands; a star marks each method's chosen
+    value. ``grid`` and ``tuning`` are a :class:`~mtl_bench.report.pipeline.Selection`'s."""
+    if grid.empty:
+        raise ValueError("--kind sensitivity draws the runs of a tuned grid: pass --tune KEY (e.g. --tune trainer.lr)")
+    keys = [c for c in grid.columns if c.startswith("cfg.")]
+    if len(keys) != 1:
+        raise ValueError(f"--kind sensitivity draws one tuned key; these runs were tuned on "
+                         f"{', '.join(k[4:] for k in keys)}")
+    key = keys[0]
+    grid = grid.assign(line=_line_label(grid))
+    per_seed = grid.groupby(["panel", "line", "method", "tasks", key, "seed"], sort=False)[["score", "test"]].mean()
+    per_seed = per_seed.reset_index()
+    group_keys = ["panel", "line", "method", "tasks", key]
+    val = _seed_band(per_seed, group_keys, "score")
+    test = _seed_band(per_seed, group_keys, "test").drop(columns="n")
+    data = val.merge(test, on=group_keys, suffixes=("", "_test"))
+    chosen = {(r["panel"], r["method"], str(r["tasks"]), str(r[key[4:]])) for _, r in tuning.iterrows()}
+    data["chosen"] = [(p, m, str(t), str(v)) in chosen for p, m, t, v in
+                      zip(data["panel"], data["method"], data["tasks"], data[key])]
+    data["x"], scale = _positions(data[key])
+    data = data.sort_values(["panel", "line", "x"], kind="stable").reset_index(drop=True)
+    metric = grid["metric"].iloc[0]
+    higher = bool(grid["higher_is_better"].iloc[0])
+    panels = list(data.groupby("panel", sort=False))
+    fig, axes = _figure(4 * len(panels), 4.4, 3.0, max_cols=2)
+    for i, (panel, group) in enumerate(panels):
+        views = ((0, "", f"validation: chooses {key[4:]}"), (1, "_test", "test: never used to choose"),
+                 (2, "", "validation, near the best"), (3, "_test", "test, near the best"))
+        for offset, suffix, title in views:
+            ax = axes[4 * i + offset]
+            for line, points in group.groupby("line", sort=False):
+                drawn = ax.plot(points["x"], points[f"mean{suffix}"], marker=".", label=line)
+                ax.fill_between(points["x"], points[f"low{suffix}"], points[f"high{suffix}"], alpha=0.15,
+                                color=drawn[0].get_color())
+                star = points[points["chosen"]]
+                ax.plot(star["x"], star[f"mean{suffix}"], marker="*", markersize=11, linestyle="none",
+                        color=drawn[0].get_color())
+            if offset >= 2:
+                ax.set_ylim(*_near_the_best(group, f"mean{suffix}", higher))
+            if scale == "log":
+                ax.set_xscale("log")
+            elif scale == "categorical":
+                labels = group.drop_duplicates("x").sort_values("x")
+                ax.set_xticks(labels["x"], labels[key], fontsize=7)
+            ax.set_xlabel(key[4:])
+            ax.set_ylabel(f"{metric} ({'test' if suffix else 'val'})")
+            ax.set_title(f"{panel}: {title}", fontsize=8)
+        axes[4 * i].legend(fontsize=7)
+    _note(fig, data, f"lines: mean over {_seeds(data['n'])} of {metric} at each run's selected epoch "
+                     f"({'higher' if higher else 'lower'} is better); bands: 95% CI over seeds (Student t); stars: the "
+                     f"value the table chose per line (best mean on val); lower row: the y-range of the lines' bests")
+    return _save(fig, data, out, name)
+
+
+def _near_the_best(group: pd.DataFrame, column: str, higher: bool) -> tuple[float, float]:
+    """A y-range around each line's best mean in ``column``: from the worst of them, less twice their
+    spread (at least 1% of their size), to the best, plus that spread; the values far from any
+    line's best (a learning rate that does not train) fall outside it."""
+    bests = group.groupby("line")[column].max() if higher else group.groupby("line")[column].min()
+    bests = bests.dropna()
+    if bests.empty:
+        return (0.0, 1.0)
+    spread = max(bests.max() - bests.min(), 0.01 * abs(bests).max() or 0.01)
+    return (bests.min() - 2 * spread, bests.max() + spread) if higher else (bests.min() - spread, bests.max() + 2 * spread)
+

@@ -133,24 +133,20 @@ def _tune_score(rows: pd.DataFrame, metric: str, single_task: bool) -> float:
     return float(picked["value"].mean())
 
 
-def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
-         ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep, in each (panel, method, tasks) of annotated selected values, the runs whose values of
-    the config ``keys`` have the best mean over seeds of their val score; ``(kept, choices)``.
+def tune_scores(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None) -> pd.DataFrame:
+    """One row per run of annotated selected values: ``panel``, ``method``, ``tasks``, ``seed``,
+    the run's values of the config ``keys`` (as text, "–" where it lacks a key), the tuning
+    ``metric``, its direction ``higher_is_better``, ``score`` (the run's val score, what
+    :func:`tune` chooses on) and ``test`` (the same score on test, for figures; never chosen on).
 
     The score is ``metric`` (``task/metric`` or ``mean/metric``), else each run's
-    ``protocol.selection.metric``, read on val at the epochs the run's rule selected (the best val
-    epoch for ``best``, the last or last k for ``last`` / ``mean_last_k``), in the metric's
-    direction. Single-task runs are tuned per task. Ties: the first value in sorted order; a value
-    scoring NaN is never chosen over one that scores. ``choices`` has one row per group: panel,
-    method, tasks, the chosen ``key`` values, ``score`` and ``candidates`` (value -> score text).
-    """
-    if selected.empty or not keys:
-        return selected, pd.DataFrame()
+    ``protocol.selection.metric``, read at the epochs the run's rule selected (the best val epoch
+    for ``best``, the last or last k for ``last`` / ``mean_last_k``). Single-task runs score
+    their own task's metric."""
     columns = [f"cfg.{key}" for key in keys]
     runs = selected.drop_duplicates("run").set_index("run")
-    val = selected[selected["split"] == TUNE_SPLIT]
-    kept, choices = [], []
+    by_split = {split: selected[selected["split"] == split] for split in (TUNE_SPLIT, "test")}
+    frames = []
     for (panel, method, tasks), group in runs.groupby(["panel", "method", "tasks"], sort=False, dropna=False):
         metrics = {metric} if metric else set(group["sel_metric"].dropna())
         if len(metrics) != 1:
@@ -165,30 +161,53 @@ def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
         hib = selected.loc[selected["metric"] == name.split("/", 1)[1], "higher_is_better"]
         if hib.empty:
             raise ValueError(f"no run of {method} in {panel} logs {name} to tune on")
-        sign = 1.0 if bool(hib.iloc[0]) else -1.0
-        scores = {}
+        scores, tests = {}, {}
         for run, info in group.iterrows():
-            rows = val[val["run"] == run]
+            single_task = int(info["n_tasks"]) == 1
+            rows = by_split[TUNE_SPLIT][by_split[TUNE_SPLIT]["run"] == run]
             if rows.empty:
                 raise ValueError(f"run {run} has no {TUNE_SPLIT} values to tune {','.join(keys)} on "
                                  f"(tuning never reads test)")
-            scores[run] = _tune_score(rows, name, int(info["n_tasks"]) == 1)
+            scores[run] = _tune_score(rows, name, single_task)
+            test = by_split["test"][by_split["test"]["run"] == run]
+            tests[run] = _tune_score(test, name, single_task) if (test["metric"] == name.split("/", 1)[1]).any() \
+                else math.nan
         # a key another method lacks (strategy.alpha of ew, tuned by mtl-bench tune for gradnorm) reads "–"
-        frame = group[columns].map(lambda v: "–" if pd.isna(v) else str(v)).assign(score=pd.Series(scores),
-                                                                                   seed=group["seed"])
+        frame = group[columns].map(lambda v: "–" if pd.isna(v) else str(v))
+        frames.append(frame.assign(panel=panel, method=method, tasks=tasks, seed=group["seed"], metric=name,
+                                   higher_is_better=bool(hib.iloc[0]), score=pd.Series(scores),
+                                   test=pd.Series(tests)))
+    return pd.concat(frames).rename_axis("run").reset_index()
+
+
+def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
+         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep, in each (panel, method, tasks) of annotated selected values, the runs whose values of
+    the config ``keys`` have the best mean over seeds of their val score (:func:`tune_scores`);
+    ``(kept, choices)``. Ties: the first value in sorted order; a value scoring NaN is never
+    chosen over one that scores. ``choices`` has one row per group: panel, method, tasks, the
+    chosen ``key`` values, ``score`` and ``candidates`` (value -> score text).
+    """
+    if selected.empty or not keys:
+        return selected, pd.DataFrame()
+    columns = [f"cfg.{key}" for key in keys]
+    kept, choices = [], []
+    scores = tune_scores(selected, keys, metric)
+    for (panel, method, tasks), frame in scores.groupby(["panel", "method", "tasks"], sort=False, dropna=False):
+        sign = 1.0 if frame["higher_is_better"].iloc[0] else -1.0
         per_value = (frame.groupby(columns + ["seed"], dropna=False)["score"].mean()          # mean over a seed's runs,
                      .groupby(level=list(range(len(columns)))).mean())           # then over seeds
         per_value = per_value.sort_index(key=_value_order)
         best = (sign * per_value).fillna(-math.inf).idxmax()                     # ties: the first
         best = best if isinstance(best, tuple) else (best,)
         chosen = (frame[columns] == pd.Series(best, index=columns)).all(axis=1)
-        kept.extend(group.index[chosen])
+        kept.extend(frame.loc[chosen, "run"])
         seeds = frame.groupby(columns, dropna=False)["seed"].nunique()
         choices.append({"panel": panel, "method": method, "tasks": tasks, **dict(zip(keys, best)),
-                        "metric": name, "score": float(per_value[best if len(best) > 1 else best[0]]),
+                        "metric": frame["metric"].iloc[0], "score": float(per_value[best if len(best) > 1 else best[0]]),
                         "candidates": ", ".join(f"{v}: {x:.4g}" for v, x in per_value.items()),
                         "values": frozenset(seeds.index), "seeds": seeds.to_dict(),
-                        "searched": any(Path(str(run)).parent.name.startswith(TRIAL_PREFIX) for run in group.index)})
+                        "searched": any(Path(str(run)).parent.name.startswith(TRIAL_PREFIX) for run in frame["run"])})
     return selected[selected["run"].isin(kept)].reset_index(drop=True), pd.DataFrame(choices)
 
 
