@@ -36,6 +36,11 @@ class MultiTaskModel(nn.Module):
     def head_parameters(self, task: str) -> list[nn.Parameter]:
         return [p for p in self.heads[task].parameters() if p.requires_grad]
 
+    @property
+    def last_shared_layer(self) -> nn.Module | None:
+        """The encoder module declared as the last shared layer, or None."""
+        return self._last_shared
+
     def last_shared_parameters(self) -> list[nn.Parameter]:
         if self._last_shared is None:
             raise ValueError(

@@ -10,6 +10,10 @@ leaf) and the heads' gradients. Then, by ``space``:
   as in MGDA-UB); the update is one backward of ``sum_i w_i dL_i/dz`` through the encoder.
 - ``last_shared_layer``: rows are ``dL_i/dW`` for the encoder's last shared layer W (a short
   backward from z to W only); the update is again one encoder backward of ``sum_i w_i dL_i/dz``.
+  When that layer is an ``nn.Linear`` and a Gramian strategy needs only ``G = J J^T``, G comes from
+  the layer's input and the tasks' gradients at its output where that costs fewer operations
+  than the rows (:mod:`.linear_gramian`; never in data-parallel runs, whose rows are averaged
+  across processes first, nor with the gradient diagnostics, which measure the rows).
 - ``params``: rows are ``dL_i/dtheta`` for all shared parameters, from one encoder backward per
   task (``method=loop``) or batched with vmap (``method=vmap``, ``is_grads_batched``, in chunks);
   the shared update ``sum_i w_i g_i`` is assembled from those rows, with no further backward.
@@ -53,6 +57,7 @@ import torch
 from torch import nn
 
 from ..strategies.base import SPACES, Strategy
+from .linear_gramian import LayerCalls, identity_cost, linear_gramian, rows_cost, trained_parts
 
 METHODS = ("loop", "vmap", "auto")
 AUTO_TRIALS = 3  # timed steps of each path before grad.method=auto decides (the best of them counts)
@@ -143,7 +148,12 @@ class GradientBackend:
                 f"{type(strategy).__name__} aggregates gradient vectors, which cannot be mapped back from "
                 "the last shared layer; use grad.space=params or grad.space=representation"
             )
-        z = self._encode(model, x)
+        layer = self._gramian_layer(model, strategy, probe)
+        if layer is None:
+            z = self._encode(model, x)
+        else:
+            with LayerCalls(layer) as calls:
+                z = self._encode(model, x)
         z_leaves = [z.detach().requires_grad_(True) for _ in tasks]  # one leaf per task: dL_i/dz apart
         preds = [model.heads[task.name](leaf) for task, leaf in zip(tasks, z_leaves)]
         losses = [task.loss(pred, targets[task.name]) for task, pred in zip(tasks, preds)]
@@ -159,19 +169,25 @@ class GradientBackend:
         z_grads_stacked = torch.stack(z_grads)  # [T, *z.shape]
 
         shared = model.shared_parameters()
-        jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
-        if dist is not None and self.space != "representation":
-            jacobian = dist.mean_rows(jacobian)  # the global batch's rows
+        gramian = None if layer is None else self._linear_layer_gramian(layer, calls, z, z_grads_stacked)
+        if gramian is None:
+            jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
+            if dist is not None and self.space != "representation":
+                jacobian = dist.mean_rows(jacobian)  # the global batch's rows
+        else:
+            jacobian, passes = None, 0
         # the strategy works in float32 (float64 for a float64 model) even under bf16 autocast (a
         # bf16 Gramian would feed the solvers 3 significant digits)
-        dtype = torch.promote_types(jacobian.dtype, torch.float32)
-        with torch.autocast(jacobian.device.type, enabled=False):
+        dtype = torch.promote_types((gramian if jacobian is None else jacobian).dtype, torch.float32)
+        with torch.autocast(z.device.type, enabled=False):
             if strategy.needs == "gramian":
-                rows = jacobian.to(dtype)  # bf16 autocast gives bf16 representation gradients
-                if dist is not None and self.space == "representation":
-                    gramian = dist.representation_gramian(rows)
-                else:
-                    gramian = rows @ rows.T
+                if gramian is None:
+                    rows = jacobian.to(dtype)  # bf16 autocast gives bf16 representation gradients
+                    if dist is not None and self.space == "representation":
+                        gramian = dist.representation_gramian(rows)
+                    else:
+                        gramian = rows @ rows.T
+                gramian = gramian.to(dtype)
                 weights = strategy.weights(losses=raw_losses.to(dtype), gramian=gramian)
                 head_weights = strategy.head_weights(weights)
                 update = None
@@ -220,6 +236,32 @@ class GradientBackend:
             head_grads.append(_grads_or_zeros(grads[offset : offset + len(params)], params))
             offset += len(params)
         return z_grads, head_grads
+
+    def _gramian_layer(self, model, strategy: Strategy, probe) -> nn.Module | None:
+        """The last shared layer, when this step may take its Gramian from the layer's input and
+        output gradients (:mod:`.linear_gramian`): a Gramian strategy in the last-shared-layer
+        space on one process without diagnostics, and a plain ``nn.Linear`` layer."""
+        if self.space != "last_shared_layer" or strategy.needs != "gramian" or probe is not None or self.dist:
+            return None
+        layer = getattr(model, "last_shared_layer", None)
+        return layer if layer is not None and trained_parts(layer) is not None else None
+
+    def _linear_layer_gramian(self, layer: nn.Module, calls: LayerCalls, z, z_grads) -> torch.Tensor | None:
+        """G of the last shared linear layer's rows from its input ``h`` and the tasks' gradients at
+        its output, when that costs fewer operations than the rows; None otherwise (the caller
+        then forms the rows)."""
+        call = calls.single_call()
+        if call is None:
+            return None
+        h, y = call
+        T, n_in, n_out = z_grads.shape[0], h.shape[-1], y.shape[-1]
+        M = y.numel() // n_out
+        if identity_cost(M, n_in, n_out, T) >= rows_cost(M, n_in, n_out, T):
+            return None
+        weight, bias = trained_parts(layer)
+        A = self._last_shared_jacobian(z, z_grads, [y])  # [T, M * n_out]: dL_i/dy, the short backward
+        return linear_gramian(h.detach(), A.view(T, M, n_out).to(torch.promote_types(A.dtype, torch.float32)),
+                              weight, bias)
 
     # -------------------------------------------------------------------------------------
     def _wants_vmap(self) -> bool:
