@@ -241,8 +241,11 @@ class GradientBackend:
         """The last shared layer, when this step may take its Gramian from the layer's input and
         output gradients (:mod:`.linear_gramian`): a Gramian strategy in the last-shared-layer
         space on one process without diagnostics, and a plain ``nn.Linear`` layer."""
-        if self.space != "last_shared_layer" or strategy.needs != "gramian" or probe is not None or self.dist:
+        if self.space != "last_shared_layer" or strategy.needs != "gramian" or probe is not None \
+                or self.dist is not None:
             return None
+        if any(getattr(m, "_compiled_call_impl", None) is not None for m in model.encoder.modules()):
+            return None  # trainer.compile: a hook inside a compiled graph records no autograd path to z
         layer = getattr(model, "last_shared_layer", None)
         return layer if layer is not None and trained_parts(layer) is not None else None
 
@@ -260,8 +263,9 @@ class GradientBackend:
             return None
         weight, bias = trained_parts(layer)
         A = self._last_shared_jacobian(z, z_grads, [y])  # [T, M * n_out]: dL_i/dy, the short backward
-        return linear_gramian(h.detach(), A.view(T, M, n_out).to(torch.promote_types(A.dtype, torch.float32)),
-                              weight, bias)
+        dtype = torch.promote_types(A.dtype, torch.float32)  # never a bf16 Gramian (see step())
+        with torch.autocast(z.device.type, enabled=False):
+            return linear_gramian(h.detach().to(dtype), A.view(T, M, n_out).to(dtype), weight, bias)
 
     # -------------------------------------------------------------------------------------
     def _wants_vmap(self) -> bool:

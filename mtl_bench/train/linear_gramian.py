@@ -25,11 +25,14 @@ class LayerCalls:
 
     def __init__(self, layer: nn.Module):
         self.layer = layer
-        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, int] | None] = []
+
+    def _record(self, module, inputs, output) -> None:
+        ok = len(inputs) == 1 and isinstance(output, torch.Tensor)  # not called with keywords
+        self.calls.append((inputs[0], output, output._version) if ok else None)
 
     def __enter__(self) -> "LayerCalls":
-        self._handle = self.layer.register_forward_hook(lambda module, inputs, output: self.calls.append(
-            (inputs[0], output)))
+        self._handle = self.layer.register_forward_hook(self._record)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -37,14 +40,22 @@ class LayerCalls:
 
     def single_call(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(h, y)`` of the layer's one call, or None when it ran more or fewer times than once
-        (a layer reused in the forward pass: its gradient sums over the calls)."""
-        return self.calls[0] if len(self.calls) == 1 else None
+        (a layer reused in the forward pass: its gradient sums over the calls), or when an
+        in-place operation changed ``y`` since (``ReLU(inplace=True)``: ``y`` then holds the
+        activation, and the gradient at it is not the gradient at the layer's output)."""
+        if len(self.calls) != 1 or self.calls[0] is None:
+            return None
+        h, y, version = self.calls[0]
+        return (h, y) if y._version == version else None
 
 
 def trained_parts(layer: nn.Module) -> tuple[bool, bool] | None:
     """``(weight, bias)``: which of an ``nn.Linear``'s parameters are trained; None for other
-    layers (or a linear layer with no trained parameter)."""
-    if type(layer) is not nn.Linear:  # subclasses may change the forward
+    layers, a linear layer with no trained parameter, or one whose forward is changed by hooks
+    or reparametrisation (the old ``weight_norm``: parameters ``weight_g``, ``weight_v``)."""
+    if type(layer) is not nn.Linear:  # subclasses (and torch.nn.utils.parametrize) change the forward
+        return None
+    if layer._forward_pre_hooks or {name for name, _ in layer.named_parameters(recurse=False)} - {"weight", "bias"}:
         return None
     weight = layer.weight.requires_grad
     bias = layer.bias is not None and layer.bias.requires_grad
