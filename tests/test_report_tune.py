@@ -189,3 +189,25 @@ def test_sensitivity_plot_needs_a_tuned_grid(tmp_path, capsys):
     assert err.value.code == 2 and "pass --tune KEY" in capsys.readouterr().err
     main(["plot", str(path), "--kind", "sensitivity", "--tune", "trainer.lr", "--out", str(tmp_path / "figs")])
     assert (tmp_path / "figs" / "sensitivity.png").exists()
+
+
+def test_sensitivity_plot_without_a_test_split_and_with_a_method_without_the_key(tmp_path):
+    """Runs without test values: the validation panels only (a log axis of NaN crashed before). A
+    method that lacks the tuned key is one value, drawn as a level line, not a point of the axis."""
+    import math
+
+    from mtl_bench.report import plots
+    from mtl_bench.report.pipeline import select_all
+
+    no_test = [(s, t, lr, seed, {"val": v["val"]}) for s, t, lr, seed, v in RUNS]
+    collection = tidy(no_test + [("static", BOTH, 0, 0, {"val": 0.7}), ("static", BOTH, 0, 1, {"val": 0.8})])
+    results = collection.results
+    results.loc[results["strategy"] == "static", "cfg.trainer.lr"] = math.nan   # static has no trainer.lr here
+    sel = select_all(collection, tune=["trainer.lr"])
+    data = plots.sensitivity(sel.grid, sel.tuning, out=tmp_path)
+    figure = data.attrs["figure"]
+    assert len(figure.axes) == 2                                      # val, and val near the best
+    assert data["mean_test"].isna().all()
+    static = data[data["line"] == "static"]
+    assert list(static["cfg.trainer.lr"]) == ["–"] and static["mean"].iloc[0] == pytest.approx(0.75)
+    assert figure.axes[0].get_xscale() == "log" and "dotted: a method without trainer.lr" in data.attrs["note"]

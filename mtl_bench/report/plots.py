@@ -61,8 +61,12 @@ def _seeds(n: pd.Series) -> str:
 
 
 def _note(fig, frame: pd.DataFrame, text: str) -> None:
-    """Say under the panels what the marks are (kept in ``frame.attrs["note"]``)."""
-    fig.text(0.5, 0.0, text, ha="center", va="top", fontsize=7)
+    """Say under the panels what the marks are (kept in ``frame.attrs["note"]``), wrapped to the
+    figure's width (about 16 characters of 7-point text per inch)."""
+    import textwrap
+
+    fig.text(0.5, 0.0, textwrap.fill(text, width=max(40, int(16 * fig.get_figwidth()))), ha="center", va="top",
+             fontsize=7)
     frame.attrs["note"] = text
 
 
@@ -446,73 +450,107 @@ def _line_label(grid: pd.DataFrame) -> pd.Series:
     return grid["method"].where(sets == 1, grid["method"] + " (" + grid["tasks"].astype(str) + ")")
 
 
+NO_VALUE = "–"  # a method without the tuned key (tune_scores): one value, drawn as a level line
+
+
 def _positions(values: pd.Series) -> tuple[pd.Series, str]:
     """x positions of config values and the axis scale: the numbers themselves (``log`` when
-    positive and spanning a factor of 10 or more, else ``linear``), or the values' ranks in sorted
-    order (``categorical``: ticks labelled with the values)."""
+    positive and spanning a factor of 10 or more, else ``linear``), or the values' ranks in
+    :func:`~mtl_bench.report.selection.value_order` (``categorical``: ticks labelled with the values)."""
+    from .selection import value_order
+
     try:
         numbers = values.astype(float)
     except (TypeError, ValueError):
-        order = sorted(values.unique(), key=str)
+        order = pd.Index(values.unique()).sort_values(key=value_order)
         return values.map({v: i for i, v in enumerate(order)}).astype(float), "categorical"
     return numbers, "log" if (numbers > 0).all() and numbers.max() >= 10 * numbers.min() else "linear"
 
 
 def sensitivity(grid: pd.DataFrame, tuning: pd.DataFrame, out=None, name: str = "sensitivity") -> pd.DataFrame:
-    """A tuned key's values against the val score that chose among them (left panel) and the test
-    score of the same runs (right panel, never used to choose), one line per method (single-task
-    baselines per task), mean over seeds with 95% CI bands; a star marks each method's chosen
-    value. ``grid`` and ``tuning`` are a :class:`~mtl_bench.report.pipeline.Selection`'s."""
+    """A tuned key's values against the val score that chose among them (left) and the test score
+    of the same runs (right, never used to choose; left out when the runs have no test split), one
+    line per method (single-task baselines per task), mean over seeds with 95% CI bands (clipped to
+    the means' range); a star marks each method's chosen value, and a method without the key is a
+    dotted level line. A second row zooms on the lines' bests. ``grid`` and ``tuning`` are a
+    :class:`~mtl_bench.report.pipeline.Selection`'s."""
     if grid.empty:
         raise ValueError("--kind sensitivity draws the runs of a tuned grid: pass --tune KEY (e.g. --tune trainer.lr)")
     keys = [c for c in grid.columns if c.startswith("cfg.")]
     if len(keys) != 1:
         raise ValueError(f"--kind sensitivity draws one tuned key; these runs were tuned on "
-                         f"{', '.join(k[4:] for k in keys)}")
+                         f"{', '.join(k[4:] for k in keys)}: pass one --tune KEY")
     key = keys[0]
     grid = grid.assign(line=_line_label(grid))
-    per_seed = grid.groupby(["panel", "line", "method", "tasks", key, "seed"], sort=False)[["score", "test"]].mean()
-    per_seed = per_seed.reset_index()
     group_keys = ["panel", "line", "method", "tasks", key]
+    per_seed = grid.groupby([*group_keys, "seed"], sort=False)[["score", "test"]].mean().reset_index()
     val = _seed_band(per_seed, group_keys, "score")
     test = _seed_band(per_seed, group_keys, "test").drop(columns="n")
     data = val.merge(test, on=group_keys, suffixes=("", "_test"))
     chosen = {(r["panel"], r["method"], str(r["tasks"]), str(r[key[4:]])) for _, r in tuning.iterrows()}
     data["chosen"] = [(p, m, str(t), str(v)) in chosen for p, m, t, v in
                       zip(data["panel"], data["method"], data["tasks"], data[key])]
-    data["x"], scale = _positions(data[key])
+    valued = data[key] != NO_VALUE
+    if not valued.any():
+        raise ValueError(f"no run has a value of {key[4:]} to draw")
+    data["x"], scale = float("nan"), "linear"
+    data.loc[valued, "x"], scale = _positions(data.loc[valued, key])
     data = data.sort_values(["panel", "line", "x"], kind="stable").reset_index(drop=True)
-    metric = grid["metric"].iloc[0]
-    higher = bool(grid["higher_is_better"].iloc[0])
+    has_test = data["mean_test"].notna().any()
+    views = [("", "validation: chooses " + key[4:])] + ([("_test", "test: never used to choose")] if has_test else [])
     panels = list(data.groupby("panel", sort=False))
-    fig, axes = _figure(4 * len(panels), 4.4, 3.0, max_cols=2)
+    fig, axes = _figure(2 * len(views) * len(panels), 4.4, 3.0, max_cols=len(views))
+    metrics = {}
     for i, (panel, group) in enumerate(panels):
-        views = ((0, "", f"validation: chooses {key[4:]}"), (1, "_test", "test: never used to choose"),
-                 (2, "", "validation, near the best"), (3, "_test", "test, near the best"))
-        for offset, suffix, title in views:
-            ax = axes[4 * i + offset]
-            for line, points in group.groupby("line", sort=False):
-                drawn = ax.plot(points["x"], points[f"mean{suffix}"], marker=".", label=line)
-                ax.fill_between(points["x"], points[f"low{suffix}"], points[f"high{suffix}"], alpha=0.15,
-                                color=drawn[0].get_color())
-                star = points[points["chosen"]]
-                ax.plot(star["x"], star[f"mean{suffix}"], marker="*", markersize=11, linestyle="none",
-                        color=drawn[0].get_color())
-            if offset >= 2:
-                ax.set_ylim(*_near_the_best(group, f"mean{suffix}", higher))
-            if scale == "log":
-                ax.set_xscale("log")
-            elif scale == "categorical":
-                labels = group.drop_duplicates("x").sort_values("x")
-                ax.set_xticks(labels["x"], labels[key], fontsize=7)
-            ax.set_xlabel(key[4:])
-            ax.set_ylabel(f"{metric} ({'test' if suffix else 'val'})")
-            ax.set_title(f"{panel}: {title}", fontsize=8)
-        axes[4 * i].legend(fontsize=7)
-    _note(fig, data, f"lines: mean over {_seeds(data['n'])} of {metric} at each run's selected epoch "
-                     f"({'higher' if higher else 'lower'} is better); bands: 95% CI over seeds (Student t); stars: the "
-                     f"value the table chose per line (best mean on val); lower row: the y-range of the lines' bests")
+        scored = grid[grid["panel"] == panel]
+        metric = ", ".join(scored["metric"].unique())
+        higher = bool(scored["higher_is_better"].iloc[0])
+        metrics[panel] = f"{metric} ({'higher' if higher else 'lower'} is better)"
+        for row, zoom in enumerate((False, True)):
+            for column, (suffix, title) in enumerate(views):
+                ax = axes[(2 * i + row) * len(views) + column]
+                _draw_sensitivity(ax, group, suffix, scale, key)
+                ax.set_ylim(*(_near_the_best(group, f"mean{suffix}", higher) if zoom else _means_range(group, suffix)))
+                ax.set_ylabel(f"{metric} ({'test' if suffix else 'val'})")
+                ax.set_title(f"{panel}: {title}{', near the best' if zoom else ''}", fontsize=8)
+        axes[2 * i * len(views)].legend(fontsize=7)
+    bands = "bands: 95% CI over seeds (Student t), clipped to the means' range; " if (data["n"] > 1).any() else ""
+    scores = "; ".join(f"{p}: {m}" for p, m in metrics.items()) if len(metrics) > 1 else next(iter(metrics.values()))
+    _note(fig, data, f"lines: mean over {_seeds(data['n'])} of {scores} at each run's selected epoch; {bands}"
+                     f"stars: the value the table chose per line (best mean on val); "
+                     + (f"dotted: a method without {key[4:]}; " if (~valued).any() else "")
+                     + "lower row: the y-range of the lines' bests")
     return _save(fig, data, out, name)
+
+
+def _draw_sensitivity(ax, group: pd.DataFrame, suffix: str, scale: str, key: str) -> None:
+    valued = group[group[key] != NO_VALUE]
+    span = [valued["x"].min(), valued["x"].max()]
+    for line, points in group.groupby("line", sort=False):
+        if points[key].eq(NO_VALUE).all():  # no value to vary: its level across the axis
+            ax.plot(span, [points[f"mean{suffix}"].iloc[0]] * 2, linestyle=":", label=line)
+            continue
+        drawn = ax.plot(points["x"], points[f"mean{suffix}"], marker=".", label=line)
+        ax.fill_between(points["x"], points[f"low{suffix}"], points[f"high{suffix}"], alpha=0.15,
+                        color=drawn[0].get_color())
+        star = points[points["chosen"]]
+        ax.plot(star["x"], star[f"mean{suffix}"], marker="*", markersize=11, linestyle="none",
+                color=drawn[0].get_color())
+    if scale == "log":
+        ax.set_xscale("log")
+    elif scale == "categorical":
+        labels = valued.drop_duplicates("x").sort_values("x")
+        ax.set_xticks(labels["x"], labels[key], fontsize=7)
+    ax.set_xlabel(key[4:])
+
+
+def _means_range(group: pd.DataFrame, suffix: str) -> tuple[float, float]:
+    """The y-range of the means, padded by 5%: a 2-seed band (t = 12.7) does not flatten the lines."""
+    means = group[f"mean{suffix}"].dropna()
+    if means.empty:
+        return (0.0, 1.0)
+    pad = 0.05 * (means.max() - means.min()) or 0.05 * abs(means.max()) or 0.05
+    return (means.min() - pad, means.max() + pad)
 
 
 def _near_the_best(group: pd.DataFrame, column: str, higher: bool) -> tuple[float, float]:
@@ -525,4 +563,3 @@ def _near_the_best(group: pd.DataFrame, column: str, higher: bool) -> tuple[floa
         return (0.0, 1.0)
     spread = max(bests.max() - bests.min(), 0.01 * abs(bests).max() or 0.01)
     return (bests.min() - 2 * spread, bests.max() + spread) if higher else (bests.min() - spread, bests.max() + 2 * spread)
-

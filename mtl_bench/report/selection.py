@@ -121,14 +121,17 @@ TUNE_SPLIT = "val"  # tuning reads validation only, whatever split the table rep
 TRIAL_PREFIX = "trial_"  # the trial folders of an mtl-bench tune study: STUDY/METHOD/trial_K/seed_S
 
 
-def _tune_score(rows: pd.DataFrame, metric: str, single_task: bool) -> float:
-    """The val score of one run's selected rows: ``task/metric`` or ``mean/metric`` as in
-    :func:`mtl_bench.protocol.metric_value`; a single-task run scores the metric of its own task."""
+def _tune_score(rows: pd.DataFrame, metric: str, single_task: bool, required: bool = True) -> float:
+    """The score of one run's selected rows of a split: ``task/metric`` or ``mean/metric`` as in
+    :func:`mtl_bench.protocol.metric_value`; a single-task run scores the metric of its own task.
+    Missing: an error when ``required`` (val, which chooses), else NaN (test, shown only)."""
     task, name = metric.split("/", 1)
     picked = rows[rows["metric"] == name]
     if task != "mean" and not single_task:
         picked = picked[picked["task"] == task]
     if picked.empty:
+        if not required:
+            return math.nan
         raise ValueError(f"run {rows['run'].iloc[0]} has no {TUNE_SPLIT} value of {metric} to tune on")
     return float(picked["value"].mean())
 
@@ -169,9 +172,7 @@ def tune_scores(selected: pd.DataFrame, keys: Sequence[str], metric: str | None 
                 raise ValueError(f"run {run} has no {TUNE_SPLIT} values to tune {','.join(keys)} on "
                                  f"(tuning never reads test)")
             scores[run] = _tune_score(rows, name, single_task)
-            test = by_split["test"][by_split["test"]["run"] == run]
-            tests[run] = _tune_score(test, name, single_task) if (test["metric"] == name.split("/", 1)[1]).any() \
-                else math.nan
+            tests[run] = _tune_score(by_split["test"][by_split["test"]["run"] == run], name, single_task, required=False)
         # a key another method lacks (strategy.alpha of ew, tuned by mtl-bench tune for gradnorm) reads "–"
         frame = group[columns].map(lambda v: "–" if pd.isna(v) else str(v))
         frames.append(frame.assign(panel=panel, method=method, tasks=tasks, seed=group["seed"], metric=name,
@@ -197,7 +198,7 @@ def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
         sign = 1.0 if frame["higher_is_better"].iloc[0] else -1.0
         per_value = (frame.groupby(columns + ["seed"], dropna=False)["score"].mean()          # mean over a seed's runs,
                      .groupby(level=list(range(len(columns)))).mean())           # then over seeds
-        per_value = per_value.sort_index(key=_value_order)
+        per_value = per_value.sort_index(key=value_order)
         best = (sign * per_value).fillna(-math.inf).idxmax()                     # ties: the first
         best = best if isinstance(best, tuple) else (best,)
         chosen = (frame[columns] == pd.Series(best, index=columns)).all(axis=1)
@@ -223,7 +224,7 @@ def grid_gaps(choices: pd.DataFrame, keys: Sequence[str]) -> list[str]:
             gaps.append("")
             continue
         panel = grids[grids["panel"] == row["panel"]]
-        missing = sorted(frozenset().union(*panel["values"]) - row["values"], key=lambda v: _value_order(pd.Index([v]))[0])
+        missing = sorted(frozenset().union(*panel["values"]) - row["values"], key=lambda v: value_order(pd.Index([v]))[0])
         most = max(row["seeds"].values())
         thin = [(v, n) for v, n in row["seeds"].items() if n < most]
         text = []
@@ -240,7 +241,7 @@ def _value_text(keys: Sequence[str], value) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, values))
 
 
-def _value_order(index: pd.Index) -> pd.Index:
+def value_order(index: pd.Index) -> pd.Index:
     """Sort config values numerically when they are numbers (1e-4 before 0.001), else as text."""
     def key(value):
         try:
