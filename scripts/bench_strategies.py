@@ -377,7 +377,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=7, help="steps per row before timing (>= 6 covers auto's trials)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row and round")
     parser.add_argument("--repeats", type=int, default=5, help="rounds over all rows (interleaved), at least")
-    parser.add_argument("--min-seconds", type=float, default=1.0,
+    parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="more rounds where steps are short: at least this many seconds of timed steps per row")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 warm-up, 1 round of 2 steps: a CPU smoke test")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on the CPU)")
