@@ -125,9 +125,20 @@ def _report_ended(cfg, hydra_cfg, run_dir: Path) -> dict:
             print(f"mtl-bench: error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         log.error("error: %s", err)
+        _note_refused(hydra_cfg, err)
         return {"status": "refused", "error": str(err)}
     log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
     return summary
+
+
+REFUSED_FILE = "refused_runs.txt"  # in a sweep's folder: one line per run the sweep refused
+
+
+def _note_refused(hydra_cfg, err: BaseException) -> None:
+    """Record a refused run of a sweep in the sweep's folder, not the run's: :class:`SweepReport`
+    reads it at the sweep's end whatever process (joblib worker, SLURM job) ran the run."""
+    with open(Path(hydra_cfg.sweep.dir) / REFUSED_FILE, "a") as f:
+        f.write(_one_line(err) + "\n")
 
 
 def _has_ended(cfg, run_dir: Path) -> bool:
@@ -141,12 +152,14 @@ def _has_ended(cfg, run_dir: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _log_file_untouched(run_dir: Path):
-    """Messages go to the console only, not to the run's log file (``mtl-bench.log``): a sweep that
-    skips an ended run leaves every file of it as it was."""
+def _log_file_untouched(run_dir: Path | None):
+    """Messages go to the console only, not to the run's log file (``mtl-bench.log``; with None,
+    to no log file): a sweep that skips an ended run leaves every file of it as it was, and the
+    sweep's closing count (logged where a launcher left the last job's log file open) goes to
+    no run's log."""
     root = logging.getLogger()
     files = [h for h in root.handlers if isinstance(h, logging.FileHandler)
-             and Path(h.baseFilename).resolve().parent == run_dir.resolve()]
+             and (run_dir is None or Path(h.baseFilename).resolve().parent == run_dir.resolve())]
     for handler in files:
         root.removeHandler(handler)
     try:
@@ -184,6 +197,7 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
         if isinstance(err, (SettingsMismatch, RunDirBusy)):  # the folder holds another run: leave it as it is
             with _log_file_untouched(run_dir):
                 log.error("error: %s", err)
+            _note_refused(hydra_cfg, err)
             return {"status": "refused", "error": str(err)}
         log.error("error: %s", err)
         if not (run_dir / ".hydra" / "config.yaml").exists():
@@ -289,18 +303,11 @@ except ImportError:  # pragma: no cover - hydra is a dependency
 
 class SweepReport(_HydraCallback):
     """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed or were
-    refused (a folder holding a run of other settings; seen by launchers that run jobs in this
-    process, the others log it in the job's log)."""
+    refused (a folder holding a run of other settings, or one being trained by another process:
+    each is a line of the sweep folder's ``refused_runs.txt``, written by whichever process ran it)."""
 
-    def __init__(self):
-        self.refused: list[str] = []
-
-    def on_job_end(self, config, job_return, **kwargs) -> None:
-        from hydra.core.utils import JobStatus
-
-        if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
-            if job_return.return_value.get("status") == "refused":
-                self.refused.append(job_return.return_value.get("error", ""))
+    def on_multirun_start(self, config, **kwargs) -> None:
+        (Path(config.hydra.sweep.dir) / REFUSED_FILE).unlink(missing_ok=True)  # a previous sweep's
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from .report.integrity import load_summary
@@ -313,15 +320,18 @@ class SweepReport(_HydraCallback):
             status = (summary or {}).get("status", "damaged")
             statuses.setdefault(status, []).append(str(path.parent))
         counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(statuses.items())) or "no runs"
-        log.info("sweep %s: %s", sweep_dir, counts)
+        with _log_file_untouched(None):
+            log.info("sweep %s: %s", sweep_dir, counts)
         failed = statuses.get("failed", [])
         if failed:
             print(f"mtl-bench: {len(failed)} run(s) of the sweep failed (see their summary.json and log):\n  "
                   + "\n  ".join(failed), file=sys.stderr)
-        if self.refused:
-            print(f"mtl-bench: {len(self.refused)} run(s) of the sweep refused, their folders left as they were:\n  "
-                  + "\n  ".join(self.refused), file=sys.stderr)
-        if failed or self.refused:
+        notes = sweep_dir / REFUSED_FILE
+        refused = notes.read_text().splitlines() if notes.exists() else []
+        if refused:
+            print(f"mtl-bench: {len(refused)} run(s) of the sweep refused, their folders left as they were "
+                  f"(listed in {notes}):\n  " + "\n  ".join(refused), file=sys.stderr)
+        if failed or refused:
             raise SystemExit(1)
 
 

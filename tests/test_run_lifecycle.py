@@ -109,6 +109,23 @@ def test_a_refused_resume_changes_nothing_on_disk(run_cli, tmp_path):
     assert every_file(tmp_path / "sweep" / "one") == before
 
 
+def test_a_sweep_on_joblib_workers_reports_the_runs_it_refused(run_cli, tmp_path):
+    """The joblib launcher (hydra/launcher=local) runs jobs in worker processes, where the sweep's
+    callback sees nothing: a refusal is a line of the sweep folder's refused_runs.txt, reported at
+    the end with exit 1, and a later sweep starts that list afresh."""
+    sweep = ["run", "-m", *SMALL, "hydra.sweep.dir=sweep", "hydra.sweep.subdir=one", "hydra/launcher=local",
+             "hydra.launcher.n_jobs=1"]
+    assert run_cli(*sweep, "trainer.epochs=1", "strategy=ew", cwd=tmp_path).returncode == 0
+    before = every_file(tmp_path / "sweep" / "one")
+    again = run_cli(*sweep, "trainer.epochs=2", "strategy=uw", cwd=tmp_path)
+    assert again.returncode == 1 and "1 run(s) of the sweep refused" in again.stderr
+    notes = (tmp_path / "sweep" / "refused_runs.txt").read_text().splitlines()
+    assert len(notes) == 1 and "holds a run with other settings" in notes[0] and "strategy.name: 'ew' -> 'uw'" in notes[0]
+    assert every_file(tmp_path / "sweep" / "one") == before
+    assert run_cli(*sweep, "trainer.epochs=1", "strategy=ew", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "sweep" / "refused_runs.txt").exists()
+
+
 @pytest.mark.parametrize("args", [["trainer.epochs=ten", "hydra.run.dir=new/run"], ["strategy.name=nosuch"],
                                   ["strategy.name=nosuch", "hydra.run.dir=ELSEWHERE"]])
 def test_a_run_rejected_before_training_leaves_no_folder(run_cli, tmp_path, args):
