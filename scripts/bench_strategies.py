@@ -18,8 +18,10 @@ references measured in the same run:
   with an after-step hook that re-evaluates the batch (FAMO).
 
 Rows are measured interleaved: every row is built and warmed up (``--warmup`` steps, which also
-covers ``grad.method=auto``'s timed trials), then ``--repeats`` rounds each time ``--steps`` steps of
-every row in turn; the median step time over all rounds is reported (CUDA-synchronised on the
+covers ``grad.method=auto``'s timed trials), then rounds of ``--steps`` steps of every row in turn:
+``--repeats`` rounds, or more where steps are short, as many as give a row of the median warm-up
+step time ``--min-seconds`` of timed steps (default 3: about 50 rounds on MultiLeNet, 10 on the
+40-task workload); the median step time over all rounds is reported (CUDA-synchronised on the
 GPU). Peak memory is measured after the timing, one step per row: bytes of tensors allocated
 during the step above what was allocated before it (CUDA: ``max_memory_allocated``; CPU: the
 torch profiler's allocation events). It prints a Markdown table and writes the rows as CSV to
