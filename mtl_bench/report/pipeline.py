@@ -57,7 +57,7 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
         stl = annotate_like(stl, results)
         if tune:
             grid.append(tune_scores(stl, tune, tune_metric))
-            stl, choices = tune_runs(stl, tune, tune_metric)
+            stl, choices = tune_runs(stl, tune, tune_metric, scores=grid[-1])
             tuning.append(choices)
     if baseline == "stl":
         baselines = Baselines.from_runs(stl) if not stl.empty else None
@@ -72,7 +72,7 @@ def select_all(source: Sequence[str] | Collection, rule=None, split=None, metric
     mtl = annotate_like(mtl, results)
     if tune and not mtl.empty:
         grid.insert(0, tune_scores(mtl, tune, tune_metric))
-        mtl, choices = tune_runs(mtl, tune, tune_metric)
+        mtl, choices = tune_runs(mtl, tune, tune_metric, scores=grid[0])
         tuning.insert(0, choices)
     selected = pd.concat([mtl, stl], ignore_index=True)
     if tune:

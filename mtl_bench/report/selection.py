@@ -181,11 +181,11 @@ def tune_scores(selected: pd.DataFrame, keys: Sequence[str], metric: str | None 
     return pd.concat(frames).rename_axis("run").reset_index()
 
 
-def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
-         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None,
+         scores: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep, in each (panel, method, tasks) of annotated selected values, the runs whose values of
-    the config ``keys`` have the best mean over seeds of their val score (:func:`tune_scores`);
-    ``(kept, choices)``. Ties: the first value in sorted order; a value scoring NaN is never
+    the config ``keys`` have the best mean over seeds of their val score (``scores``, else
+    :func:`tune_scores` of them); ``(kept, choices)``. Ties: the first value in sorted order; a value scoring NaN is never
     chosen over one that scores. ``choices`` has one row per group: panel, method, tasks, the
     chosen ``key`` values, ``score`` and ``candidates`` (value -> score text).
     """
@@ -193,7 +193,7 @@ def tune(selected: pd.DataFrame, keys: Sequence[str], metric: str | None = None
         return selected, pd.DataFrame()
     columns = [f"cfg.{key}" for key in keys]
     kept, choices = [], []
-    scores = tune_scores(selected, keys, metric)
+    scores = tune_scores(selected, keys, metric) if scores is None else scores
     for (panel, method, tasks), frame in scores.groupby(["panel", "method", "tasks"], sort=False, dropna=False):
         sign = 1.0 if frame["higher_is_better"].iloc[0] else -1.0
         per_value = (frame.groupby(columns + ["seed"], dropna=False)["score"].mean()          # mean over a seed's runs,

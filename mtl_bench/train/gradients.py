@@ -120,6 +120,7 @@ class GradientBackend:
         self.vmap_max_bytes = None if vmap_max_bytes is None else float(vmap_max_bytes)
         self._vmap_failed = False
         self._last_shared_batch_failed = False
+        self._compiled_encoders: dict[int, bool] = {}  # id(model) -> its encoder has compiled modules
         self._per_task_bytes: dict[tuple, int] = {}
         self.last_chunk: int | None = None  # tasks per batched backward in the last step (0: loop)
         self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
@@ -148,7 +149,7 @@ class GradientBackend:
                 f"{type(strategy).__name__} aggregates gradient vectors, which cannot be mapped back from "
                 "the last shared layer; use grad.space=params or grad.space=representation"
             )
-        layer = self._gramian_layer(model, strategy, probe)
+        layer, parts = self._gramian_layer(model, strategy, probe)
         if layer is None:
             z = self._encode(model, x)
         else:
@@ -169,7 +170,7 @@ class GradientBackend:
         z_grads_stacked = torch.stack(z_grads)  # [T, *z.shape]
 
         shared = model.shared_parameters()
-        gramian = None if layer is None else self._linear_layer_gramian(layer, calls, z, z_grads_stacked)
+        gramian = None if layer is None else self._linear_layer_gramian(parts, calls, z, z_grads_stacked)
         if gramian is None:
             jacobian, passes = self._jacobian(model, z, z_grads_stacked, shared)
             if dist is not None and self.space != "representation":
@@ -237,19 +238,25 @@ class GradientBackend:
             offset += len(params)
         return z_grads, head_grads
 
-    def _gramian_layer(self, model, strategy: Strategy, probe) -> nn.Module | None:
-        """The last shared layer, when this step may take its Gramian from the layer's input and
-        output gradients (:mod:`.linear_gramian`): a Gramian strategy in the last-shared-layer
-        space on one process without diagnostics, and a plain ``nn.Linear`` layer."""
+    def _gramian_layer(self, model, strategy: Strategy, probe) -> tuple[nn.Module | None, tuple | None]:
+        """``(layer, trained parts)`` of the last shared layer when this step may take its Gramian
+        from the layer's input and output gradients (:mod:`.linear_gramian`): a Gramian strategy
+        in the last-shared-layer space on one process without diagnostics, a plain ``nn.Linear``
+        layer, and no compiled module in the encoder (a hook inside a compiled graph records no
+        autograd path to z; ``trainer.compile`` compiles before the first step, so this is looked
+        at once per model); ``(None, None)`` otherwise."""
         if self.space != "last_shared_layer" or strategy.needs != "gramian" or probe is not None \
                 or self.dist is not None:
-            return None
-        if any(getattr(m, "_compiled_call_impl", None) is not None for m in model.encoder.modules()):
-            return None  # trainer.compile: a hook inside a compiled graph records no autograd path to z
-        layer = getattr(model, "last_shared_layer", None)
-        return layer if layer is not None and trained_parts(layer) is not None else None
+            return None, None
+        compiled = self._compiled_encoders.get(id(model))
+        if compiled is None:
+            compiled = self._compiled_encoders[id(model)] = any(
+                getattr(m, "_compiled_call_impl", None) is not None for m in model.encoder.modules())
+        layer = None if compiled else getattr(model, "last_shared_layer", None)
+        parts = trained_parts(layer) if layer is not None else None
+        return (layer, parts) if parts is not None else (None, None)
 
-    def _linear_layer_gramian(self, layer: nn.Module, calls: LayerCalls, z, z_grads) -> torch.Tensor | None:
+    def _linear_layer_gramian(self, parts: tuple[bool, bool], calls: LayerCalls, z, z_grads) -> torch.Tensor | None:
         """G of the last shared linear layer's rows from its input ``h`` and the tasks' gradients at
         its output, when that costs fewer operations than the rows; None otherwise (the caller
         then forms the rows)."""
@@ -261,7 +268,7 @@ class GradientBackend:
         M = y.numel() // n_out
         if identity_cost(M, n_in, n_out, T) >= rows_cost(M, n_in, n_out, T):
             return None
-        weight, bias = trained_parts(layer)
+        weight, bias = parts
         A = self._last_shared_jacobian(z, z_grads, [y])  # [T, M * n_out]: dL_i/dy, the short backward
         dtype = torch.promote_types(A.dtype, torch.float32)  # never a bf16 Gramian (see step())
         with torch.autocast(z.device.type, enabled=False):
