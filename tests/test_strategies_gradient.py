@@ -373,14 +373,19 @@ def quadprog_projections(Q, lower):
 
 @pytest.mark.parametrize("T", [2, 3, 7, 40])
 @pytest.mark.parametrize("shared", [0.0, 0.5])
-def test_upgrad_active_set_solves_every_qp_as_quadprog(T, shared):
-    """The batched active-set solution is each QP's minimiser: quadprog's to rounding, and KKT."""
+@pytest.mark.parametrize("bounds", ["unit", "several"])
+def test_upgrad_active_set_solves_every_qp_as_quadprog(T, shared, bounds):
+    """The batched active-set solution is each QP's minimiser: quadprog's to rounding, and KKT;
+    for UPGrad's bounds (e_i / T) and for rows with several positive bounds."""
     from mtl_bench.strategies.upgrad import active_set_projections
 
     rng = np.random.default_rng(T)
     J = rng.normal(size=(T, 3 * T)) * rng.uniform(0.1, 3.0, size=(T, 1)) + shared * rng.normal(size=3 * T)
     Q = J @ J.T / np.trace(J @ J.T) + 1e-4 * np.eye(T)  # not an M-matrix: off-diagonals of both signs
+    Q = 0.5 * (Q + Q.T)
     lower = np.eye(T) / T
+    if bounds == "several":
+        lower = lower + rng.uniform(0, 1 / T, size=(T, T)) * (rng.random((T, T)) < 0.5)
     V, converged = active_set_projections(Q, lower)
     assert converged.all()
     np.testing.assert_allclose(V, quadprog_projections(Q, lower), rtol=0, atol=1e-12)
