@@ -22,7 +22,8 @@ covers ``grad.method=auto``'s timed trials), then rounds of ``--steps`` steps of
 ``--repeats`` rounds, or more where steps are short, as many as give a row of the median warm-up
 step time ``--min-seconds`` of timed steps (default 3: about 50 rounds on MultiLeNet, 10 on the
 40-task workload); the median step time over all rounds is reported (CUDA-synchronised on the
-GPU). Peak memory is measured after the timing, one step per row: bytes of tensors allocated
+GPU), and each ratio to a reference with a 95% interval: a bootstrap over the rounds, each
+resampled round taking the row's and the reference's steps of that round together (paired). Peak memory is measured after the timing, one step per row: bytes of tensors allocated
 during the step above what was allocated before it (CUDA: ``max_memory_allocated``; CPU: the
 torch profiler's allocation events). It prints a Markdown table and writes the rows as CSV to
 ``--out`` (and the table to the same name with ``.md``).
@@ -48,6 +49,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -275,12 +277,13 @@ def measure_interleaved(rows: list[dict], warmup: int, steps: int, repeats: int,
             row["status"] = f"{type(err).__name__}: {err}"[:200]
     if warm and min_seconds > 0:
         repeats = max(repeats, math.ceil(min_seconds / (steps * statistics.median(warm))))
-    times = {id(row): [] for row in live}
+    rounds = {id(row): [] for row in live}  # [round][step] seconds
     for _ in range(repeats):
         for row in live:
-            times[id(row)].extend(time_steps(row["step"], steps, device, clock))
+            rounds[id(row)].append(time_steps(row["step"], steps, device, clock))
     for row in live:
-        row["median_ms"] = 1000 * statistics.median(times[id(row)])
+        row["round_seconds"] = rounds[id(row)]
+        row["median_ms"] = 1000 * statistics.median(t for r in rounds[id(row)] for t in r)
         row["peak_mb"] = peak_step_bytes(row["step"], device) / 2**20
         row["status"] = "ok"
         backend, strategy = row.get("backend"), row.get("strategy_object")
@@ -348,6 +351,25 @@ def reference_of(row) -> str:
     return "ew+forward" if reevaluates(strategy_class(split_variant(row["strategy"])[0])) else "ew"
 
 
+BOOTSTRAP_SAMPLES = 2000
+
+
+def ratio_interval(row_rounds: list[list[float]], ref_rounds: list[list[float]], level: float = 0.95,
+                   samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of ``median(row steps) / median(reference steps)`` over the
+    rounds, paired: a resampled round brings the row's and the reference's steps of that round
+    (which ran moments apart), so a slow round moves both. None with fewer than 3 rounds."""
+    n = min(len(row_rounds), len(ref_rounds))
+    if n < 3:
+        return None
+    row, ref = np.asarray(row_rounds[:n]), np.asarray(ref_rounds[:n])
+    picks = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    ratios = np.median(row[picks].reshape(samples, -1), axis=1) / np.median(ref[picks].reshape(samples, -1), axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def add_ratios(rows: list[dict]) -> None:
     refs = {r["strategy"]: r for r in rows if r["strategy"] in REFERENCES}
     for row in rows:
@@ -356,6 +378,9 @@ def add_ratios(rows: list[dict]) -> None:
         for key, field in (("median_ms", "time_vs_ref"), ("peak_mb", "memory_vs_ref")):
             ok = row.get(key) and ref.get(key)
             row[field] = row[key] / ref[key] if ok else None
+        interval = (ratio_interval(row["round_seconds"], ref["round_seconds"])
+                    if row.get("round_seconds") and ref.get("round_seconds") else None)
+        row["time_vs_ref_low"], row["time_vs_ref_high"] = interval or (None, None)
         ew = refs.get("ew", {})
         row["time_vs_ew"] = row["median_ms"] / ew["median_ms"] if row.get("median_ms") and ew.get("median_ms") else None
 
@@ -424,7 +449,7 @@ def main(argv=None) -> int:
         for row in case_rows:
             print(f"{model_name:<10} {row['strategy']:<9} {row['space']:<17} {_fmt(row.get('median_ms'))} ms "
                   f"x{_fmt(row.get('time_vs_ref'))} {row['reference']} {row['status']}", file=sys.stderr, flush=True)
-            for key in ("step", "backend", "strategy_object"):
+            for key in ("step", "backend", "strategy_object", "round_seconds"):
                 row.pop(key, None)
         rows.extend(case_rows)
         if device.type == "cuda":
@@ -433,7 +458,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fields = ["model", "tasks", "batch", "input", "strategy", "space", "method", "median_ms", "reference", "time_vs_ref",
-              "time_vs_ew", "peak_mb", "memory_vs_ref", "passes", "vmap_chunk", "solver_failures", "device", "status"]
+              "time_vs_ref_low", "time_vs_ref_high", "time_vs_ew", "peak_mb", "memory_vs_ref", "passes", "vmap_chunk", "solver_failures", "device", "status"]
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -453,11 +478,15 @@ def markdown(rows, command, device_name, torch_version, threads, clock="wall") -
              f"({device_name}, torch {torch_version}, {threads} intra-op thread(s)). `floor`: forward + T backward; `ew`: forward + "
              "1 backward. Params-space gradient methods are held to the floor, the rest to EW.",
              f"Command: `{command}`", "",
-             "| model, input | strategy | space | method | median ms | vs | x time | x EW | peak MiB | x mem | encoder passes | status |",
-             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
+             "x time: the row's median step over the reference's (`vs`), with its 95% interval (a bootstrap "
+             "over the interleaved rounds, paired by round).", "",
+             "| model, input | strategy | space | method | median ms | vs | x time | 95% interval | x EW | peak MiB | x mem | encoder passes | status |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        interval = (f"{r['time_vs_ref_low']:.3f}-{r['time_vs_ref_high']:.3f}"
+                    if r.get("time_vs_ref_low") is not None else "")
         lines.append(f"| {r['model']} {r.get('input', '')} | {r['strategy']} | {r['space']} | {r['method']} | {_fmt(r.get('median_ms'))} | "
-                     f"{r['reference']} | {_fmt(r.get('time_vs_ref'))} | {_fmt(r.get('time_vs_ew'))} | "
+                     f"{r['reference']} | {_fmt(r.get('time_vs_ref'), 3)} | {interval} | {_fmt(r.get('time_vs_ew'), 3)} | "
                      f"{_fmt(r.get('peak_mb'), 1)} | {_fmt(r.get('memory_vs_ref'))} | {_fmt(r.get('passes'), 1)} | "
                      f"{r['status']} |")
     return "\n".join(lines)

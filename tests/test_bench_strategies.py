@@ -113,3 +113,26 @@ def test_slsqp_clock_counts_the_compiled_calls_and_iterations_of_one_solve_and_r
         restored = slsqp._slsqp_iteration
         slsqp._slsqp_iteration = original
     assert restored is not original and restored.__name__ == "<lambda>"   # the clock put back what it found
+
+
+def test_ratio_interval_pairs_the_rounds():
+    """The interval of a row's ratio to its reference: a round that is slow for both (drift, a
+    busy machine) does not widen it, because a resampled round brings both rows' steps; noise of
+    the row's own widens it around the ratio; fewer than 3 rounds give none."""
+    import numpy as np
+    import pytest
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_strategies as bench
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    drift = np.random.default_rng(0).uniform(1.0, 2.0, size=12)       # per round, both rows
+    reference = [[0.1 * f] * 3 for f in drift]
+    row = [[0.11 * f] * 3 for f in drift]
+    low, high = bench.ratio_interval(row, reference)
+    assert (low, high) == pytest.approx((1.1, 1.1))
+    noisy = [[0.11 * f * (1 + 0.05 * (-1) ** i)] * 3 for i, f in enumerate(drift)]
+    low, high = bench.ratio_interval(noisy, reference)
+    assert 1.0 < low < 1.1 < high < 1.2
+    assert bench.ratio_interval(row[:2], reference[:2]) is None
