@@ -41,7 +41,7 @@ from mtl_bench.models.lenet import build_multilenet  # noqa: E402
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class  # noqa: E402
 from mtl_bench.train.distributed import DistContext  # noqa: E402
 from mtl_bench.train.gradients import GradientBackend  # noqa: E402
-from mtl_bench.train.trainer import build_optimizer, training_step  # noqa: E402
+from mtl_bench.train.trainer import training_step  # noqa: E402
 
 
 def measure(args, device: torch.device, context: DistContext | None) -> list[dict]:
@@ -60,8 +60,7 @@ def measure(args, device: torch.device, context: DistContext | None) -> list[dic
         space = strategy_class(name).default_space
         backend = GradientBackend(space, "loop")
         backend.dist = context
-        optimizer = build_optimizer("sgd", [{"params": list(model.parameters())}] + strategy.optimizer_groups(),
-                                    lr=0.01, momentum=0.0, weight_decay=0.0)
+        optimizer = torch.optim.SGD([{"params": list(model.parameters())}] + strategy.optimizer_groups(), lr=0.01)
         times, sent = [], 0
         for step in range(args.warmup + args.steps):
             if context is not None:

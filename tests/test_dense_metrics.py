@@ -167,3 +167,17 @@ def test_kpis_are_accuracy_like_shares_of_the_valid_pixels():
     target = torch.stack([up, up, up, torch.zeros(3)], dim=1).reshape(1, 3, 1, 4)
     pred = torch.stack([2 * tilted(5), tilted(11), tilted(12), up], dim=1).reshape(1, 3, 1, 4)  # unnormalised first
     assert normal_task().kpi(pred, target).item() == pytest.approx(2 / 3)
+
+
+def test_classification_and_regression_kpis_on_hand_made_batches():
+    """Accuracy over the labelled examples only (0 when none is labelled); exp(-MSE / scale) with
+    the MSE over every element (a 2-column target counts both columns)."""
+    from mtl_bench.data.tasks import classification_task, regression_task
+
+    task = classification_task("digit")
+    scores = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert task.kpi(scores, torch.tensor([1, 1, -1])).item() == pytest.approx(1 / 2)
+    assert task.kpi(scores, torch.tensor([-1, -1, -1])).item() == 0.0
+    pred, target = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.zeros(2, 2)
+    assert regression_task("r", scale=4.0).kpi(pred, target).item() == pytest.approx(math.exp(-7.5 / 4))
+    assert task.kpi.sums(scores, torch.tensor([1, 1, -1])).tolist() == [1.0, 2.0]  # what a data-parallel run adds up

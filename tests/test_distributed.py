@@ -29,7 +29,7 @@ from mtl_bench.models.lenet import build_multilenet
 from mtl_bench.models.mlp import build_mlp
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class
 from mtl_bench.train.distributed import DistContext, RankRandomness
-from mtl_bench.train.gradients import GradientBackend
+from mtl_bench.train.gradients import GradientBackend, batch_kpis
 from mtl_bench.train.trainer import training_step
 
 BATCHES = (8, 8, 7)  # global batch sizes: the last one splits 4 + 3 (unequal shards, as an epoch's last batch)
@@ -54,7 +54,7 @@ def cases() -> list[tuple[str, str, str, dict]]:
               ("nash", "params"), ("nash", "representation"), ("graddrop", "representation"),
               ("db_mtl", "params"), ("gradnorm", "last_shared_layer")]
     out += [("labelled", name, space, {}) for name, space in masked + [("dtp", "params")]]
-    out += [("dense", name, space, {}) for name, space in masked]
+    out += [("dense", name, space, {}) for name, space in masked + [("dtp", "params")]]
     return out
 
 
@@ -138,6 +138,42 @@ def metric_cases():
             ("median_angle", NormalAngleMedian, normals)]
 
 
+def kpi_cases():
+    """(name, tasks, predictions, targets) of one global batch of 7 rows (shards 4 + 3): the
+    built-in KPIs (ratios of sums: accuracy with unlabelled examples, exp(-MSE), the dense tasks'
+    pixel shares with invalid pixels) and a user's KPI that is not a ratio (a median)."""
+    from mtl_bench.data.dense import depth_task, normal_task, segmentation_task
+    from mtl_bench.data.tasks import Task, classification_loss
+
+    g = torch.Generator().manual_seed(3)
+    n = 7
+    valid = torch.rand(n, 1, 4, 5, generator=g) > 0.3
+    dense = ([segmentation_task(num_classes=3), depth_task(), normal_task()],
+             [torch.randn(n, 3, 4, 5, generator=g), torch.rand(n, 1, 4, 5, generator=g) + 0.5, torch.randn(n, 3, 4, 5, generator=g)],
+             {"segmentation": torch.where(valid[:, 0], torch.randint(3, (n, 4, 5), generator=g), -1),
+              "depth": (torch.rand(n, 1, 4, 5, generator=g) + 0.5) * valid,
+              "normal": torch.nn.functional.normalize(torch.randn(n, 3, 4, 5, generator=g), dim=1) * valid})
+    labelled = ([classification_task("left"), classification_task("right")],
+                [torch.randn(n, 10, generator=g), torch.randn(n, 10, generator=g)],
+                {"left": torch.tensor([-1, -1, -1, 3, 4, 5, 6]), "right": torch.randint(0, 10, (n,), generator=g)})
+    regression = ([regression_task("a"), regression_task("b", scale=4.0)],
+                  [torch.randn(n, 1, generator=g), torch.randn(n, 2, generator=g)],
+                  {"a": torch.randn(n, 1, generator=g), "b": torch.randn(n, 2, generator=g)})
+    median = Task(name="m", loss=classification_loss, kpi=lambda pred, target: pred.softmax(dim=1).amax(dim=1).median())
+    plain = ([median], [torch.randn(n, 4, generator=g)], {"m": torch.randint(0, 4, (n,), generator=g)})
+    return [("dense", *dense), ("labelled", *labelled), ("regression", *regression), ("plain", *plain)]
+
+
+def sharded_kpis(tasks, preds, targets, context) -> tuple[list[float], int]:
+    """The global batch's KPIs from this rank's shard, and the bytes the context moved for them."""
+    together = {**targets, **{f"pred:{t.name}": p for t, p in zip(tasks, preds)}}
+    _, shard = context.shard(preds[0], together)
+    before = context.bytes_reduced
+    kpis = context.global_kpis(batch_kpis, tasks, [shard[f"pred:{t.name}"] for t in tasks],
+                               {t.name: shard[t.name] for t in tasks})
+    return kpis.tolist(), context.bytes_reduced - before
+
+
 def evaluate_metric(factory, batches, context) -> float:
     metric = factory()
     metric.reset()
@@ -186,6 +222,11 @@ def worker(rank: int, world: int, init_file: str, out: str) -> None:
         if rank == 0:
             results.append({"case": ["metric", name], "sharded": value,
                             "one_process": evaluate_metric(factory, batches, None)})
+    for name, tasks, preds, targets in kpi_cases():
+        kpis, moved = sharded_kpis(tasks, preds, targets, context)
+        if rank == 0:
+            results.append({"case": ["kpi", name], "sharded": kpis, "bytes": moved, "tasks": len(tasks),
+                            "one_process": batch_kpis(tasks, preds, targets).tolist()})
     if rank == 0:
         with open(out, "w") as f:
             json.dump(results, f)
@@ -224,6 +265,19 @@ def test_sharded_evaluation_reduces_metrics_exactly(results, name):
     result = results[json.dumps(["metric", name])]
     # counts and kept values: exact; float32 sums of a batch are summed per shard first (1e-7)
     assert result["sharded"] == pytest.approx(result["one_process"], rel=1e-6, abs=0), result
+
+
+@pytest.mark.parametrize("name", ["dense", "labelled", "regression", "plain"])
+def test_sharded_kpis_are_the_global_batchs(results, name):
+    """DTP's KPIs in a data-parallel run are those of the whole batch: the built-in ones (ratios of
+    sums) from one all-reduce of 2T float64 numbers, a user's KPI that is not a ratio (a median)
+    from the gathered predictions and targets."""
+    result = results[json.dumps(["kpi", name])]
+    assert result["sharded"] == pytest.approx(result["one_process"], rel=1e-6, abs=1e-7), result
+    if name == "plain":
+        assert result["bytes"] > 2 * 8 * result["tasks"], result
+    else:
+        assert result["bytes"] == 2 * 8 * result["tasks"], result
 
 
 def test_dropout_draws_per_rank_and_shared_draws_agree(results):

@@ -28,3 +28,17 @@ def test_bench_sweep_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (row,) = csv.DictReader(open(out))
     assert row["runs"] == "4" and float(row["sequential_s"]) > 0 and float(row["concurrent_s"]) > 0
+
+
+def test_bench_ddp_counts_the_bytes_of_two_processes(tmp_path):
+    """scripts/bench_ddp.py: one process against two gloo processes on a small global batch; the
+    bytes per step are exact: EW all-reduces the model's gradients, DTP adds its KPIs' sums
+    (2 float64 numbers per task), not the batch's predictions."""
+    out = tmp_path / "ddp.csv"
+    proc = run_script("bench_ddp.py", "--batch", "16", "--warmup", "1", "--steps", "2", "--strategies", "ew", "dtp",
+                      "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["strategy"]: r for r in csv.DictReader(open(out))}
+    assert set(rows) == {"ew", "dtp"} and all(float(r["ms_1proc"]) > 0 and float(r["ms_2proc"]) > 0 for r in rows.values())
+    extra = (float(rows["dtp"]["kib_per_step"]) - float(rows["ew"]["kib_per_step"])) * 1024
+    assert extra == 2 * 2 * 8

@@ -41,7 +41,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .tasks import IGNORE, LossMetric, MeanMetric, Metric, Task, batch_accuracy, labelled_count
+from .tasks import IGNORE, LossMetric, MeanMetric, Metric, RatioKPI, Task, batch_accuracy, labelled_count
 
 THRESHOLDS = (11.25, 22.5, 30.0)
 
@@ -95,23 +95,28 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 DEPTH_KPI_RATIO = 1.25  # delta_1 of Eigen, Puhrsch & Fergus (NIPS 2014)
 
 
-def depth_kpi(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The share of a batch's valid depth pixels with ``max(pred/gt, gt/pred) < 1.25`` (the
-    threshold accuracy delta_1 of Eigen et al. 2014), in [0, 1]; a non-positive prediction
-    counts as wrong."""
+def _depth_within_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mask = depth_mask(target)
     pred = pred.clamp_min(1e-6)
     ratio = torch.maximum(pred / target.clamp_min(1e-6), target / pred)
-    return ((ratio < DEPTH_KPI_RATIO) & mask).sum().float() / mask.sum().clamp_min(1).float()
+    return torch.stack([((ratio < DEPTH_KPI_RATIO) & mask).sum(), mask.sum()]).float()
 
 
-def normal_kpi(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The share of a batch's valid normal pixels within 11.25 degrees of the target (the
-    strictest of the NYUv2 protocol's within-t metrics), in [0, 1]."""
+#: the share of a batch's valid depth pixels with ``max(pred/gt, gt/pred) < 1.25`` (the threshold
+#: accuracy delta_1 of Eigen et al. 2014), in [0, 1]; a non-positive prediction counts as wrong
+depth_kpi = RatioKPI(_depth_within_sums)
+
+
+def _normal_within_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mask = normal_mask(target)
     cos = (normalize_normals(pred) * target).sum(dim=1, keepdim=True)
     within = cos > math.cos(math.radians(THRESHOLDS[0]))
-    return (within & mask).sum().float() / mask.sum().clamp_min(1).float()
+    return torch.stack([(within & mask).sum(), mask.sum()]).float()
+
+
+#: the share of a batch's valid normal pixels within 11.25 degrees of the target (the strictest
+#: of the NYUv2 protocol's within-t metrics), in [0, 1]
+normal_kpi = RatioKPI(_normal_within_sums)
 
 
 def _per_pixel_ce(pred, target):

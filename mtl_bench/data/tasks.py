@@ -161,16 +161,45 @@ class Task:
         return {m.name: m.higher_is_better for m in self.new_metrics()}
 
 
-def batch_accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Accuracy over the labelled examples of a batch (0-dim tensor; 0 when none is labelled)."""
+class RatioKPI:
+    """A batch KPI that is a function of a ratio of two sums over the batch's elements,
+    ``finish(numerator / denominator)`` (accuracy: correct over labelled examples; ``exp(-MSE)``:
+    squared errors over elements). ``sums(pred, target)`` gives the [2] tensor ``(numerator,
+    denominator)`` of a batch or of a shard of one: a data-parallel run adds the shards' sums (one
+    all-reduce of 2 numbers per task) instead of gathering every prediction. Called, it is the
+    KPI of one batch, a 0-dim tensor on the device (0 when the denominator is 0)."""
+
+    def __init__(self, sums: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 finish: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.sums = sums
+        self.finish = finish
+
+    def from_sums(self, sums: torch.Tensor) -> torch.Tensor:
+        ratio = sums[0] / sums[1].clamp_min(1)
+        return ratio if self.finish is None else self.finish(ratio)
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.from_sums(self.sums(pred, target))
+
+
+def _accuracy_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mask = target != IGNORE
     correct = ((pred.argmax(dim=1) == target) & mask).sum()
-    return correct.float() / mask.sum().clamp_min(1).float()
+    return torch.stack([correct, mask.sum()]).float()
 
 
-def regression_kpi(scale: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+#: accuracy over the labelled examples (pixels) of a batch, in [0, 1]
+batch_accuracy = RatioKPI(_accuracy_sums)
+
+
+def _squared_error_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    errors = F.mse_loss(pred, target, reduction="sum")
+    return torch.stack([errors, errors.new_tensor(float(pred.numel()))])
+
+
+def regression_kpi(scale: float) -> RatioKPI:
     """``exp(-MSE / scale)`` in (0, 1]: 1 for a perfect fit (a KPI for DTP on regression tasks)."""
-    return lambda pred, target: torch.exp(-F.mse_loss(pred, target) / scale)
+    return RatioKPI(_squared_error_sums, lambda mse: torch.exp(-mse / scale))
 
 
 def labelled_count(target: torch.Tensor) -> torch.Tensor:

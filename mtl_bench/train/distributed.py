@@ -61,7 +61,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from ..data.tasks import RatioKPI
 from .signals import Interrupted, handling
+
 
 def environment() -> dict | None:
     """Rank, world size and local rank from the environment, or None for one process.
@@ -191,9 +193,16 @@ class DistContext:
         return torch.cat([part[:n] for part, n in zip(parts, self._sizes)])
 
     def global_kpis(self, kpis, tasks, preds, targets: dict) -> torch.Tensor:
-        """``kpis(tasks, preds, targets)`` of the global batch: a KPI need not be a mean over
-        examples (a regression KPI is ``exp(-MSE)``), so the detached predictions and targets are
-        gathered and the KPI computed on the whole batch."""
+        """``kpis(tasks, preds, targets)`` of the global batch. When every task's KPI is a
+        :class:`~mtl_bench.data.tasks.RatioKPI` (every built-in task's), from the sums of the
+        shards: one all-reduce of 2T numbers (in float64). Otherwise a KPI need not be
+        a function of sums over the examples, so the detached predictions and targets are
+        gathered and the KPIs computed on the whole batch."""
+        if all(isinstance(getattr(task, "kpi", None), RatioKPI) for task in tasks):
+            sums = torch.stack([task.kpi.sums(pred.detach(), targets[task.name]).double()
+                                for task, pred in zip(tasks, preds)])
+            total = self.sum(sums)
+            return torch.stack([task.kpi.from_sums(s).reshape(()).float() for task, s in zip(tasks, total)])
         preds = [self.gather_batch(p.detach()) for p in preds]
         targets = {t.name: self.gather_batch(targets[t.name]) for t in tasks}
         return kpis(tasks, preds, targets)
