@@ -42,3 +42,16 @@ def test_bench_ddp_counts_the_bytes_of_two_processes(tmp_path):
     assert set(rows) == {"ew", "dtp"} and all(float(r["ms_1proc"]) > 0 and float(r["ms_2proc"]) > 0 for r in rows.values())
     extra = (float(rows["dtp"]["kib_per_step"]) - float(rows["ew"]["kib_per_step"])) * 1024
     assert extra == 2 * 2 * 8
+
+
+def test_profile_step_finds_no_host_reads(tmp_path, mnist_root):
+    """scripts/profile_step.py on MultiMNIST steps: no strategy it profiles reads a tensor back to
+    the host in its training step (GradNorm's Adam reads its own host-side step counter inside
+    Optimizer.step, which the script leaves out as the no-sync tests do)."""
+    out = tmp_path / "profile.csv"
+    proc = run_script("profile_step.py", "--data", str(mnist_root), "--quick", "--steps", "2", "--device", "cpu", "--out", str(out),
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out)))
+    assert [r["strategy"] for r in rows] == ["ew", "uw", "dwa", "gradnorm", "mgda"]
+    assert all(float(r["host_reads_per_step"]) == 0 and float(r["syncs_per_step"]) == 0 for r in rows), rows
