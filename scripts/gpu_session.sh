@@ -20,7 +20,10 @@ part=${1:?usage: gpu_session.sh spine|benches|tables [LRS]}
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-gpu_results}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/device.txt" || {
+    echo "gpu_session.sh: nvidia-smi found no NVIDIA GPU; run it on a GPU host (scripts/studies.sh runs the same studies on the CPU)" >&2
+    exit 2
+}
 
 case "$part" in
 spine)

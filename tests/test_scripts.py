@@ -55,3 +55,19 @@ def test_profile_step_finds_no_host_reads(tmp_path, mnist_root):
     rows = list(csv.DictReader(open(out)))
     assert [r["strategy"] for r in rows] == ["ew", "uw", "dwa", "gradnorm", "mgda"]
     assert all(float(r["host_reads_per_step"]) == 0 and float(r["syncs_per_step"]) == 0 for r in rows), rows
+
+
+def test_gpu_session_stops_with_one_line_without_a_gpu(tmp_path):
+    """scripts/gpu_session.sh on a host where nvidia-smi is missing or finds no GPU: exit 2 with a
+    line that names the problem and the CPU alternative, before running anything."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "MTL_BENCH_DATA": str(tmp_path), "OUT": str(tmp_path / "out")}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_session.sh"), "spine"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "found no NVIDIA GPU" in proc.stderr and "scripts/studies.sh" in proc.stderr
+    assert not (tmp_path / "runs").exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["device.txt"]
