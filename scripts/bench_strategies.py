@@ -23,9 +23,10 @@ covers ``grad.method=auto``'s timed trials), then rounds of ``--steps`` steps of
 step time ``--min-seconds`` of timed steps (default 3: about 50 rounds on MultiLeNet, 10 on the
 40-task workload); the median step time over all rounds is reported (CUDA-synchronised on the
 GPU), and each ratio to a reference with a 95% interval: a bootstrap over the rounds, each
-resampled round taking the row's and the reference's steps of that round together (paired). Peak memory is measured after the timing, one step per row: bytes of tensors allocated
-during the step above what was allocated before it (CUDA: ``max_memory_allocated``; CPU: the
-torch profiler's allocation events). It prints a Markdown table and writes the rows as CSV to
+resampled round taking the row's and the reference's steps of that round together (paired).
+Peak memory is measured after the timing, one step per row: bytes of tensors allocated during the
+step above what was allocated before it (CUDA: ``max_memory_allocated``; CPU: the torch
+profiler's allocation events). It prints a Markdown table and writes the rows as CSV to
 ``--out`` (and the table to the same name with ``.md``).
 
     python scripts/bench_strategies.py --out results/bench/strategies_cpu.csv          # CPU, minutes

@@ -4,8 +4,9 @@ Profiles ``--steps`` MultiMNIST training steps per strategy and counts host read
 tensors (``aten::_local_scalar_dense``, i.e. .item()/int()/bool()) and CUDA synchronisations
 (``cudaStreamSynchronize``, ``cudaDeviceSynchronize``, blocking device-to-host copies) inside
 them. Loss-only strategies should show none; host-solver strategies (MGDA, ...) one Gramian copy
-per step. Reads inside an optimiser's ``step`` are not counted: torch's Adam (GradNorm's weights
-learn with it) keeps its step counter on the host and reads it there, no device tensor.
+per step. Host reads inside an optimiser's ``step`` are not counted: torch's Adam (GradNorm's
+weights learn with it) keeps its step counter on the host and reads it there, no device tensor;
+synchronisations are counted wherever they happen.
 
     python scripts/profile_step.py --data $MTL_BENCH_DATA --out results/profile_step.csv
 """
@@ -43,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true", help="a small validation split and batch (a few hundred images)")
+    parser.add_argument("--quick", action="store_true", help="a small validation split and batch 16 (for a small MNIST fixture)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -59,11 +60,12 @@ def main(argv=None):
             with profile(activities=activities) as prof:
                 for _ in range(args.steps):
                     trainer.train_step(*next(batches))
-            names = [e.name for e in prof.events() if not inside_optimizer_step(e)]
+            events = prof.events()
+            reads = [e for e in events if e.name == "aten::_local_scalar_dense" and not inside_optimizer_step(e)]
             rows.append({
                 "strategy": name, "device": str(device), "steps": args.steps,
-                "host_reads_per_step": sum(n == "aten::_local_scalar_dense" for n in names) / args.steps,
-                "syncs_per_step": sum(n in SYNC_EVENTS for n in names) / args.steps,
+                "host_reads_per_step": len(reads) / args.steps,
+                "syncs_per_step": sum(e.name in SYNC_EVENTS for e in events) / args.steps,
             })
     print("| strategy | host reads / step | CUDA syncs / step |\n|---|---|---|")
     for r in rows:

@@ -181,3 +181,15 @@ def test_classification_and_regression_kpis_on_hand_made_batches():
     pred, target = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.zeros(2, 2)
     assert regression_task("r", scale=4.0).kpi(pred, target).item() == pytest.approx(math.exp(-7.5 / 4))
     assert task.kpi.sums(scores, torch.tensor([1, 1, -1])).tolist() == [1.0, 2.0]  # what a data-parallel run adds up
+
+
+def test_ratio_kpi_divides_by_any_positive_denominator_and_gives_zero_for_none():
+    """A user's RatioKPI: a denominator that is no count (a weight below 1) divides as it is; an
+    empty denominator gives the ratio 0, to which ``finish`` applies (exp(-0) = 1)."""
+    from mtl_bench.data.tasks import RatioKPI
+
+    weighted = RatioKPI(lambda pred, target: torch.stack([pred.sum(), target.sum()]))
+    assert weighted(torch.tensor([0.2]), torch.tensor([0.4])).item() == pytest.approx(0.5)
+    assert weighted(torch.tensor([0.0]), torch.tensor([0.0])).item() == 0.0
+    finished = RatioKPI(lambda pred, target: torch.stack([pred.sum(), target.sum()]), lambda r: torch.exp(-r))
+    assert finished(torch.tensor([0.0]), torch.tensor([0.0])).item() == 1.0

@@ -140,14 +140,17 @@ def metric_cases():
 
 def kpi_cases():
     """(name, tasks, predictions, targets) of one global batch of 7 rows (shards 4 + 3): the
-    built-in KPIs (ratios of sums: accuracy with unlabelled examples, exp(-MSE), the dense tasks'
-    pixel shares with invalid pixels) and a user's KPI that is not a ratio (a median)."""
+    built-in KPIs (ratios of sums: accuracy with unlabelled examples, exp(-MSE) in float32 and
+    float64, the dense tasks' pixel shares with invalid pixels), with shards that hold nothing
+    labelled or valid for a task and a batch that holds nothing labelled for one, and a user's KPI
+    that is not a ratio (a median)."""
     from mtl_bench.data.dense import depth_task, normal_task, segmentation_task
     from mtl_bench.data.tasks import Task, classification_loss
 
     g = torch.Generator().manual_seed(3)
     n = 7
     valid = torch.rand(n, 1, 4, 5, generator=g) > 0.3
+    valid[:4] = False  # rank 0's shard: no valid depth or normal pixel
     dense = ([segmentation_task(num_classes=3), depth_task(), normal_task()],
              [torch.randn(n, 3, 4, 5, generator=g), torch.rand(n, 1, 4, 5, generator=g) + 0.5, torch.randn(n, 3, 4, 5, generator=g)],
              {"segmentation": torch.where(valid[:, 0], torch.randint(3, (n, 4, 5), generator=g), -1),
@@ -155,13 +158,15 @@ def kpi_cases():
               "normal": torch.nn.functional.normalize(torch.randn(n, 3, 4, 5, generator=g), dim=1) * valid})
     labelled = ([classification_task("left"), classification_task("right")],
                 [torch.randn(n, 10, generator=g), torch.randn(n, 10, generator=g)],
-                {"left": torch.tensor([-1, -1, -1, 3, 4, 5, 6]), "right": torch.randint(0, 10, (n,), generator=g)})
+                {"left": torch.tensor([-1, -1, -1, -1, 4, 5, 6]), "right": torch.full((n,), -1)})  # none labelled
     regression = ([regression_task("a"), regression_task("b", scale=4.0)],
                   [torch.randn(n, 1, generator=g), torch.randn(n, 2, generator=g)],
                   {"a": torch.randn(n, 1, generator=g), "b": torch.randn(n, 2, generator=g)})
     median = Task(name="m", loss=classification_loss, kpi=lambda pred, target: pred.softmax(dim=1).amax(dim=1).median())
     plain = ([median], [torch.randn(n, 4, generator=g)], {"m": torch.randint(0, 4, (n,), generator=g)})
-    return [("dense", *dense), ("labelled", *labelled), ("regression", *regression), ("plain", *plain)]
+    regression64 = (regression[0], [p.double() for p in regression[1]], {k: v.double() for k, v in regression[2].items()})
+    return [("dense", *dense), ("labelled", *labelled), ("regression", *regression), ("regression64", *regression64),
+            ("plain", *plain)]
 
 
 def sharded_kpis(tasks, preds, targets, context) -> tuple[list[float], int]:
@@ -267,7 +272,7 @@ def test_sharded_evaluation_reduces_metrics_exactly(results, name):
     assert result["sharded"] == pytest.approx(result["one_process"], rel=1e-6, abs=0), result
 
 
-@pytest.mark.parametrize("name", ["dense", "labelled", "regression", "plain"])
+@pytest.mark.parametrize("name", ["dense", "labelled", "regression", "regression64", "plain"])
 def test_sharded_kpis_are_the_global_batchs(results, name):
     """DTP's KPIs in a data-parallel run are those of the whole batch: the built-in ones (ratios of
     sums) from one all-reduce of 2T float64 numbers, a user's KPI that is not a ratio (a median)

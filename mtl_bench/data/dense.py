@@ -99,7 +99,7 @@ def _depth_within_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     mask = depth_mask(target)
     pred = pred.clamp_min(1e-6)
     ratio = torch.maximum(pred / target.clamp_min(1e-6), target / pred)
-    return torch.stack([((ratio < DEPTH_KPI_RATIO) & mask).sum(), mask.sum()]).float()
+    return torch.stack([((ratio < DEPTH_KPI_RATIO) & mask).sum(), mask.sum()])
 
 
 #: the share of a batch's valid depth pixels with ``max(pred/gt, gt/pred) < 1.25`` (the threshold
@@ -111,7 +111,7 @@ def _normal_within_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     mask = normal_mask(target)
     cos = (normalize_normals(pred) * target).sum(dim=1, keepdim=True)
     within = cos > math.cos(math.radians(THRESHOLDS[0]))
-    return torch.stack([(within & mask).sum(), mask.sum()]).float()
+    return torch.stack([(within & mask).sum(), mask.sum()])
 
 
 #: the share of a batch's valid normal pixels within 11.25 degrees of the target (the strictest

@@ -165,9 +165,11 @@ class RatioKPI:
     """A batch KPI that is a function of a ratio of two sums over the batch's elements,
     ``finish(numerator / denominator)`` (accuracy: correct over labelled examples; ``exp(-MSE)``:
     squared errors over elements). ``sums(pred, target)`` gives the [2] tensor ``(numerator,
-    denominator)`` of a batch or of a shard of one: a data-parallel run adds the shards' sums (one
-    all-reduce of 2 numbers per task) instead of gathering every prediction. Called, it is the
-    KPI of one batch, a 0-dim tensor on the device (0 when the denominator is 0)."""
+    denominator)`` of a batch or of a shard of one (integer counts stay integers, so that shards'
+    counts add exactly): a data-parallel run adds the shards' sums (one all-reduce of 2 numbers per
+    task) instead of gathering every prediction. Called, it is the KPI of one batch, a 0-dim
+    tensor on the device; where the denominator is 0 (nothing labelled) the ratio is 0, then
+    ``finish`` applies."""
 
     def __init__(self, sums: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  finish: Callable[[torch.Tensor], torch.Tensor] | None = None):
@@ -175,7 +177,11 @@ class RatioKPI:
         self.finish = finish
 
     def from_sums(self, sums: torch.Tensor) -> torch.Tensor:
-        ratio = sums[0] / sums[1].clamp_min(1)
+        if not sums.is_floating_point():  # counts: float32, as the ratio's
+            sums = sums.float()
+        numerator, denominator = sums[0], sums[1]
+        some = denominator > 0
+        ratio = torch.where(some, numerator / torch.where(some, denominator, torch.ones_like(denominator)), 0.0)
         return ratio if self.finish is None else self.finish(ratio)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -185,7 +191,7 @@ class RatioKPI:
 def _accuracy_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mask = target != IGNORE
     correct = ((pred.argmax(dim=1) == target) & mask).sum()
-    return torch.stack([correct, mask.sum()]).float()
+    return torch.stack([correct, mask.sum()])
 
 
 #: accuracy over the labelled examples (pixels) of a batch, in [0, 1]
@@ -194,7 +200,9 @@ batch_accuracy = RatioKPI(_accuracy_sums)
 
 def _squared_error_sums(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     errors = F.mse_loss(pred, target, reduction="sum")
-    return torch.stack([errors, errors.new_tensor(float(pred.numel()))])
+    errors = errors.to(torch.promote_types(errors.dtype, torch.float32))  # never a bf16 sum
+    # a fill on the device, not a host number copied to it (a copy would wait for the device)
+    return torch.stack([errors, torch.full((), pred.numel(), dtype=errors.dtype, device=errors.device)])
 
 
 def regression_kpi(scale: float) -> RatioKPI:

@@ -53,6 +53,7 @@ def active_set_projections(Q: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray
     at_bound = V @ Q > 0          # start at v = lower: a bound stays where its multiplier pushes
     converged = np.zeros(rows, dtype=bool)
     pending = np.arange(rows)
+    diagonal = np.arange(T)
     for _ in range(ACTIVE_SET_ROUNDS):
         bound, low = at_bound[pending], lower[pending]
         # bound entries: v_j = lower_j (identity rows); free entries: (Q v)_j = 0, i.e.
@@ -60,7 +61,7 @@ def active_set_projections(Q: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray
         free = (~bound).astype(np.float64)
         system = free[:, :, None] * free[:, None, :]
         system *= Q
-        system.reshape(len(pending), T * T)[:, :: T + 1] += bound  # the diagonal
+        system[:, diagonal, diagonal] += bound
         rhs = np.where(bound, low, -(low * bound) @ Q)
         solved = np.where(bound, low, np.linalg.solve(system, rhs[..., None])[..., 0])  # bounds exactly
         multipliers = solved @ Q
