@@ -4,7 +4,8 @@
 For each strategy and gradient space it measures, on the workloads of bench_strategies.py:
 
 - the training step, interleaved with the EW step of the same model and batch (medians), and
-  their ratio: the figure results/bench/strategies_cpu.md holds to 1.05 in the representation
+  their ratio with its 95% interval (bootstrap over the rounds, paired): the figure
+  results/bench/strategies_cpu.md holds to 1.05 in the representation
   and last-shared-layer spaces;
 - the strategy's host solve alone (``strategy.weights(losses, gramian)``, median of ``--solves``
   calls) on the Gramian of the row's last measured step, in milliseconds and as a share of the
@@ -138,14 +139,18 @@ def main(argv=None) -> int:
                 losses, gramian = row["gramians"][-1]
                 row.update(time_solve(row, losses, gramian, solves))
         for row in rows[1:]:
+            interval = (bench.ratio_interval(row["round_seconds"], ew["round_seconds"])
+                        if row.get("round_seconds") and ew.get("round_seconds") else None)
             row.update(model=model_name, tasks=len(tasks), ew_ms=ew.get("median_ms"),
                        step_vs_ew=row.get("median_ms", float("nan")) / ew["median_ms"] if ew.get("median_ms") else None,
+                       step_vs_ew_low=interval[0] if interval else None, step_vs_ew_high=interval[1] if interval else None,
                        solve_vs_ew=row["solve_ms"] / ew["median_ms"] if "solve_ms" in row and ew.get("median_ms") else None)
             out_rows.append(row)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "tasks", "strategy", "space", "median_ms", "ew_ms", "step_vs_ew", "gramian_trace", "solve_ms",
+    fields = ["model", "tasks", "strategy", "space", "median_ms", "ew_ms", "step_vs_ew", "step_vs_ew_low",
+              "step_vs_ew_high", "gramian_trace", "solve_ms",
               "solve_vs_ew", "slsqp_iterations", "slsqp_calls", "slsqp_ms", "status"]
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -165,16 +170,19 @@ def markdown(rows: list[dict], command: str) -> str:
     lines = [
         "Host solve against the EW step (CPU, one thread; step times interleaved with EW's, medians).",
         "",
-        "| model | strategy | space | step ms | EW step ms | step / EW | trace of G | solve ms | solve / EW "
+        "| model | strategy | space | step ms | EW step ms | step / EW | 95% interval | trace of G | solve ms | solve / EW "
         "| SLSQP iterations | compiled calls | compiled ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        interval = (f"{r['step_vs_ew_low']:.3f}-{r['step_vs_ew_high']:.3f}"
+                    if r.get("step_vs_ew_low") is not None else "-")
         lines.append(f"| {r['model']} | {r['strategy']} | {r['space']} | {_fmt(r.get('median_ms'))} | "
-                     f"{_fmt(r.get('ew_ms'))} | {_fmt(r.get('step_vs_ew'), 3)} | {_fmt(r.get('gramian_trace'), 3)} | "
+                     f"{_fmt(r.get('ew_ms'))} | {_fmt(r.get('step_vs_ew'), 3)} | {interval} | {_fmt(r.get('gramian_trace'), 3)} | "
                      f"{_fmt(r.get('solve_ms'))} | {_fmt(r.get('solve_vs_ew'), 3)} | "
                      f"{_fmt(r.get('slsqp_iterations'), 0)} | {_fmt(r.get('slsqp_calls'), 0)} | {_fmt(r.get('slsqp_ms'))} |")
-    lines += ["", "solve: `strategy.weights(losses, gramian)` alone on the Gramian of the row's last measured step "
+    lines += ["", "step / EW: with its 95% interval (a bootstrap over the interleaved rounds, paired by round). "
+              "solve: `strategy.weights(losses, gramian)` alone on the Gramian of the row's last measured step "
               "(median). SLSQP iterations per solve, and the calls of scipy's compiled routine that runs them (one "
               "per function and one per gradient evaluation); compiled ms: the time inside it per solve (mean), "
               "the least any driver of the same iterations costs.",
