@@ -23,19 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_epoch import make_trainer, write_csv  # noqa: E402
 
+from mtl_bench.train.cost import in_optimizer_step  # noqa: E402
 from mtl_bench.train.experiment import resolve_device  # noqa: E402
 
 SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 CASES = [("ew", None), ("uw", None), ("dwa", None), ("gradnorm", None), ("mgda", "params")]
-
-
-def inside_optimizer_step(event) -> bool:
-    """Whether a profiler event ran inside ``Optimizer.step`` (of the model's or a strategy's)."""
-    while event is not None:
-        if event.name.startswith("Optimizer.step"):
-            return True
-        event = event.cpu_parent
-    return False
 
 
 def main(argv=None):
@@ -61,7 +53,7 @@ def main(argv=None):
                 for _ in range(args.steps):
                     trainer.train_step(*next(batches))
             events = prof.events()
-            reads = [e for e in events if e.name == "aten::_local_scalar_dense" and not inside_optimizer_step(e)]
+            reads = [e for e in events if e.name == "aten::_local_scalar_dense" and not in_optimizer_step(e)]
             rows.append({
                 "strategy": name, "device": str(device), "steps": args.steps,
                 "host_reads_per_step": len(reads) / args.steps,

@@ -12,6 +12,7 @@ from torch.profiler import ProfilerActivity, profile
 from mtl_bench.data import build_benchmark
 from mtl_bench.models import build_model
 from mtl_bench.strategies import build_strategy
+from mtl_bench.train.cost import in_optimizer_step
 from mtl_bench.train.diagnostics import ALL, PAIR, SPLIT, GradientDiagnostics, summarize
 from mtl_bench.train.gradients import GradientBackend
 from mtl_bench.train.trainer import Trainer, TrainerConfig
@@ -145,7 +146,7 @@ def test_diagnosed_steps_do_not_sync_and_loss_weightings_pay_t_backward_passes(c
     batches = list(benchmark.train)[:4]
     counts, prof = _op_counts(trainer, batches)
     base_counts, _ = _op_counts(base, batches)
-    reads = [e.name for e in prof.events() if e.name in HOST_READS and not _in_optimizer(e)]
+    reads = [e.name for e in prof.events() if e.name in HOST_READS and not in_optimizer_step(e)]
     assert reads == [], f"host reads on diagnosed steps: {reads}"
     assert len(trainer.diagnostics.pending) == 4
     backward = "autograd::engine::evaluate_function: AddmmBackward0"
@@ -155,14 +156,6 @@ def test_diagnosed_steps_do_not_sync_and_loss_weightings_pay_t_backward_passes(c
     else:  # gradient strategies reuse the backend's rows
         assert extra == 0
     assert trainer.diagnostics.records(1)  # read once, at the step-level records
-
-
-def _in_optimizer(event) -> bool:
-    while event is not None:
-        if event.name.startswith("Optimizer.step"):
-            return True
-        event = event.cpu_parent
-    return False
 
 
 def test_bench_diagnostics_script_quick(tmp_path):

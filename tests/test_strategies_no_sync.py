@@ -13,18 +13,11 @@ from torch.profiler import ProfilerActivity, profile
 from mtl_bench.data import build_benchmark
 from mtl_bench.models import build_model
 from mtl_bench.strategies import available_strategies, build_strategy, strategy_class
+from mtl_bench.train.cost import in_optimizer_step
 from mtl_bench.train.gradients import GradientBackend
 from mtl_bench.train.trainer import Trainer, TrainerConfig
 
 HOST_READS = {"aten::_local_scalar_dense", "aten::item", "aten::is_nonzero"}
-
-
-def _inside_optimizer_step(event) -> bool:
-    while event is not None:
-        if event.name.startswith("Optimizer.step"):
-            return True
-        event = event.cpu_parent
-    return False
 
 
 def cases():
@@ -60,5 +53,5 @@ def test_zoo_training_steps_do_not_sync(compose, tmp_path, name, space, hparams)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for x, targets in batches[1:]:
             trainer.train_step(x, targets)
-    reads = [e.name for e in prof.events() if e.name in HOST_READS and not _inside_optimizer_step(e)]
+    reads = [e.name for e in prof.events() if e.name in HOST_READS and not in_optimizer_step(e)]
     assert reads == [], f"{name}: host reads in the training step: {reads}"

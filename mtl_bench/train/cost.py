@@ -49,3 +49,15 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def in_optimizer_step(event) -> bool:
+    """Whether a torch profiler event ran inside an optimiser's ``step`` (the model's or a
+    strategy's). Host reads there are not the training step's: torch's Adam keeps its step
+    counter on the host and reads it, no device tensor (scripts/profile_step.py and the no-sync
+    tests leave them out)."""
+    while event is not None:
+        if event.name.startswith("Optimizer.step"):
+            return True
+        event = event.cpu_parent
+    return False
