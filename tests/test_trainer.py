@@ -113,3 +113,62 @@ def test_best_selection_without_a_validation_split_is_refused_before_training(co
     cfg = compose(["trainer.epochs=1", *SMALL, "protocol=best_val_accuracy"])
     with pytest.raises(ValueError, match="protocol.selection.metric='mean/accuracy'"):
         run_experiment(cfg, tmp_path)
+
+
+def _stop_after_the_first_epoch(monkeypatch, then):
+    """Epoch 1 ends with ``then(self)`` (a signal or an error); ``Trainer._write_summary`` is wrapped
+    to record what it is asked to write."""
+    import os
+    import signal
+
+    original_end, original_write = Trainer.end_epoch, Trainer._write_summary
+    asked = []
+
+    def end_epoch(self):
+        original_end(self)
+        if self.epoch == 1:
+            then(self)
+
+    def write_summary(self, status, **extra):
+        asked.append(status)
+        if status in ("interrupted", "failed"):  # a signal arrives while the outcome is being written
+            os.kill(os.getpid(), signal.SIGINT)
+        return original_write(self, status, **extra)
+
+    monkeypatch.setattr(Trainer, "end_epoch", end_epoch)
+    monkeypatch.setattr(Trainer, "_write_summary", write_summary)
+    return asked
+
+
+def test_a_stop_signal_repeated_while_the_stop_is_written_is_ignored(compose, tmp_path, monkeypatch):
+    """Ctrl-C reaches a rank of a distributed run twice (terminal and launcher): the second one
+    must not cut the writing of the interrupted summary short (it stayed ``running``)."""
+    import os
+    import signal
+
+    from mtl_bench.train.signals import Interrupted
+
+    _stop_after_the_first_epoch(monkeypatch, lambda self: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path)
+    assert type(stop.value) is Interrupted and stop.value.signum == signal.SIGINT
+    assert summary(tmp_path)["status"] == "interrupted" and summary(tmp_path)["signal"] == "SIGINT"
+    assert summary(tmp_path)["epochs_completed"] == 1
+
+
+def test_an_error_overtaken_by_a_stop_signal_marks_the_run_interrupted(compose, tmp_path, monkeypatch):
+    """A rank's collective fails because its peer stopped first, and the rank's own stop signal is
+    handled only while the failure is being written: the run stopped, so it is marked interrupted."""
+    import signal
+
+    from mtl_bench.train.signals import Interrupted
+
+    def peer_gone(self):
+        raise RuntimeError("Connection closed by peer")
+
+    asked = _stop_after_the_first_epoch(monkeypatch, peer_gone)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path)
+    assert type(stop.value) is Interrupted and stop.value.signum == signal.SIGINT
+    assert asked[-2:] == ["failed", "interrupted"]
+    assert summary(tmp_path)["status"] == "interrupted" and "error" not in summary(tmp_path)

@@ -62,7 +62,7 @@ import torch
 import torch.distributed as dist
 
 from ..data.tasks import RatioKPI
-from .signals import Interrupted, handling
+from .signals import Interrupted, handling, interrupt_on_signals
 
 
 def environment() -> dict | None:
@@ -532,19 +532,22 @@ def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tupl
     if threads:
         torch.set_num_threads(threads)
     code = 0
-    try:
-        value = fn(*args, rank)
-        if rank == 0:
-            results.put(("returned", value))
-    except BaseException as err:  # handed to the launching process, which raises it
-        code = 0 if isinstance(err, Interrupted) else 1  # a stop is orderly: the other ranks are not killed for it
+    # for the rank's whole life: a stop signal that comes again while the outcome is handed over
+    # (Ctrl-C reaches a rank twice, from the terminal and from the launcher) is ignored
+    with interrupt_on_signals():
         try:
-            results.put(("raised", err))
-        except Exception:  # an exception that does not pickle: its message
-            results.put(("raised", RuntimeError(f"rank {rank}: {type(err).__name__}: {err}")))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+            value = fn(*args, rank)
+            if rank == 0:
+                results.put(("returned", value))
+        except BaseException as err:  # handed to the launching process, which raises it
+            code = 0 if isinstance(err, Interrupted) else 1  # a stop is orderly: the other ranks are not killed for it
+            try:
+                results.put(("raised", err))
+            except Exception:  # an exception that does not pickle: its message
+                results.put(("raised", RuntimeError(f"rank {rank}: {type(err).__name__}: {err}")))
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
     # everything is written and handed over; torch 2.14's gloo threads now and then abort the
     # interpreter's teardown ("terminate called without an active exception"): leave without it
     logging.shutdown()

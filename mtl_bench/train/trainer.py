@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from tqdm.auto import tqdm
@@ -167,23 +168,32 @@ class Trainer:
         if self.on_resumable is not None and (self.dist is None or self.dist.is_main):
             self.on_resumable()
         self._write_summary("running")
-        try:
-            with interrupt_on_signals():
+        # the outcome is written inside the block too: a stop signal that comes again meanwhile (Ctrl-C
+        # reaches a rank twice, from the terminal and from the launcher) is ignored, not raised mid-write
+        with interrupt_on_signals():
+            try:
                 while self.epoch < self.config.epochs:
                     self.train_epoch()
                     self.end_epoch()
-        except Diverged as err:
-            log.error("%s; the run is marked diverged, its history kept in %s", err, self.run_dir)
-            return self._write_summary("diverged", diverged_at_step=err.step, diverged_epoch=err.epoch,
-                                       diverged_tasks=err.tasks)
-        except KeyboardInterrupt as err:
-            stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
-            self._write_summary("interrupted", signal=stop.name)
-            raise stop from None
-        except Exception as err:
-            self._write_summary("failed", error=f"{type(err).__name__}: {err}")
-            raise
+            except Diverged as err:
+                log.error("%s; the run is marked diverged, its history kept in %s", err, self.run_dir)
+                return self._write_summary("diverged", diverged_at_step=err.step, diverged_epoch=err.epoch,
+                                           diverged_tasks=err.tasks)
+            except KeyboardInterrupt as err:
+                self._stop(err)
+            except Exception as err:
+                try:
+                    self._write_summary("failed", error=f"{type(err).__name__}: {err}")
+                except Interrupted as stop:  # a stop signal handled only now: in a distributed run a
+                    self._stop(stop)         # collective fails when a peer stopped first, then the signal runs
+                raise
         return self._write_summary("completed")
+
+    def _stop(self, err: KeyboardInterrupt) -> NoReturn:
+        """Mark the run interrupted (its last finished epoch is checkpointed) and raise the stop."""
+        stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+        self._write_summary("interrupted", signal=stop.name)
+        raise stop from None
 
     # ------------------------------------------------------------------------------ training
     def train_epoch(self) -> None:
