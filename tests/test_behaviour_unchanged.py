@@ -1,6 +1,11 @@
 """Runs made today compute what the committed runs of results/gradnorm_toy computed: the first
-epochs of a fixed-seed synthetic run equal the committed history (equal weighting, and GradNorm
-through the gradient backend), so refactors cannot change what existing configs mean."""
+epoch of a fixed-seed synthetic run equals the committed history (equal weighting, and GradNorm
+through the gradient backend), so refactors cannot change what existing configs mean.
+
+The tolerance is what float32 on another CPU allows: its kernels round differently and the
+difference grows while training (measured between two machines with the same torch build: 5e-4
+relative after one epoch, 6e-3 after three). A change of meaning moves the first epoch by far
+more: 1% more learning rate moves it by 1e-2."""
 from __future__ import annotations
 
 import json
@@ -11,7 +16,8 @@ import pytest
 from conftest import cli
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "gradnorm_toy" / "runs" / "mtl"
-EPOCHS = 3
+EPOCHS = 1
+TOLERANCE = 2e-3  # relative: 4x the drift between machines, a fifth of a 1% lr change
 
 
 def history(run_dir: Path, epochs: int) -> dict:
@@ -34,4 +40,4 @@ def test_a_run_today_repeats_the_committed_history(tmp_path, strategy):
     then, now = history(committed, EPOCHS), history(tmp_path / "run", EPOCHS)
     assert set(now) == set(then) and len(now) > 0
     for key, value in then.items():
-        assert now[key] == pytest.approx(value, rel=1e-5), key
+        assert now[key] == pytest.approx(value, rel=TOLERANCE), key

@@ -310,6 +310,19 @@ def test_nash_warm_start_and_weight_reuse():
     assert third.numpy() == pytest.approx(first.numpy() / 2, rel=1e-5) and strategy.solver_calls == 2
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_nash_a_warm_start_at_the_solution_stays_there(seed):
+    """Solved again from its own solution, the solver takes no step: a step of rounding-level
+    size would leave the result to its line search's rounding (which differed between two
+    bit-different Gramians of the same gradients by 5e-9 relative)."""
+    from mtl_bench.strategies.nash import solve_nash
+
+    J = random_jacobian(3, 6, seed) * np.array([[1.0], [10.0], [0.1]])
+    G = J @ J.T
+    alpha = solve_nash(G, None)
+    assert np.array_equal(solve_nash(G, alpha), alpha)
+
+
 def test_nash_failures_are_counted_and_surfaced(caplog):
     bad = np.array([[1.0, 0.0], [0.0, 0.0]])  # a zero gradient: no positive solution
     strategy = build_strategy("nash", 2)

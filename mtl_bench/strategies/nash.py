@@ -15,7 +15,9 @@ code, G is first divided by its Frobenius norm for conditioning and the solution
 (``alpha = alpha_n / sqrt(||G||_F)``) so that it solves the raw equations; the iteration is
 warm-started from the previous alpha (ones at the first step), runs at most ``max_iter`` = 20
 steps and stops when ``||delta alpha|| < tol`` = 1e-6 (the official code's limits for its
-convex-concave procedure). ``update_weights_every`` = k reuses alpha for k steps (the official
+convex-concave procedure), or before a step when half the squared Newton decrement is below
+``tol**2`` (Boyd & Vandenberghe 2004, Algorithm 9.5): a warm start at the solution stays there
+instead of taking a step of rounding-level size whose line search rounding decides. ``update_weights_every`` = k reuses alpha for k steps (the official
 option; 1 = solve every step).
 
 Failure policy: a solve fails when the Gramian is not finite, when no positive solution exists
@@ -64,7 +66,10 @@ def solve_nash(G: np.ndarray, start: np.ndarray | None, max_iter: int = 20, tol:
             step = -np.linalg.solve(hessian, grad)
         except np.linalg.LinAlgError as err:
             raise SolverError(f"Nash-MTL: singular Newton system ({err})") from None
-        value, slope, t = nash_objective(Gn, a), grad @ step, 1.0
+        slope = grad @ step  # minus the squared Newton decrement
+        if -slope / 2 <= tol**2:  # converged already (Boyd & Vandenberghe 2004, Alg. 9.5)
+            break
+        value, t = nash_objective(Gn, a), 1.0
         while True:
             trial = a + t * step
             if np.all(trial > 0) and nash_objective(Gn, trial) <= value + 0.25 * t * slope:
