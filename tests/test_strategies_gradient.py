@@ -11,6 +11,7 @@ from scipy.optimize import minimize
 
 from mtl_bench.strategies import SolverError, build_strategy
 from mtl_bench.strategies.graddrop import graddrop_update
+from mtl_bench.strategies.nash import solve_nash
 from mtl_bench.strategies.projection import gradvac_coefficients, pcgrad_coefficients
 from mtl_bench.strategies.solvers import min_norm_two, min_norm_weights
 
@@ -315,8 +316,6 @@ def test_nash_a_warm_start_at_the_solution_stays_there(seed):
     """Solved again from its own solution, the solver takes no step: a step of rounding-level
     size would leave the result to its line search's rounding (which differed between two
     bit-different Gramians of the same gradients by 5e-9 relative)."""
-    from mtl_bench.strategies.nash import solve_nash
-
     J = random_jacobian(3, 6, seed) * np.array([[1.0], [10.0], [0.1]])
     G = J @ J.T
     alpha = solve_nash(G, None)

@@ -1,10 +1,13 @@
-"""Trainer behaviour: resume after a crash, divergence, completed runs, selection."""
+"""Trainer behaviour: resume after a crash, divergence, completed runs, selection, a stop's record."""
 import json
+import os
+import signal
 
 import pytest
 import torch
 
 from mtl_bench.train import run_experiment
+from mtl_bench.train.signals import Interrupted
 from mtl_bench.train.trainer import Trainer
 
 SMALL = ["dataset.num_samples=300", "dataset.num_val=100", "dataset.num_test=100", "trainer.batch_size=50",
@@ -118,9 +121,6 @@ def test_best_selection_without_a_validation_split_is_refused_before_training(co
 def _stop_after_the_first_epoch(monkeypatch, then):
     """Epoch 1 ends with ``then(self)`` (a signal or an error); ``Trainer._write_summary`` is wrapped
     to record what it is asked to write."""
-    import os
-    import signal
-
     original_end, original_write = Trainer.end_epoch, Trainer._write_summary
     asked = []
 
@@ -143,11 +143,6 @@ def _stop_after_the_first_epoch(monkeypatch, then):
 def test_a_stop_signal_repeated_while_the_stop_is_written_is_ignored(compose, tmp_path, monkeypatch):
     """Ctrl-C reaches a rank of a distributed run twice (terminal and launcher): the second one
     must not cut the writing of the interrupted summary short (it stayed ``running``)."""
-    import os
-    import signal
-
-    from mtl_bench.train.signals import Interrupted
-
     _stop_after_the_first_epoch(monkeypatch, lambda self: os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(KeyboardInterrupt) as stop:
         run_experiment(compose(["trainer.epochs=3", *SMALL]), tmp_path)
@@ -159,10 +154,6 @@ def test_a_stop_signal_repeated_while_the_stop_is_written_is_ignored(compose, tm
 def test_an_error_overtaken_by_a_stop_signal_marks_the_run_interrupted(compose, tmp_path, monkeypatch):
     """A rank's collective fails because its peer stopped first, and the rank's own stop signal is
     handled only while the failure is being written: the run stopped, so it is marked interrupted."""
-    import signal
-
-    from mtl_bench.train.signals import Interrupted
-
     def peer_gone(self):
         raise RuntimeError("Connection closed by peer")
 

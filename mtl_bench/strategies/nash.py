@@ -17,8 +17,8 @@ warm-started from the previous alpha (ones at the first step), runs at most ``ma
 steps and stops when ``||delta alpha|| < tol`` = 1e-6 (the official code's limits for its
 convex-concave procedure), or before a step when half the squared Newton decrement is below
 ``tol**2`` (Boyd & Vandenberghe 2004, Algorithm 9.5): a warm start at the solution stays there
-instead of taking a step of rounding-level size whose line search rounding decides. ``update_weights_every`` = k reuses alpha for k steps (the official
-option; 1 = solve every step).
+instead of taking a step of rounding-level size whose line search rounding decides.
+``update_weights_every`` = k reuses alpha for k steps (the official option; 1 = solve every step).
 
 Failure policy: a solve fails when the Gramian is not finite, when no positive solution exists
 (e.g. a zero gradient, or gradients with a non-negative combination equal to zero, where f is
