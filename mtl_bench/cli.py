@@ -302,12 +302,23 @@ except ImportError:  # pragma: no cover - hydra is a dependency
 
 
 class SweepReport(_HydraCallback):
-    """Hydra callback: after a sweep, count its runs by status; exit 1 when some failed or were
-    refused (a folder holding a run of other settings, or one being trained by another process:
-    each is a line of the sweep folder's ``refused_runs.txt``, written by whichever process ran it)."""
+    """Hydra callback: before a sweep, keep the plan of an earlier sweep into the same folder
+    (Hydra overwrites its ``multirun.yaml``: :mod:`mtl_bench.report.plans`); after it, count its
+    runs by status; exit 1 when some failed or were refused (a folder holding a run of other
+    settings, or one being trained by another process: each is a line of the sweep folder's
+    ``refused_runs.txt``, written by whichever process ran it)."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        (Path(config.hydra.sweep.dir) / REFUSED_FILE).unlink(missing_ok=True)  # a previous sweep's
+        from omegaconf import OmegaConf
+
+        from .report.plans import keep_previous_plan
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        (sweep_dir / REFUSED_FILE).unlink(missing_ok=True)  # a previous sweep's
+        kept = keep_previous_plan(sweep_dir, OmegaConf.to_yaml(config))  # the text Hydra's sweeper saves
+        if kept is not None:
+            with _log_file_untouched(None):
+                log.info("the plan of the previous sweep into %s is kept as %s", sweep_dir, kept.name)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from .report.integrity import load_summary

@@ -48,7 +48,7 @@ class SlsqpClock:
 
     def __init__(self):
         self.calls, self.seconds, self.iteration = 0, 0.0, 0
-        self._compiled = slsqp._slsqp_iteration
+        self._compiled = slsqp._compiled_iteration()
 
     def __enter__(self):
         def timed(state, *args):

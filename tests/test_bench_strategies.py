@@ -99,7 +99,7 @@ def test_slsqp_clock_counts_the_compiled_calls_and_iterations_of_one_solve_and_r
     rng = np.random.default_rng(0)
     J = rng.normal(size=(6, 50))
     G = J @ J.T
-    original = slsqp._slsqp_iteration
+    original = slsqp._compiled_iteration()
     seen = []
     slsqp._slsqp_iteration = lambda state, *args: (seen.append(1), original(state, *args))[1]
     try:

@@ -63,6 +63,7 @@ def test_rerunning_a_sweep_skips_completed_runs_and_resumes_the_rest(run_cli, tm
     second = summaries(tmp_path / "sweep")
     assert second[ew]["updated_at"] == first[ew]["updated_at"]  # skipped
     assert second[dwa]["status"] == "completed" and second[dwa]["final"] == first[dwa]["final"]
+    assert not list((tmp_path / "sweep").glob("multirun.*.yaml"))  # the same command: its plan is not kept twice
 
 
 def test_a_sweep_over_ended_runs_leaves_every_file_as_it_was_even_where_it_could_not_run(run_cli, tmp_path):
@@ -72,12 +73,15 @@ def test_a_sweep_over_ended_runs_leaves_every_file_as_it_was_even_where_it_could
     sweep = ["run", "-m", "strategy=ew,dwa", "trainer.epochs=1", *SMALL, "hydra.sweep.dir=sweep"]
     assert run_cli(*sweep, cwd=tmp_path).returncode == 0
     files = lambda: {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*")  # noqa: E731
-                     if p.is_file() and p.name != "multirun.yaml"}
-    before = files()
+                     if p.is_file() and not p.name.startswith("multirun.")}
+    before, plan = files(), (tmp_path / "sweep" / "multirun.yaml").read_text()
     proc = run_cli(*sweep, "trainer.device=cuda:7", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "already completed" in proc.stdout + proc.stderr
     assert files() == before
+    # the second command's plan replaced multirun.yaml; the first one's is kept beside it
+    assert (tmp_path / "sweep" / "multirun.1.yaml").read_text() == plan
+    assert "trainer.device=cuda:7" in (tmp_path / "sweep" / "multirun.yaml").read_text()
     ew = next(p.parent for p in (tmp_path / "sweep").rglob("summary.json") if "strategy=ew" in p.parent.name)
     refused = run_cli("run", "strategy=ew", "trainer.epochs=1", *SMALL, "trainer.lr=0.5", f"hydra.run.dir='{ew}'",
                       cwd=tmp_path)

@@ -8,7 +8,7 @@ import pytest
 from mtl_bench.strategies import slsqp
 from mtl_bench.strategies.cagrad import cagrad_weights
 
-needs_compiled = pytest.mark.skipif(slsqp._slsqp_iteration is None, reason="scipy < 1.16 calls minimize itself")
+needs_compiled = pytest.mark.skipif(slsqp._compiled_iteration() is None, reason="scipy < 1.16 calls minimize itself")
 
 
 def cagrad_dual(G: np.ndarray, c: float = 0.4):

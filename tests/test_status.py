@@ -76,3 +76,55 @@ def test_a_summary_written_after_the_clock_was_read_is_not_negative_time_ago(tmp
                                                   "updated_at": now + 0.4, "cost": {}}))
     (run / "metrics.jsonl").write_text("")
     assert run_status(run, tmp_path, now)["note"] == "last update 0:00:00 ago"
+
+
+def _rerun_plan(sweep, *overrides):
+    """The sweep folder's multirun.yaml as a later command into it, with ``overrides`` in place of
+    the strategy and seed sweeps, would have written it."""
+    from omegaconf import OmegaConf
+
+    plan = OmegaConf.load(sweep / "multirun.yaml")
+    task = [o for o in plan.hydra.overrides.task if not o.startswith(("strategy=", "seed="))]
+    plan.hydra.overrides.task = [*task, *overrides]
+    OmegaConf.save(plan, sweep / "multirun.yaml")
+
+
+def test_a_partial_rerun_into_a_sweep_folder_keeps_the_plan_of_the_whole_sweep(runs, tmp_path):
+    """The sweep planned ew, uw, dwa x seeds 0, 1 and was stopped before DWA; a second command
+    re-ran one seed of EW into the folder. Its plan replaces multirun.yaml, but the first plan
+    is kept (multirun.1.yaml) and the two DWA jobs still count as not started."""
+    from mtl_bench.report.plans import keep_previous_plan, kept_plans
+
+    sweep = tmp_path / "mtl"
+    shutil.copytree(runs / "mtl", sweep)
+    for run in sorted(p for p in sweep.iterdir() if p.is_dir() and "strategy=dwa" in p.name):
+        shutil.rmtree(run)
+    first = (sweep / "multirun.yaml").read_text()
+    assert keep_previous_plan(sweep, new_plan=first) is None   # the same command again: nothing to keep
+    kept = keep_previous_plan(sweep)
+    assert kept == sweep / "multirun.1.yaml" and kept.read_text() == first
+    assert keep_previous_plan(sweep) is None and kept_plans(sweep) == [kept]   # kept once
+    _rerun_plan(sweep, "strategy=ew", "seed=1")
+    assert sweep_status([sweep]).attrs["unlaunched"] == 2
+    kept.unlink()   # what the plan alone told before: nothing left to launch
+    assert sweep_status([sweep]).attrs["unlaunched"] == 0
+
+
+def test_a_job_counts_as_launched_by_its_overrides_whatever_its_folder_and_progress_setting(runs, tmp_path):
+    """Runs are matched to the plan by their .hydra/overrides.yaml, not by count or folder name;
+    keys that do not change a run (here trainer.progress) are left out of the match."""
+    import yaml
+
+    sweep = tmp_path / "mtl"
+    shutil.copytree(runs / "mtl", sweep)
+    runs_in = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "summary.json").exists())
+    dwa = [p for p in runs_in if "strategy=dwa" in p.name]
+    dwa[0].rename(sweep / "renamed")                       # still launched
+    overrides = sweep / "renamed" / ".hydra" / "overrides.yaml"
+    listed = [o for o in yaml.safe_load(overrides.read_text()) if not o.startswith("trainer.progress=")]
+    overrides.write_text(yaml.safe_dump([*listed, "trainer.progress=bar"]))
+    shutil.rmtree(dwa[1])                                  # not launched
+    ew = next(p for p in runs_in if "strategy=ew" in p.name)
+    shutil.copytree(ew, sweep / "extra")                   # a second copy of a job: not one of DWA's
+    assert len(sweep_status([sweep])) == 6
+    assert sweep_status([sweep]).attrs["unlaunched"] == 1

@@ -3,9 +3,10 @@
 One line per run: its status (completed, running, interrupted, failed, diverged, damaged, not
 started: a folder holding only its config), the epochs reached, and for unfinished runs an ETA from
 the run's own median step time (steps per epoch as far as counted), so a sweep left overnight can
-be judged in one look. A Hydra sweep folder's ``multirun.yaml`` tells how many jobs the sweep
-plans: those without a folder yet are counted as not started too. Reads summary.json, the config
-and multirun.yaml only, never the history.
+be judged in one look. A Hydra sweep folder's plans (its ``multirun.yaml`` and those of earlier
+sweeps into it, :mod:`mtl_bench.report.plans`) tell which jobs the sweeps planned: those without a
+run folder yet are counted as not started too. Reads summary.json, the config, the runs'
+overrides and the plans only, never the history.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from .collect import find_run_dirs, status_and_reason
 from .integrity import read_run
+from .plans import PLAN_FILE, unlaunched_jobs
 
 UNFINISHED = ("running", "interrupted")
 
@@ -50,24 +52,6 @@ def run_status(run_dir: Path, root: Path, now: float) -> dict:
             "eta_seconds": remaining_seconds(summary) if status in UNFINISHED else None, "note": reason}
 
 
-def planned_jobs(sweep_dir: Path) -> int | None:
-    """How many jobs the Hydra sweep in ``sweep_dir`` plans (its multirun.yaml: sweeper params and
-    command-line overrides, expanded as Hydra's basic sweeper does); None when it cannot be told."""
-    try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from omegaconf import OmegaConf
-
-        hydra = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra
-        params = hydra.sweeper.get("params")
-        params = OmegaConf.to_container(params, resolve=False) if params else {}
-        overrides = [f"{key}={value}" for key, value in params.items()] + list(hydra.overrides.task)
-        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
-    except Exception:  # an unreadable or unusual multirun.yaml: the runs found are all we know
-        return None
-    return sum(len(batch) for batch in batches)
-
-
 def sweep_status(paths: Sequence[str | Path], now: float | None = None) -> pd.DataFrame:
     """One row per run below ``paths``: run, status, epochs (done/total), eta_seconds, note;
     ``attrs["unlaunched"]``: jobs that sweeps below ``paths`` plan but have no folder yet."""
@@ -77,10 +61,8 @@ def sweep_status(paths: Sequence[str | Path], now: float | None = None) -> pd.Da
         root = Path(path)
         found = find_run_dirs([root])
         rows += [run_status(run_dir, root, now) for run_dir in found]
-        for plan in sorted(root.rglob("multirun.yaml")):
-            planned = planned_jobs(plan.parent)
-            inside = sum(1 for run_dir in found if plan.parent in run_dir.parents)
-            unlaunched += max(0, (planned or 0) - inside)
+        for plan in sorted(root.rglob(PLAN_FILE)):
+            unlaunched += unlaunched_jobs(plan.parent, found)
     frame = pd.DataFrame(rows, columns=["run", "status", "epochs", "eta_seconds", "note"])
     frame.attrs["unlaunched"] = unlaunched
     return frame

@@ -22,10 +22,23 @@ from typing import Callable
 
 import numpy as np
 
-try:  # the compiled iteration scipy's own driver calls (scipy >= 1.16)
-    from scipy.optimize._slsqplib import slsqp as _slsqp_iteration
-except ImportError:  # pragma: no cover - a scipy whose private module moved: minimize() itself
-    _slsqp_iteration = None
+
+_NOT_LOADED = object()
+_slsqp_iteration = _NOT_LOADED  # the compiled iteration, imported on the first solve
+
+
+def _compiled_iteration() -> Callable | None:
+    """The compiled iteration scipy's own driver calls (scipy >= 1.16); None when a scipy release
+    moved it. Imported on the first solve: scipy.optimize takes 0.6 s to import, which a run of a
+    strategy without SLSQP need not pay."""
+    global _slsqp_iteration
+    if _slsqp_iteration is _NOT_LOADED:
+        try:
+            from scipy.optimize._slsqplib import slsqp as _slsqp_iteration
+        except ImportError:  # pragma: no cover - a scipy whose private module moved: minimize() itself
+            _slsqp_iteration = None
+    return _slsqp_iteration
+
 
 STEP = float(np.sqrt(np.finfo(float).eps))  # minimize's default finite-difference step (``eps``)
 EXIT_MODES = {
@@ -80,7 +93,8 @@ def slsqp_on_simplex(objective: Callable[[np.ndarray], float], x0: np.ndarray,
     bounds=[(0, 1)] * n, constraints={"type": "eq", "fun": 1 - sum(w)})``: forward differences
     when ``gradient`` is None (the constraint's too, as minimize takes them), else the analytic
     gradient and the constraint's exact normal ``-1``."""
-    if _slsqp_iteration is None:  # pragma: no cover - scipy's private module moved
+    iteration = _compiled_iteration()
+    if iteration is None:  # pragma: no cover - scipy's private module moved
         return _minimize(objective, np.asarray(x0, dtype=np.float64), gradient, maxiter, ftol)
     x = np.clip(np.asarray(x0, dtype=np.float64).reshape(-1), 0.0, 1.0)
     n = len(x)
@@ -113,7 +127,7 @@ def slsqp_on_simplex(objective: Callable[[np.ndarray], float], x0: np.ndarray,
     g = slopes(x, fx)
     residual[0] = _sums_to_one(x)
     while True:
-        _slsqp_iteration(state, fx, g, normals, residual, x, multipliers, lower, upper, buffer, indices)
+        iteration(state, fx, g, normals, residual, x, multipliers, lower, upper, buffer, indices)
         mode = state["mode"]
         if mode == 1:     # the objective and the constraint at the new point
             fx = value(x)
