@@ -17,6 +17,7 @@ class Baselines:
         self.table = table
         self.source = source
         self.notes: set[str] = set()
+        self._found: dict[tuple, dict] = {}  # lookup's answers: runs of one panel and seed share them
 
     @classmethod
     def from_runs(cls, selected: pd.DataFrame) -> "Baselines":
@@ -40,6 +41,12 @@ class Baselines:
         return not self.table.empty
 
     def lookup(self, run: pd.Series, split: str, tasks: list[str] | None = None) -> dict:
+        key = (run["panel"], split, None if tasks is None else tuple(tasks), run["seed"])
+        if key not in self._found:
+            self._found[key] = self._lookup(run, split, tasks)
+        return dict(self._found[key])
+
+    def _lookup(self, run: pd.Series, split: str, tasks: list[str] | None) -> dict:
         t = self.table
         rows = t[(t["panel"].isna() | (t["panel"] == run["panel"])) & (t["split"].isna() | (t["split"] == split))]
         if tasks is not None:  # plus task means, which published tables may print instead of tasks

@@ -64,7 +64,7 @@ def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
                 method[run] = f"{strategy} {extra}".strip()
         for run in group[is_base].index:
             method[run] = "stl"
-    out = results.copy()
+    out = results.copy(deep=False)  # new columns on a shallow copy leave ``results`` as it was
     out["panel"] = out["run"].map(panel)
     out["method"] = out["run"].map(method)
     out["is_baseline"] = out["run"].map(baseline).astype(bool)

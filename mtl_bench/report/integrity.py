@@ -8,8 +8,10 @@ and what is wrong, so the caller can list it and go on.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,14 +53,46 @@ def load_config(run_dir: Path) -> tuple[dict, str]:
     if not path.exists():
         return {}, ""
     try:
-        from omegaconf import OmegaConf
+        import yaml
 
-        config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as err:  # yaml and omegaconf raise many types for a damaged file
+        config = yaml.load(path.read_text(), Loader=config_loader())
+    except Exception as err:  # yaml raises many types for a damaged file
         return {}, f"{path} is unreadable ({type(err).__name__}: {err})"
     if not isinstance(config, dict):
         return {}, f"{path} holds no config mapping"
     return config, ""
+
+
+@functools.lru_cache(maxsize=1)
+def config_loader():
+    """A YAML loader that reads a config as ``OmegaConf.load`` does (a duplicate key is an error,
+    ``1e-3`` is a float, a date stays text; interpolations are kept as text), on libyaml's parser
+    when PyYAML has it: ten times faster, which a table over hundreds of runs feels."""
+    import yaml
+
+    class ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        def construct_mapping(self, node, deep=False):
+            keys = set()
+            for key_node, _ in node.value:
+                if key_node.tag == yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG:
+                    if key_node.value in keys:
+                        raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                                f"found duplicate key {key_node.value}",
+                                                                key_node.start_mark)
+                    keys.add(key_node.value)
+            return super().construct_mapping(node, deep=deep)
+
+    ConfigLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+         [-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+        |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+    return ConfigLoader
 
 
 def load_records(run_dir: Path) -> tuple[list[dict], list[int]]:

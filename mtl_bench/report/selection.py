@@ -25,8 +25,10 @@ EVAL_SPLITS = ("val", "test")
 def history_of(frame: pd.DataFrame) -> dict[int, dict]:
     """``{epoch: {split: {task: {metric: value}}}}`` of one run's evaluation records."""
     history: dict[int, dict] = {}
-    rows = frame[frame["split"].isin(EVAL_SPLITS)]
-    for epoch, split, task, metric, value in rows[["epoch", "split", "task", "metric", "value"]].itertuples(index=False):
+    for epoch, split, task, metric, value in zip(frame["epoch"], frame["split"], frame["task"], frame["metric"],
+                                                 frame["value"]):
+        if split not in EVAL_SPLITS:
+            continue
         value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
         history.setdefault(int(epoch), {}).setdefault(split, {}).setdefault(task, {})[metric] = value
     return history
@@ -80,11 +82,14 @@ def selected_values(results: pd.DataFrame, rule=None, split=None, metric=None, k
     ``baselines(run_row, split) -> {(task, metric): value}`` supplies the baselines of the
     ``delta_m`` rule (see :mod:`mtl_bench.report.baselines`).
     """
-    run_columns = [c for c in results.columns if c not in ("epoch", "step", "split", "task", "metric", "value",
-                                                           "higher_is_better")]
+    records = ["run", "epoch", "step", "split", "task", "metric", "value", "higher_is_better"]
+    run_columns = [c for c in results.columns if c not in records[1:]]
+    # the run's columns are the same on each of its rows: grouping only the records' columns
+    # spares copying the hundred config columns of every run
+    first_rows = results.drop_duplicates("run").set_index("run", drop=False)
     out = []
-    for run, frame in results.groupby("run", sort=True):
-        info = frame.iloc[0]
+    for run, frame in results[[c for c in records if c in results.columns]].groupby("run", sort=True):
+        info = first_rows.loc[run]
         protocol = protocol_of(info, rule, split, metric, k, average)
         baseline = baselines(info, protocol["split"]) if protocol["rule"] == "delta_m" and baselines else None
         if protocol["rule"] == "delta_m" and not baseline:

@@ -244,11 +244,13 @@ def default_columns(selected: pd.DataFrame, split: str, metrics=None) -> list[st
 
 
 def _run_values(rows: pd.DataFrame, columns: list[str]) -> dict[str, float]:
+    """Each ``task/metric`` column's value in one run's rows (``mean/metric``: the mean over its tasks)."""
+    triples = list(zip(rows["task"], rows["metric"], rows["value"]))
     out = {}
     for column in columns:
         task, metric = column.split("/", 1)
-        picked = rows[rows["metric"] == metric] if task == "mean" else rows[(rows["task"] == task) & (rows["metric"] == metric)]
-        out[column] = float(picked["value"].mean()) if not picked.empty else math.nan
+        picked = [v for t, m, v in triples if m == metric and (task == "mean" or t == task)]
+        out[column] = float(pd.Series(picked, dtype="float64").mean()) if picked else math.nan
     return out
 
 
@@ -283,8 +285,12 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
     in_delta = lambda task, metric: (task, metric) in pairs or metric in means
     notes: list[str] = []
     per_run = []
-    for run, group in rows.groupby("run", sort=False):
-        info = group.iloc[0]
+    first_rows = rows.drop_duplicates("run").set_index("run", drop=False)
+    # each run's own columns come from its first row; its group holds only the values' columns
+    # (grouping the hundred config columns of every run made the table slow)
+    values_of_runs = rows[["run", "task", "metric", "value", "higher_is_better"]]
+    for run, group in values_of_runs.groupby("run", sort=False):
+        info = first_rows.loc[run]
         record = {"panel": info["panel"], "method": info["method"], "is_baseline": bool(info["is_baseline"]),
                   "strategy": info["strategy"], "seed": info["seed"], "run": run,
                   "seconds_per_epoch": info.get("seconds_per_epoch", math.nan),
