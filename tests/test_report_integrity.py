@@ -118,3 +118,42 @@ def test_fuzz_damaged_run_folders(copy, seed):
     if any("mtl" in str(r) for r in valid):
         table, _ = make_table([copy], metrics=["mse"])
         assert set(table.frame["n"]) <= {1, 2}
+
+
+CONFIG_TEXTS = [
+    "trainer:\n  lr: 1e-3\n  wd: 1.0e-08\n  steps: 1_000\n",   # floats without a dot, as OmegaConf reads them
+    "day: 2001-12-14\nflag: yes\nnothing: null\nbig: .inf\n",    # a date stays text (YAML 1.1 would make a date)
+    "path: ${hydra:runtime.cwd}/data\nlist: [1, null, 'x', 2.5]\nnested: {a: {b: []}}\n",
+    "a: 1\na: 2\n",                                               # a duplicate key is an error
+    "a: [1, 2\n",                                                 # a torn file is an error
+]
+
+
+@pytest.mark.parametrize("text", CONFIG_TEXTS)
+def test_run_configs_read_as_omegaconf_reads_them(text, tmp_path):
+    """The report layer's fast config reader (libyaml) gives what ``OmegaConf.load`` gives, and
+    fails where it fails."""
+    from omegaconf import OmegaConf
+
+    from mtl_bench.report.integrity import load_config
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(text)
+    config, problem = load_config(tmp_path)
+    try:
+        expected = OmegaConf.to_container(OmegaConf.load(tmp_path / ".hydra" / "config.yaml"), resolve=False)
+    except Exception:
+        assert config == {} and "is unreadable" in problem
+    else:
+        assert problem == "" and config == expected
+
+
+def test_a_real_run_config_reads_as_omegaconf_reads_it(runs):
+    from omegaconf import OmegaConf
+
+    from mtl_bench.report.integrity import load_config
+
+    for run in completed_runs(runs):
+        config, problem = load_config(run)
+        assert problem == "" and config == OmegaConf.to_container(OmegaConf.load(run / ".hydra/config.yaml"),
+                                                                  resolve=False)
