@@ -30,6 +30,15 @@ def test_bench_sweep_quick(tmp_path):
     assert row["runs"] == "4" and float(row["sequential_s"]) > 0 and float(row["concurrent_s"]) > 0
 
 
+def test_bench_report_times_each_phase_of_a_table(tmp_path):
+    proc = run_script("bench_report.py", str(ROOT / "results" / "gradnorm_toy" / "runs"), "--repeats", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("6 runs, ") and "median of 2 pass(es)" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["collect", "select", "score", "total"]
+    assert all(float(line.split()[1]) > 0 for line in lines[1:])
+
+
 def test_bench_ddp_counts_the_bytes_of_two_processes(tmp_path):
     """scripts/bench_ddp.py: one process against two gloo processes on a small global batch; the
     bytes per step are exact: EW all-reduces the model's gradients, DTP adds its KPIs' sums
