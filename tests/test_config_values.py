@@ -53,7 +53,10 @@ def refusal(compose, overrides) -> str:
     (["model.activation=gelu"], "model.activation='gelu' is out of range: one of relu, tanh"),
     (["+model.width=3"], "model.width is not a key of model"),
     (["dataset.num_tasks=0"], "dataset.num_tasks=0 is out of range"),
-    (["dataset.num_val=20000"], "dataset.num_val=20000 is out of range: fewer than dataset.num_samples=10000"),
+    (["dataset.num_val=20000"], "dataset.num_val=20000 is out of range: fewer than dataset.num_samples=10000 (the rest "
+                                "trains), e.g. dataset.num_val=1000"),
+    (["dataset.num_samples=200"], "dataset.num_val=1000 is out of range: fewer than dataset.num_samples=200 (the rest "
+                                  "trains), e.g. dataset.num_val=20"),
     (["dataset.tasks=[]"], "dataset.tasks=[] is out of range: a non-empty list of task names"),
     ([*MULTIMNIST, "dataset.tasks=[]"], "dataset.tasks=[] is out of range: a non-empty list of task names (a subset "
                                         "for single-task baselines), or null for every task, e.g. dataset.tasks=[left]"),

@@ -63,7 +63,7 @@ class SyntheticConfig(DatasetConfig):
         super().__post_init__()
         if self.num_val >= self.num_samples:
             raise ValueError(f"dataset.num_val={self.num_val} is out of range: fewer than dataset.num_samples="
-                             f"{self.num_samples}, e.g. dataset.num_val=1000")
+                             f"{self.num_samples} (the rest trains), e.g. dataset.num_val={self.num_samples // 10}")
 
 
 @dataclass
