@@ -314,6 +314,10 @@ class SweepReport(_HydraCallback):
         from .report.plans import keep_previous_plan
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        problem = _missing_sweep_data(config)
+        if problem:  # every job would fail alike: say it once, start none
+            print(f"mtl-bench: error: {problem}\n(no job of the sweep was started)", file=sys.stderr)
+            raise SystemExit(2)
         (sweep_dir / REFUSED_FILE).unlink(missing_ok=True)  # a previous sweep's
         kept = keep_previous_plan(sweep_dir, OmegaConf.to_yaml(config))  # the text Hydra's sweeper saves
         if kept is not None:
@@ -344,6 +348,25 @@ class SweepReport(_HydraCallback):
                   f"(listed in {notes}):\n  " + "\n  ".join(refused), file=sys.stderr)
         if failed or refused:
             raise SystemExit(1)
+
+
+# a sweep over one of these may give its jobs different data: their own checks tell them apart
+DATA_KEYS = ("dataset", "dataset.name", "dataset.root", "dataset.download", "dataset.path", "dataset._target_",
+             "experiment")
+
+
+def _missing_sweep_data(config) -> str:
+    """Why the dataset every job of a sweep shares is not there ("" when it is, and when the
+    sweep may give its jobs different data)."""
+    from .data import missing_files
+    from .report.plans import swept_keys
+
+    try:
+        if swept_keys(config.hydra) & set(DATA_KEYS):
+            return ""
+        return missing_files(config.dataset)
+    except Exception:  # an unusual sweep or dataset node: each job's own checks say what is wrong
+        return ""
 
 
 def _check_writable(argv: list[str]) -> list[Path]:
@@ -390,9 +413,11 @@ def run(argv: list[str]) -> None:
     wants_help = "--help" in argv or "-h" in argv
     try:
         app()
-    except SystemExit:
+    except SystemExit as stop:
         if wants_help:  # Hydra ends its help with an exit
             _print_key_help(argv)
+        if stop.code == 2:  # refused before any run started (a sweep without its data)
+            _remove_empty(made)
         raise
     except Exception as err:
         message = _composition_error(err)
@@ -400,9 +425,7 @@ def run(argv: list[str]) -> None:
             raise
         _USER_ERRORS.append(message)
         print(f"mtl-bench: error: {message}", file=sys.stderr)
-        for folder in made:  # refused before the run: leave no empty run folder behind
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_empty(made)
         raise SystemExit(2) from None
     finally:
         sys.argv = saved
@@ -412,6 +435,13 @@ def run(argv: list[str]) -> None:
             os.environ["HYDRA_FULL_ERROR"] = saved_full_error
     if wants_help:
         _print_key_help(argv)
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Refused before the run: leave none of the (still empty) folders the write check made."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _composition_error(err: BaseException) -> str | None:

@@ -148,3 +148,10 @@ def test_cli_run_one_epoch(celeba_root, tmp_path, run_cli, strategy):
     assert summary["selected"]["rule"] == "best" and summary["selected"]["split"] == "val"
     records = read_jsonl(run_dir / "metrics.jsonl")
     assert sum(r["split"] == "test" and r["metric"] == "f1" for r in records) == 40
+
+
+def test_missing_files_tells_before_loading(celeba_root, tmp_path):
+    from mtl_bench.data import missing_files
+
+    assert missing_files(dataset_cfg(celeba_root)) == ""
+    assert "CelebA not found under" in missing_files(dataset_cfg(tmp_path / "nowhere"))

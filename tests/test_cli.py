@@ -88,6 +88,39 @@ def test_missing_dataset_names_expected_files(run_cli, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_sweep_without_its_data_is_refused_once_before_any_job(run_cli, tmp_path, mnist_root):
+    """Every job of the sweep shares the missing MNIST: one error, exit 2, no job started and no
+    sweep folder left; with the data there, the check lets the sweep through."""
+    from omegaconf import OmegaConf
+
+    from mtl_bench.data import missing_files
+
+    proc = run_cli("run", "-m", "dataset=multimnist", "strategy=ew,uw", "seed=0,1",
+                   f"dataset.root={tmp_path / 'nowhere'}", "hydra.sweep.dir=sweep/inner", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("MNIST not found") == 1 and "no job of the sweep was started" in proc.stderr
+    assert "Launching" not in proc.stdout + proc.stderr and not (tmp_path / "sweep").exists()
+    cfg = OmegaConf.create({"name": "multimnist", "root": str(mnist_root), "download": False})
+    assert missing_files(cfg) == ""
+    assert "MNIST not found" in missing_files(OmegaConf.merge(cfg, {"root": str(tmp_path / "nowhere")}))
+    assert missing_files(OmegaConf.merge(cfg, {"root": str(tmp_path / "nowhere"), "download": True})) == ""
+
+
+def test_only_a_sweep_whose_jobs_share_their_data_is_checked_before_it_starts():
+    """Keys whose sweep may give jobs different data (the dataset, its root, an experiment) turn
+    the check off; the others (seeds, strategies, a task subset) leave it on."""
+    from omegaconf import OmegaConf
+
+    from mtl_bench.cli import DATA_KEYS
+    from mtl_bench.report.plans import swept_keys
+
+    hydra = OmegaConf.create({"sweeper": {"params": {"seed": "0,1,2", "trainer.lr": "1e-3"}},
+                              "overrides": {"task": ["strategy=ew,uw", "dataset.tasks=[left],[right]", "x=1"]}})
+    assert swept_keys(hydra) == {"seed", "strategy", "dataset.tasks"} and not swept_keys(hydra) & set(DATA_KEYS)
+    hydra.overrides.task.append("+experiment=a,b")
+    assert swept_keys(hydra) & set(DATA_KEYS) == {"experiment"}
+
+
 def test_help_and_list(run_cli, tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0 and "run -m" in proc.stdout

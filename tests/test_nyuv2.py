@@ -256,3 +256,13 @@ def test_cli_run_one_epoch(nyu_root, tmp_path, run_cli, strategy, cache):
     assert 0 <= test["segmentation"]["miou"] <= 1 and test["depth"]["abs_error"] > 0
     records = read_jsonl(run_dir / "metrics.jsonl")
     assert any(r["split"] == "test" and r["metric"] == "pixel_accuracy" for r in records)
+
+
+def test_missing_files_tells_before_loading(nyu_root, tmp_path):
+    """What a sweep checks once before starting its jobs: "" for a copy in place, the builder's
+    message (the expected layout) for a root without it."""
+    from mtl_bench.data import missing_files
+
+    assert missing_files(dataset_cfg(nyu_root)) == ""
+    problem = missing_files(dataset_cfg(tmp_path / "nowhere"))
+    assert "NYUv2 not found" in problem and "train/image/0.npy" in problem and "dataset.root" in problem

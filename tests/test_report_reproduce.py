@@ -8,6 +8,17 @@ from conftest import cli
 from mtl_bench.report.papers import available_presets, grid_commands, load_preset, protocol_departures
 
 
+def test_reproduce_without_the_data_stops_at_the_first_grid_with_one_error(tmp_path):
+    """A grid refused before any run (here MNIST missing, as for every grid) stops the
+    reproduction: one error, no second grid, no table, no output folder."""
+    sweep = tmp_path / "sweep"
+    out = cli("reproduce", "sener_koltun_multimnist", f"dataset.root={tmp_path / 'nowhere'}",
+              f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=ONE_THREAD)
+    assert out.returncode == 1
+    assert out.stderr.count("MNIST not found") == 1 and "grid mtl was refused before any run started" in out.stdout
+    assert "grid stl" not in out.stdout and "## Regenerated" not in out.stdout and not sweep.exists()
+
+
 def test_reproduce_sener_koltun_multimnist_prints_both_tables(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     out = cli("reproduce", "sener_koltun_multimnist", f"dataset.root={mnist_root}", "dataset.val_size=50",

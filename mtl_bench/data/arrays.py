@@ -49,10 +49,20 @@ def task_names(cfg) -> list[str]:
     return list(declared_targets(cfg))
 
 
+def _no_file(path: Path) -> str:
+    return f"dataset.path={path}: no such file; give a .npz, .pt or .parquet file"
+
+
+def missing_files(cfg) -> str:
+    """Why a run of ``cfg`` would not find its file ("" when it is there, or not set: that is its own error)."""
+    path = Path(str(cfg.path)).expanduser() if cfg.get("path") else None
+    return _no_file(path) if path is not None and not path.exists() else ""
+
+
 def read_arrays(path: Path, inputs, targets: list[str], split_key) -> dict[str, np.ndarray]:
     """``{"x": inputs, task: target, ..., "split": split or absent}`` from a .npz, .pt or .parquet file."""
     if not path.exists():
-        raise DatasetNotFoundError(f"dataset.path={path}: no such file; give a .npz, .pt or .parquet file")
+        raise DatasetNotFoundError(_no_file(path))
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pandas as pd

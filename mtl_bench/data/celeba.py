@@ -95,6 +95,15 @@ def find_layout(root) -> dict[str, Path]:
     raise _fail(f"CelebA under {root} is incomplete ({best} layout): missing {', '.join(missing)}.")
 
 
+def missing_files(cfg) -> str:
+    """Why a run of ``cfg`` would not find CelebA ("" when a layout's three entries are there)."""
+    try:
+        find_layout(cfg.root)
+    except DatasetNotFoundError as err:
+        return str(err)
+    return ""
+
+
 def parse_attributes(path: Path) -> tuple[list[str], np.ndarray]:
     """``(file names, labels int64 [N, 40] in {0, 1})`` from list_attr_celeba.txt, checked."""
     with open(path) as f:

@@ -53,11 +53,7 @@ def load_mnist(root: str | os.PathLike, download: bool = False) -> dict[str, tup
     raw = _mnist_raw_dir(root)
     missing = _missing_mnist(root)
     if missing and not download:
-        raise DatasetNotFoundError(
-            f"MNIST not found: expected {', '.join(MNIST_FILES)} in {raw} (missing: {', '.join(missing)}). "
-            f"Point dataset.root (or the MTL_BENCH_DATA environment variable) at the folder holding MNIST/raw, "
-            f"or add dataset.download=true on a machine with internet access to fetch it with torchvision."
-        )
+        raise DatasetNotFoundError(_not_found(root, missing))
     check_mnist_files(raw)
     out = {}
     for split, train in (("train", True), ("test", False)):
@@ -174,6 +170,20 @@ def build_multimnist_arrays(root, seed: int = 0, val_size: int = 0, download: bo
 def user_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/mtl-bench``, else ``~/.cache/mtl-bench``."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtl-bench"
+
+
+def _not_found(root: Path, missing: list[str]) -> str:
+    return (f"MNIST not found: expected {', '.join(MNIST_FILES)} in {_mnist_raw_dir(root)} (missing: "
+            f"{', '.join(missing)}). Point dataset.root (or the MTL_BENCH_DATA environment variable) at the "
+            f"folder holding MNIST/raw, or add dataset.download=true on a machine with internet access to fetch "
+            f"it with torchvision.")
+
+
+def missing_files(cfg) -> str:
+    """Why a run of ``cfg`` would not find MNIST ("" when its files are there or will be downloaded)."""
+    root = Path(str(cfg.root)).expanduser()
+    missing = _missing_mnist(root)
+    return _not_found(root, missing) if missing and not cfg.get("download") else ""
 
 
 def _missing_mnist(root: Path) -> list[str]:

@@ -75,6 +75,13 @@ def resolve_root(root: str | os.PathLike) -> Path:
     return root
 
 
+def missing_files(cfg) -> str:
+    """Why a run of ``cfg`` would not find NYUv2 ("" when its train/ and val/ folders are there)."""
+    root = resolve_root(cfg.root)
+    absent = [str(root / folder) for folder in ("train", "val") if not (root / folder).is_dir()]
+    return str(_fail(f"NYUv2 not found: missing {', '.join(absent)}")) if absent else ""
+
+
 _INDEX = re.compile(r"^(\d+)\.npy$")
 
 

@@ -14,6 +14,7 @@ fractions), optional ``printed_mr`` / ``printed_delta_m`` columns as printed.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import shlex
@@ -135,7 +136,8 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
     """Run every grid of preset ``name``, then print and write the regenerated and published tables.
 
     ``overrides`` are appended to every grid (``trainer.epochs=1``, ``hydra/launcher=joblib``,
-    ``hydra.sweep.dir=DIR`` picks the output directory). Returns the number of failed grids.
+    ``hydra.sweep.dir=DIR`` picks the output directory). Returns the number of failed grids; stops
+    at a grid refused before any of its runs started (exit status 2), whose error the others share.
     """
     overrides = list(overrides or [])
     meta = load_preset(name)
@@ -158,6 +160,11 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
         commands.append(shown)
         out(f"== {name}: grid {grid}: {shown}")
         rc = subprocess.call(argv)
+        if rc == 2:  # refused before any run started (a bad override, missing data): so would the others be
+            out(f"!! grid {grid} was refused before any run started (the error above); nothing to tabulate")
+            with contextlib.suppress(OSError):  # leave no empty output folder behind
+                sweep_dir.rmdir()
+            return failures + 1
         if rc != 0:
             failures += 1
             out(f"!! grid {grid} exited with status {rc}; tabulating the runs that completed")

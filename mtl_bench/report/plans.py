@@ -65,20 +65,33 @@ def job_identity(overrides: Iterable[str], exclude_keys: Iterable[str]) -> Job:
     return frozenset(o for o in overrides if _key(o) not in excluded)
 
 
+def sweep_overrides(hydra) -> list:
+    """The parsed overrides of a sweep (its ``hydra`` node): the sweeper's params, then the
+    command line's, in the order Hydra's basic sweeper reads them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    params = hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if params else {}
+    overrides = [f"{key}={value}" for key, value in params.items()] + list(hydra.overrides.task)
+    return OverridesParser.create().parse_overrides(overrides)
+
+
+def swept_keys(hydra) -> set[str]:
+    """The keys a sweep gives several values (``strategy``, ``seed``, ``dataset.tasks``)."""
+    return {o.get_key_element().lstrip("+~") for o in sweep_overrides(hydra) if o.is_sweep_override()}
+
+
 def read_plan(plan: Path) -> tuple[list[list[str]], list[str]] | None:
     """The jobs one plan file expands to (sweeper params and command-line overrides, as Hydra's
     basic sweeper expands them) and the keys that do not change a run; None when it cannot be
     told (an unreadable or unusual plan)."""
     try:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
         from omegaconf import OmegaConf
 
         hydra = OmegaConf.load(plan).hydra
-        params = hydra.sweeper.get("params")
-        params = OmegaConf.to_container(params, resolve=False) if params else {}
-        overrides = [f"{key}={value}" for key, value in params.items()] + list(hydra.overrides.task)
-        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+        batches = BasicSweeper.split_arguments(sweep_overrides(hydra), None)
         excluded = [str(k) for k in hydra.job.config.override_dirname.get("exclude_keys") or []]
     except Exception:
         return None
