@@ -55,6 +55,10 @@ def test_bad_settings_are_one_clear_error(tmp_path):
     result = cli("tune", "--dir", str(tmp_path / "s2"), "--methods", "ew", "--trials", "1", "trainer.lrr=0.1",
                  cwd=tmp_path)
     assert result.returncode == 2 and "trainer.lrr" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(ValueError, match="MNIST not found"):   # missing data: before any trial, not in each
+        Tuner(tmp_path / "s3", ["ew"], 1, "synthetic", overrides=["dataset=multimnist",
+                                                                  f"dataset.root={tmp_path / 'nowhere'}"]).run()
+    assert not list((tmp_path / "s3").glob("*/trial_*"))
 
 
 def test_a_killed_study_resumes_to_the_same_budget_without_redoing_a_finished_trial(tmp_path):

@@ -190,11 +190,13 @@ class Tuner:
 
     def preflight(self) -> None:
         """Compose each method's config with the overrides (Hydra's compose API) before any trial runs:
-        a bad override or a tuned key the strategy lacks is one clear error, not a budget of failed trials."""
+        a bad override, a tuned key the strategy lacks or missing data is one clear error, not a budget of
+        failed trials."""
         from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
         from .. import schemas  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
+        from ..data import missing_files
         from ..paths import config_dir
 
         # the run's own keys, and hydra.searchpath: a user's config folder (their strategies, models, data)
@@ -210,6 +212,9 @@ class Tuner:
                     if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
                         raise ValueError(f"search space {self.space_name}: {key} is not a config key of "
                                          f"strategy={method}; fix the preset's methods.{method} entry")
+        problem = missing_files(cfg.dataset)  # every trial would miss the same data
+        if problem:
+            raise ValueError(problem)
 
     def run(self) -> dict:
         """Run the study to ``trials`` finished trials per method; the state written to tune.json."""
