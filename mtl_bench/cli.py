@@ -356,13 +356,14 @@ DATA_KEYS = ("dataset", "dataset.name", "dataset.root", "dataset.download", "dat
 
 
 def _missing_sweep_data(config) -> str:
-    """Why the dataset every job of a sweep shares is not there ("" when it is, and when the
-    sweep may give its jobs different data)."""
+    """Why the dataset every job of a sweep shares is not there ("" when it is, when the sweep
+    may give its jobs different data, and when its jobs run on other machines: a SLURM cluster's
+    nodes may see files this one does not)."""
     from .data import missing_files
     from .report.plans import swept_keys
 
     try:
-        if swept_keys(config.hydra) & set(DATA_KEYS):
+        if "Slurm" in str(config.hydra.launcher.get("_target_", "")) or swept_keys(config.hydra) & set(DATA_KEYS):
             return ""
         return missing_files(config.dataset)
     except Exception:  # an unusual sweep or dataset node: each job's own checks say what is wrong

@@ -121,6 +121,21 @@ def test_only_a_sweep_whose_jobs_share_their_data_is_checked_before_it_starts():
     assert swept_keys(hydra) & set(DATA_KEYS) == {"experiment"}
 
 
+def test_a_slurm_sweep_is_not_refused_for_data_this_machine_lacks(tmp_path):
+    """A cluster's nodes may mount data the submitting machine does not see."""
+    from omegaconf import OmegaConf
+
+    from mtl_bench.cli import _missing_sweep_data
+
+    config = OmegaConf.create({
+        "hydra": {"launcher": {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"},
+                  "sweeper": {"params": None}, "overrides": {"task": ["seed=0,1"]}},
+        "dataset": {"name": "multimnist", "root": str(tmp_path / "nowhere"), "download": False}})
+    assert "MNIST not found" in _missing_sweep_data(config)
+    config.hydra.launcher._target_ = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert _missing_sweep_data(config) == ""
+
+
 def test_help_and_list(run_cli, tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0 and "run -m" in proc.stdout
