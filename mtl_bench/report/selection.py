@@ -18,6 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..protocol import select
+from .collect import RECORD_COLUMNS
 
 EVAL_SPLITS = ("val", "test")
 
@@ -82,13 +83,13 @@ def selected_values(results: pd.DataFrame, rule=None, split=None, metric=None, k
     ``baselines(run_row, split) -> {(task, metric): value}`` supplies the baselines of the
     ``delta_m`` rule (see :mod:`mtl_bench.report.baselines`).
     """
-    records = ["run", "epoch", "step", "split", "task", "metric", "value", "higher_is_better"]
-    run_columns = [c for c in results.columns if c not in records[1:]]
+    records = [c for c in (*RECORD_COLUMNS, "higher_is_better") if c in results.columns]
+    run_columns = [c for c in results.columns if c not in records]
     # the run's columns are the same on each of its rows: grouping only the records' columns
     # spares copying the hundred config columns of every run
     first_rows = results.drop_duplicates("run").set_index("run", drop=False)
     out = []
-    for run, frame in results[[c for c in records if c in results.columns]].groupby("run", sort=True):
+    for run, frame in results[["run", *records]].groupby("run", sort=True):
         info = first_rows.loc[run]
         protocol = protocol_of(info, rule, split, metric, k, average)
         baseline = baselines(info, protocol["split"]) if protocol["rule"] == "delta_m" and baselines else None
