@@ -47,3 +47,13 @@ def test_the_cli_option_is_checked_before_reading_runs(tmp_path, capsys):
             main(["table", str(tmp_path), *bad])
         assert err.value.code == 2
         assert "--beside" in capsys.readouterr().err
+
+
+def test_small_values_keep_the_papers_digits():
+    """NYUv2's depth errors print four decimals (0.5261): at two, 0.5474 and 0.5261 would read
+    0.55 and 0.53 with a difference of +0.02."""
+    frame = pd.DataFrame([{"panel": "nyuv2", "method": "nash", "depth/abs_error": 0.5474, "depth/abs_error:ci": 0.0123,
+                           "n": 3}])
+    table = ScoreTable(frame, ["depth/abs_error"], {"depth/abs_error": False}, "")
+    line = next(line for line in beside_published(table, "nash_mtl_nyuv2").splitlines() if line.startswith("| nash"))
+    assert "| 0.5474 ± 0.0123 | 0.5261 | +0.0213 |" in line

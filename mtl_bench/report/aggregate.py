@@ -2,7 +2,8 @@
 
 Every panel of a :class:`~mtl_bench.report.tables.ScoreTable` (a dataset and its settings) is one
 benchmark; Delta_m% puts them on one scale (0 = the single-task baselines, lower is better). Per
-method: the interquartile mean and the mean of its runs' Delta_m pooled over benchmarks, and the
+method: the interquartile mean and the mean of its runs' Delta_m pooled over benchmarks (each
+benchmark weighing the same, whatever its number of runs), and the
 probability that it improves on the reference, each with a stratified percentile bootstrap interval
 (:func:`mtl_bench.report.stats.aggregate`); the performance profile is
 :func:`mtl_bench.report.stats.performance_profile`.
@@ -74,7 +75,7 @@ def aggregate_table(table: ScoreTable) -> AggregateTable:
     frame = aggregate(runs, reference=table.reference)
     benchmarks = runs["panel"].nunique()
     caption = (f"Across {benchmarks} benchmark(s) (the table's panels): Δm% of every run (lower is better), "
-               f"pooled over benchmarks. IQM: interquartile mean (mean of the middle 50% of the runs; Agarwal et "
+               f"pooled over benchmarks, each benchmark weighing the same. IQM: interquartile mean (mean of the middle 50% of the runs; Agarwal et "
                f"al. 2021). P(Δm < {table.reference}): per benchmark, the probability that a run of the method has "
                f"a lower Δm than a run of {table.reference} (all pairs, ties 1/2), averaged over the benchmarks both "
                f"ran. [95% CI]: stratified percentile bootstrap (runs resampled within each benchmark), "
@@ -84,6 +85,10 @@ def aggregate_table(table: ScoreTable) -> AggregateTable:
     if (few < MIN_SEEDS).any():
         notes.append(f"Some methods have fewer than {MIN_SEEDS} runs on a benchmark: their intervals say next to "
                      f"nothing (none with 1 run).")
+    counts = few.groupby(level="method").nunique()
+    if (counts > 1).any():
+        notes.append(f"Methods with different numbers of runs per benchmark ({', '.join(counts[counts > 1].index)}): "
+                     f"a benchmark's runs count as 1/n each, so that every benchmark weighs the same.")
     if benchmarks < 2:
         notes.append("One benchmark only: these are that benchmark's own statistics, not an aggregate.")
     return AggregateTable(frame, table.reference, caption, notes)

@@ -1,6 +1,7 @@
 """Single-task baselines for Delta_m: stored STL runs or published numbers.
 
-Stored runs are matched by panel (dataset and settings, see :mod:`.groups`), task and seed. When a
+Stored runs are matched by panel (dataset and settings, see :mod:`.groups`; a run's
+``baseline_panel``), task and seed. When a
 multi-task run's seed has no single-task run, the baseline is the mean over the seeds that exist,
 and a note says so. Published baselines (``results/published/*.csv``, row ``stl``) serve every seed.
 """
@@ -41,14 +42,14 @@ class Baselines:
         return not self.table.empty
 
     def lookup(self, run: pd.Series, split: str, tasks: list[str] | None = None) -> dict:
-        key = (run["panel"], split, None if tasks is None else tuple(tasks), run["seed"])
+        key = (_panel(run), split, None if tasks is None else tuple(tasks), run["seed"])
         if key not in self._found:
             self._found[key] = self._lookup(run, split, tasks)
         return dict(self._found[key])
 
     def _lookup(self, run: pd.Series, split: str, tasks: list[str] | None) -> dict:
         t = self.table
-        rows = t[(t["panel"].isna() | (t["panel"] == run["panel"])) & (t["split"].isna() | (t["split"] == split))]
+        rows = t[(t["panel"].isna() | (t["panel"] == _panel(run))) & (t["split"].isna() | (t["split"] == split))]
         if tasks is not None:  # plus task means, which published tables may print instead of tasks
             rows = rows[rows["task"].isin(tasks) | (rows["task"] == "mean")]
         if rows.empty:
@@ -64,6 +65,12 @@ class Baselines:
             else:
                 out[(task, metric)] = float(group["value"].mean())
                 seeds = ",".join(str(int(s)) for s in sorted(group["seed"].unique()))
-                self.notes.add(f"no single-task run of {task} with seed {run['seed']} in {run['panel']}: "
+                self.notes.add(f"no single-task run of {task} with seed {run['seed']} in {_panel(run)}: "
                                f"its baseline is the mean over seeds {seeds}")
         return out
+
+
+def _panel(run: pd.Series):
+    """The panel of a run's single-task baselines (its own, unless its task set names its panel)."""
+    panel = run.get("baseline_panel")
+    return run["panel"] if panel is None or pd.isna(panel) else panel

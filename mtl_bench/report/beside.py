@@ -12,7 +12,7 @@ import pandas as pd
 
 from .directions import display_scale, label
 from .published import load_published, printed_scores
-from .tables import ScoreTable, _seeds_cell
+from .tables import ScoreTable, _digits, _seeds_cell
 
 
 def beside_published(table: ScoreTable, name: str) -> str:
@@ -45,11 +45,12 @@ def beside_published(table: ScoreTable, name: str) -> str:
             printed = published[(published["method"] == method) & (published["task"] == task)
                                 & (published["metric"] == metric)]["value"]
             mine, ci = row[column], row[f"{column}:ci"]
-            cells.append("–" if pd.isna(mine) else f"{mine * scale:.2f}" + ("" if pd.isna(ci) else f" ± {ci * scale:.2f}"))
             paper_value = float(printed.iloc[0]) if len(printed) else math.nan
-            cells.append("–" if math.isnan(paper_value) else f"{paper_value * scale:.2f}")
+            d = _digits(mine * scale if math.isnan(paper_value) else paper_value * scale)  # as the main table: 0.5261
+            cells.append("–" if pd.isna(mine) else f"{mine * scale:.{d}f}" + ("" if pd.isna(ci) else f" ± {ci * scale:.{d}f}"))
+            cells.append("–" if math.isnan(paper_value) else f"{paper_value * scale:.{d}f}")
             diff = (mine - paper_value) * scale
-            cells.append("–" if pd.isna(diff) else f"{diff:+.2f}")
+            cells.append("–" if pd.isna(diff) else f"{diff:+.{d}f}")
         cells.append(_seeds_cell(row["n"]))
         lines.append(cells)
     if not lines:

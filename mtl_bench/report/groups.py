@@ -5,7 +5,9 @@
 - A **panel** is one comparison: runs of one dataset whose other settings agree. Config keys that
   vary between runs outside ``strategy.*`` / ``grad.*`` (e.g. ``dataset.label_fraction`` in the
   Gong et al. 2019 study, or ``trainer.epochs``) split the runs into panels, each with its own
-  baselines, ranks and bests.
+  baselines, ranks and bests. Multi-task runs that train different task sets are different
+  comparisons too: their panels add ``tasks=...``, and their baselines are the single-task runs
+  of the panel without it (``baseline_panel``), whose ``stl`` row stands in that panel.
 - A **method** is a strategy config (a variant such as ``uniform`` or ``mgda_nash`` is a method of
   its own) plus the ``strategy.*`` / ``grad.*`` keys that vary between its runs in a panel
   (``static weights=[0.2,0.8]``, ``gradnorm alpha=0.12``); seeds of a method are pooled.
@@ -38,16 +40,17 @@ def method_names(runs: pd.DataFrame) -> pd.Series:
 
 
 def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
-    """Add ``panel``, ``method`` and ``is_baseline`` columns to a results table (tidy or selected);
-    the config keys in ``tuned`` (``trainer.lr``) are left out of both."""
+    """Add ``panel``, ``method``, ``is_baseline`` and ``baseline_panel`` (the panel of a run's
+    single-task baselines) columns to a results table (tidy or selected); the config keys in
+    ``tuned`` (``trainer.lr``) are left out of panels and methods."""
     if results.empty:
-        return results.assign(panel=[], method=[], is_baseline=[])
+        return results.assign(panel=[], method=[], is_baseline=[], baseline_panel=[])
     runs = results.drop_duplicates("run").set_index("run")
     missing = [key for key in tuned if f"cfg.{key}" not in runs.columns]
     if missing:
         raise ValueError(f"--tune {','.join(missing)}: no run has this config key (e.g. trainer.lr)")
     cfg = [c for c in runs.columns if c.startswith("cfg.") and c[4:] not in tuned]
-    panel, method, baseline = {}, {}, {}
+    panel, method, baseline, baseline_panel = {}, {}, {}, {}
     for dataset, group in runs.groupby("dataset", dropna=False):
         multi = group["n_tasks"].max() > 1
         is_base = (group["n_tasks"] == 1) & multi
@@ -56,7 +59,13 @@ def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
             parts = [f"{c[4:]}={row[c]}" for c in panel_keys if not pd.isna(row[c])]
             panel[run] = " ".join([str(dataset)] + parts)
             baseline[run] = bool(is_base[run])
+        baseline_panel.update({run: panel[run] for run in group.index})
         mtl = group[~is_base]
+        if "tasks" in mtl:
+            task_sets = mtl["tasks"].map(lambda tasks: ",".join(sorted(str(tasks).split(","))))
+            for base_panel, members in task_sets.groupby(mtl.index.map(panel.get)):
+                if members.nunique() > 1:  # one comparison per task set
+                    panel.update({run: f"{base_panel} tasks={tasks}" for run, tasks in members.items()})
         for (_, strategy), members in mtl.groupby([mtl.index.map(panel.get), method_names(mtl)]):
             keys = _varying(members, [c for c in cfg if c.startswith(VARIANT_PREFIXES)])
             for run, row in members.iterrows():
@@ -68,4 +77,5 @@ def annotate(results: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
     out["panel"] = out["run"].map(panel)
     out["method"] = out["run"].map(method)
     out["is_baseline"] = out["run"].map(baseline).astype(bool)
+    out["baseline_panel"] = out["run"].map(baseline_panel)
     return out

@@ -92,10 +92,10 @@ def _scored(baseline: dict) -> dict:
 
 
 def annotate_like(selected: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """Copy panel/method/is_baseline of each run from the annotated results."""
+    """Copy panel/method/is_baseline/baseline_panel of each run from the annotated results."""
     runs = results.drop_duplicates("run").set_index("run")
     out = selected.copy()
-    for column in ("panel", "method", "is_baseline"):
+    for column in ("panel", "method", "is_baseline", "baseline_panel"):
         out[column] = out["run"].map(runs[column])
     return out
 

@@ -272,13 +272,16 @@ def _draw_pareto_panel(ax, group: pd.DataFrame, stl: tuple[float, float] | None)
 
 
 def _stl_point(selected: pd.DataFrame, split: str, metric: str | None, tasks) -> dict:
-    """``{panel: (x, y)}``: each task's single-task baseline value (mean over seeds)."""
+    """``{panel: (x, y)}``: each task's single-task baseline value (mean over seeds), for every
+    panel whose baselines they are (a task set's panel has its dataset's, ``baseline_panel``)."""
     if "is_baseline" not in selected or metric is None or not tasks:
         return {}
     rows = selected[selected["is_baseline"] & (selected["split"] == split) & (selected["metric"] == metric)]
     means = rows.groupby(["panel", "task"])["value"].mean()
-    return {panel: (means[(panel, tasks[0])], means[(panel, tasks[1])]) for panel in rows["panel"].unique()
-            if (panel, tasks[0]) in means and (panel, tasks[1]) in means}
+    bases = (selected.drop_duplicates("panel").set_index("panel")["baseline_panel"].to_dict()
+             if "baseline_panel" in selected else {panel: panel for panel in rows["panel"].unique()})
+    return {panel: (means[(base, tasks[0])], means[(base, tasks[1])]) for panel, base in bases.items()
+            if (base, tasks[0]) in means and (base, tasks[1]) in means}
 
 
 def delta(table, out=None, name: str = "delta") -> pd.DataFrame:

@@ -22,14 +22,17 @@ def mean_rank(table, higher_is_better: Mapping[Hashable, bool]):
     """Mean rank of the rows of ``table`` (a DataFrame: methods x metric columns).
 
     Each column is ranked with 1 = best in its direction; ties take the lower (better) rank
-    (``method="min"``); missing values get no rank and the row is averaged over what it has.
+    (``method="min"``). A row missing a value of a column gets no mean rank (NaN): averaged over
+    fewer columns than the others, it would not be comparable with them. A column no row has is
+    left out.
     """
     import pandas as pd
 
     ranks = pd.DataFrame(index=table.index)
     for column in table.columns:
-        ranks[column] = table[column].rank(method="min", ascending=not higher_is_better[column])
-    return ranks.mean(axis=1)
+        if table[column].notna().any():
+            ranks[column] = table[column].rank(method="min", ascending=not higher_is_better[column])
+    return ranks.mean(axis=1, skipna=False)
 
 
 def seed_stats(values: Sequence[float], confidence: float = 0.95) -> dict:

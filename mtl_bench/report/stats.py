@@ -94,42 +94,67 @@ def iqm(values: Sequence[float]) -> float:
     return float(stats.trim_mean(xs, 0.25)) if len(xs) else math.nan
 
 
-def _bootstrap(samples: list[np.ndarray], statistic, seed: int, n_resamples: int, confidence: float):
-    """Stratified percentile bootstrap: each sample (a benchmark's runs) resampled on its own."""
+def _bootstrap(samples: list[np.ndarray], statistic, seed: int, n_resamples: int, confidence: float,
+               width: int = 0):
+    """Stratified percentile bootstrap: each sample (a benchmark's runs) resampled on its own.
+    ``width``: the values ``statistic`` sees per resample, when more than the samples hold (pooled
+    with repeats): above 4M values in all, the resamples go through in batches."""
     from scipy import stats
 
     if any(len(s) < 2 for s in samples) or all(np.all(s == s[0]) for s in samples):
         return math.nan, math.nan
+    batch = None if width * n_resamples <= 2**22 else max(1, 2**22 // width)
     result = stats.bootstrap(tuple(samples), statistic, confidence_level=confidence, n_resamples=n_resamples,
-                             method="percentile", vectorized=True, **_rng(seed))
+                             method="percentile", vectorized=True, batch=batch, **_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def _pooled_iqm(*samples, axis=-1):
+def _equal_weights(samples) -> tuple[int, ...]:
+    """How many times to repeat each benchmark's runs so that every benchmark weighs the same in a
+    pooled statistic: ``lcm(sizes) / size`` (all 1 when the benchmarks have as many runs each,
+    rliable's score matrix)."""
+    common = math.lcm(*(len(s) for s in samples))
+    return tuple(common // len(s) for s in samples)
+
+
+def _pooled(statistic, repeats: tuple[int, ...]):
+    """``statistic`` of the benchmarks' runs pooled, each benchmark's repeated ``repeats`` times
+    (vectorised along ``axis`` for ``scipy.stats.bootstrap``)."""
+    def pooled(*samples, axis=-1):
+        return statistic(np.concatenate([np.repeat(s, r, axis=axis) for s, r in zip(samples, repeats)], axis=axis),
+                         axis=axis)
+    return pooled
+
+
+def _trimmed(values, axis=-1):
     from scipy import stats
 
-    return stats.trim_mean(np.concatenate(samples, axis=axis), 0.25, axis=axis)
+    return stats.trim_mean(values, 0.25, axis=axis)
 
 
-def _pooled_mean(*samples, axis=-1):
-    return np.concatenate(samples, axis=axis).mean(axis=axis)
+def _mean(values, axis=-1):
+    return np.mean(values, axis=axis)
 
 
 def aggregate(runs: pd.DataFrame, reference: str = "ew", value: str = "delta_m", lower_is_better: bool = True,
               confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES, seed: int = SEED) -> pd.DataFrame:
     """One row per method across benchmarks (``runs``: one row per run with ``panel``, ``method``,
-    ``value``): benchmarks, runs, IQM and mean of ``value`` (pooled over the benchmark's runs) with
-    stratified bootstrap intervals, and the probability of improvement over ``reference`` (mean over
-    the benchmarks both ran of the per-benchmark probability) with its interval."""
+    ``value``): benchmarks, runs, IQM and mean of ``value`` over the benchmarks' runs pooled, every
+    benchmark weighing the same (a benchmark with fewer runs has them repeated, see
+    :func:`_equal_weights`; nothing changes when the counts are equal), with stratified bootstrap
+    intervals, and the probability of improvement over ``reference`` (mean over the benchmarks both
+    ran of the per-benchmark probability) with its interval."""
     runs = runs.dropna(subset=[value])
     out = []
     for method, mine in runs.groupby("method", sort=False):
         samples = [g[value].to_numpy(dtype=float) for _, g in mine.groupby("panel", sort=True)]  # benchmarks in name order
-        pooled = np.concatenate(samples)
-        row = {"method": method, "benchmarks": len(samples), "runs": len(pooled), "iqm": iqm(pooled),
-               "mean": float(pooled.mean())}
-        row["iqm:low"], row["iqm:high"] = _bootstrap(samples, _pooled_iqm, seed, n_resamples, confidence)
-        row["mean:low"], row["mean:high"] = _bootstrap(samples, _pooled_mean, seed, n_resamples, confidence)
+        repeats = _equal_weights(samples)
+        iqm_of, mean_of = _pooled(_trimmed, repeats), _pooled(_mean, repeats)
+        row = {"method": method, "benchmarks": len(samples), "runs": sum(len(s) for s in samples),
+               "iqm": float(iqm_of(*samples)), "mean": float(mean_of(*samples))}
+        width = sum(len(s) * r for s, r in zip(samples, repeats))
+        row["iqm:low"], row["iqm:high"] = _bootstrap(samples, iqm_of, seed, n_resamples, confidence, width)
+        row["mean:low"], row["mean:high"] = _bootstrap(samples, mean_of, seed, n_resamples, confidence, width)
         pairs = []
         for panel, group in mine.groupby("panel", sort=True):
             ref = runs[(runs["panel"] == panel) & (runs["method"] == reference)][value].to_numpy(dtype=float)

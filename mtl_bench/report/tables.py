@@ -82,9 +82,10 @@ class ScoreTable:
                     scale = display_scale(c.split("/")[1])
                     digits = _digits(best.get(c, row[c]) * scale)
                     cells.append(_cell(row[c], row[f"{c}:ci"], scale, digits, mark(c, scale, digits), fmt,
-                                       self._interval(row, c)) + (f" {BELOW_BAR}" if self.below_bar(row, c) else ""))
+                                       self._interval(row, c)) + (f" {BELOW_BAR}" if self.below_bar(row, c) else "")
+                                 + _fewer_seeds(row, c))
                 cells.append(_cell(row["delta_m"], row["delta_m:ci"], 1, 2, mark("delta_m"), fmt,
-                                   self._interval(row, "delta_m")))
+                                   self._interval(row, "delta_m")) + _fewer_seeds(row, "delta_m"))
                 if printed:
                     flag = " (!)" if row.get("inconsistent") else ""
                     cells.append(_cell(row["printed_delta_m"], math.nan, 1, 2, False, fmt) + flag)
@@ -190,6 +191,19 @@ def _short(text: str) -> str:
         return text
 
 
+def _fewer_seeds(row, column: str) -> str:
+    """`` (k/n seeds)`` after a mean over fewer seeds than its row has (the others' value is
+    missing); nothing otherwise (and for a frame without per-cell counts)."""
+    k, n = row.get(f"{column}:n"), row.get("n")
+    if k is None or n is None or pd.isna(k) or pd.isna(n) or k == 0 or k >= n:
+        return ""
+    return f" ({int(k)}/{int(row['n'])} seeds)"
+
+
+FEWER_SEEDS_NOTE = ("(k/n seeds): that cell's mean and interval are over k of the row's n seeds; the others have "
+                    "no value for it (a NaN value, no single-task run of that task and seed, or an undefined Δm).")
+
+
 def _seeds_cell(n) -> str:
     if n is None or pd.isna(n):
         return ""
@@ -244,13 +258,14 @@ def default_columns(selected: pd.DataFrame, split: str, metrics=None) -> list[st
 
 
 def _run_values(rows: pd.DataFrame, columns: list[str]) -> dict[str, float]:
-    """Each ``task/metric`` column's value in one run's rows (``mean/metric``: the mean over its tasks)."""
+    """Each ``task/metric`` column's value in one run's rows (``mean/metric``: the mean over its
+    tasks, NaN when one of them is NaN: a mean over the other tasks would pass for all of them)."""
     triples = list(zip(rows["task"], rows["metric"], rows["value"]))
     out = {}
     for column in columns:
         task, metric = column.split("/", 1)
         picked = [v for t, m, v in triples if m == metric and (task == "mean" or t == task)]
-        out[column] = float(pd.Series(picked, dtype="float64").mean()) if picked else math.nan
+        out[column] = float(pd.Series(picked, dtype="float64").mean(skipna=False)) if picked else math.nan
     return out
 
 
@@ -309,8 +324,13 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
             note = "Delta_m against a baseline of task means: the runs' task-averaged metrics are compared"
             if note not in notes:
                 notes.append(note)
-        if values and not missing:
+        zero = [f"{t}/{m}" for t, m in values if base.get((t, m)) == 0]
+        if values and not missing and not zero:
             record["delta_m"] = delta_m(values, base, dirs, delta_average)
+        elif zero:
+            record["delta_m"] = math.nan
+            notes.append(f"baseline of {', '.join(zero)} is 0 in {info['panel']} for seed {info['seed']}: Delta_m "
+                         f"(relative to the baseline) is undefined and left out for that seed's runs")
         else:
             record["delta_m"] = math.nan
             if baselines and missing and not info["is_baseline"]:
@@ -322,10 +342,16 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         row = {"panel": panel, "method": method, "is_baseline": bool(group["is_baseline"].iloc[0]),
                "strategy": group["strategy"].iloc[0], "n": group["seed"].nunique(),
                "seeds": ",".join(str(s) for s in sorted(group["seed"].unique()))}
+        repeated = group["seed"].value_counts()
+        if not row["is_baseline"] and (repeated > 1).any():
+            notes.append(f"{method} in {panel} has {repeated.max()} runs of seed(s) "
+                         f"{','.join(str(s) for s in sorted(repeated[repeated > 1].index))}: a seed's value is "
+                         f"the mean of its runs ({', '.join(group[group['seed'].isin(repeated[repeated > 1].index)]['run'].astype(str))})")
         for column in columns + ["delta_m"]:
             per_seed = group.groupby("seed")[column].mean().tolist()
             stats = seed_stats(per_seed)
             row[column], row[f"{column}:ci"], row[f"{column}:std"] = stats["mean"], stats["ci"], stats["std"]
+            row[f"{column}:n"] = stats["n"]  # the seeds behind this cell: fewer than n where values are missing
             if ci == "bootstrap":
                 row[f"{column}:low"], row[f"{column}:high"] = bootstrap_ci(per_seed)
         for clock in ("seconds_per_epoch", "cpu_seconds_per_epoch"):
@@ -343,6 +369,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         ranked = group[~group["is_baseline"]]
         if len(ranked):
             table.loc[ranked.index, "mr"] = mean_rank(ranked[columns], directions)
+            for method in ranked[table.loc[ranked.index, "mr"].isna()]["method"]:
+                notes.append(f"MR of {method} in {panel} left out: it lacks a value of a column the others have")
         ref = group[group["method"] == reference]
         if len(ref):
             clock = _clock(group)
@@ -390,6 +418,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         caption += " solver fails/calls: failed and total calls of the strategy's solver, summed over seeds."
     if (table["n"] < MIN_SEEDS).any():
         notes.append(FEW_SEEDS_NOTE)
+    if any(_fewer_seeds(row, c) for _, row in table.iterrows() for c in columns + ["delta_m"]):
+        notes.append(FEWER_SEEDS_NOTE)
     if (ci != "t" or correction != "none" or poi) and (table["n"] < MIN_SEEDS).any():
         notes.append(f"Intervals, tests and probabilities over fewer than {MIN_SEEDS} seeds say next to nothing: "
                      f"add seeds before reading a difference.")
