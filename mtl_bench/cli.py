@@ -103,6 +103,7 @@ def _task(cfg) -> dict | None:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    _SWEEP_PLAN.clear()  # a job started: the sweep's plan stays whatever happens next
     if _has_ended(cfg, run_dir):
         with _log_file_untouched(run_dir):
             return _report_ended(cfg, hydra_cfg, run_dir)
@@ -311,7 +312,7 @@ class SweepReport(_HydraCallback):
     def on_multirun_start(self, config, **kwargs) -> None:
         from omegaconf import OmegaConf
 
-        from .report.plans import keep_previous_plan
+        from .report.plans import PLAN_FILE, keep_previous_plan
 
         sweep_dir = Path(config.hydra.sweep.dir)
         problem = _missing_sweep_data(config)
@@ -319,7 +320,9 @@ class SweepReport(_HydraCallback):
             print(f"mtl-bench: error: {problem}\n(no job of the sweep was started)", file=sys.stderr)
             raise SystemExit(2)
         (sweep_dir / REFUSED_FILE).unlink(missing_ok=True)  # a previous sweep's
+        plan = sweep_dir / PLAN_FILE
         kept = keep_previous_plan(sweep_dir, OmegaConf.to_yaml(config))  # the text Hydra's sweeper saves
+        _SWEEP_PLAN[:] = [plan, plan.read_text() if plan.is_file() else None, kept]
         if kept is not None:
             with _log_file_untouched(None):
                 log.info("the plan of the previous sweep into %s is kept as %s", sweep_dir, kept.name)
@@ -348,6 +351,24 @@ class SweepReport(_HydraCallback):
                   f"(listed in {notes}):\n  " + "\n  ".join(refused), file=sys.stderr)
         if failed or refused:
             raise SystemExit(1)
+
+
+_SWEEP_PLAN: list = []  # [plan file, its text before this sweep (None: none), the copy kept of it (or None)]
+
+
+def _undo_sweep_plan() -> None:
+    """A sweep refused while its jobs were composed (a bad value in one of them) started no job:
+    its plan file goes, and the plan of the sweep before it (if any) is back as it was."""
+    if not _SWEEP_PLAN:
+        return
+    plan, before, kept = _SWEEP_PLAN
+    _SWEEP_PLAN.clear()
+    if before is None:
+        plan.unlink(missing_ok=True)
+    else:
+        plan.write_text(before)
+    if kept is not None:
+        kept.unlink(missing_ok=True)
 
 
 # a sweep over one of these may give its jobs different data: their own checks tell them apart
@@ -426,6 +447,7 @@ def run(argv: list[str]) -> None:
             raise
         _USER_ERRORS.append(message)
         print(f"mtl-bench: error: {message}", file=sys.stderr)
+        _undo_sweep_plan()
         _remove_empty(made)
         raise SystemExit(2) from None
     finally:
@@ -724,15 +746,21 @@ def tune_command(argv: list[str]) -> None:
 
 
 def reproduce_command(argv: list[str]) -> None:
-    from .report.papers import available_presets, reproduce
+    from .report.papers import GridRefused, available_presets, reproduce
 
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        _fail(f"reproduce needs a preset name: mtl-bench reproduce NAME [OVERRIDES]; presets: "
+              f"{', '.join(available_presets())}")
+    if argv[0] in ("-h", "--help"):
         print("usage: mtl-bench reproduce NAME [OVERRIDES]\n\nRuns the grids of configs/experiment/NAME.yaml as "
               "Hydra multiruns with OVERRIDES appended (trainer.epochs=1, hydra/launcher=joblib, "
               "hydra.sweep.dir=DIR), then prints the regenerated table beside the published one.\n"
               f"presets: {', '.join(available_presets())}")
         return
-    failures = reproduce(argv[0], argv[1:])
+    try:
+        failures = reproduce(argv[0], argv[1:])
+    except GridRefused:  # its error is printed above it, by the grid itself
+        raise SystemExit(2) from None
     if failures:
         raise SystemExit(1)
 

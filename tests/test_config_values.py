@@ -46,7 +46,7 @@ def refusal(compose, overrides) -> str:
     (["diagnostics.every=-1"], "diagnostics.every=-1 is out of range"),
     (["diagnostics.every=often"], "diagnostics.every=often has the wrong type"),
     (["+diagnostics.evry=5"], "diagnostics.evry is not a key of diagnostics: did you mean diagnostics.every?"),
-    (["seed=abc"], "seed='abc' is out of range: an integer, e.g. seed=0"),
+    (["seed=abc"], "seed='abc' has the wrong type: an integer, e.g. seed=0"),
     (["protocol.selection.rule=first"], "protocol.selection.rule='first' is out of range: one of last, best"),
     (["protocol.selection.k=0"], "protocol.selection.k=0 is out of range"),
     (["model.hidden=0"], "model.hidden=0 is out of range: an integer >= 1"),
@@ -78,6 +78,8 @@ def refusal(compose, overrides) -> str:
                                                      "default, e.g. strategy.alpha=1.5"),
     (["strategy=dwa", "+strategy.tmp=3"], "strategy.tmp is not a hyper-parameter of strategy dwa: did you mean "
                                           "strategy.temp? its hyper-parameters are temp=2.0"),
+    (["strategy=dwa", "strategy.tmp=3"], "strategy.tmp is not in the config of strategy dwa: did you mean "
+                                         "strategy.temp? its hyper-parameters are temp=2.0"),
 ])
 def test_bad_values_are_refused_in_one_line(compose, overrides, message):
     text = refusal(compose, overrides)
@@ -125,11 +127,34 @@ def test_the_trainer_receives_the_typed_node(compose):
 def test_the_cli_refuses_before_writing_a_run(run_cli, tmp_path):
     for override, message in [("+trainer.epoch=1", "did you mean trainer.epochs?"),
                                ("trainer.log_interval=0", "trainer.log_interval=0 is out of range"),
-                               ("trainer.epochs=ten", "trainer.epochs=ten has the wrong type: an integer >= 1")]:
+                               ("trainer.epochs=ten", "trainer.epochs=ten has the wrong type: an integer >= 1"),
+                               # found when the run builds its optimiser: still one line, no folder
+                               ("trainer.optimizer={_target_:torch.optim.SGD,foo:1}",
+                                "trainer.optimizer._target_=torch.optim.SGD cannot be called with (parameter groups, "
+                                "lr, foo): got an unexpected keyword argument 'foo'"),
+                               ("trainer.scheduler={_target_:torch.optim.lr_scheduler.StepLR}",
+                                "trainer.scheduler._target_=torch.optim.lr_scheduler.StepLR cannot be called with "
+                                "(optimizer): missing a required argument: 'step_size'")]:
         proc = run_cli("run", override, "hydra.run.dir=r", cwd=tmp_path)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert not (tmp_path / "r").exists()
+
+
+def test_a_sweep_refused_for_one_jobs_value_leaves_no_plan_and_restores_the_last(run_cli, tmp_path):
+    """Every job's settings are checked before the first starts: a bad value in one refuses the
+    sweep, and the folder is as it was (no plan; the plan of the sweep before it, unchanged)."""
+    proc = run_cli("run", "-m", "trainer.epochs=1,ten", "hydra.sweep.dir=new", cwd=tmp_path)
+    assert proc.returncode == 2 and "trainer.epochs=ten has the wrong type" in proc.stderr
+    assert not (tmp_path / "new").exists()
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    plan = "hydra: {}  # the plan of an earlier sweep\n"
+    (sweep / "multirun.yaml").write_text(plan)
+    proc = run_cli("run", "-m", "strategy=ew,mgdaa", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert proc.returncode == 2 and "Could not find 'strategy/mgdaa'" in proc.stderr
+    assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"]
+    assert (sweep / "multirun.yaml").read_text() == plan
 
 
 @pytest.mark.parametrize("body, message", [

@@ -132,12 +132,17 @@ def grid_commands(name: str, sweep_dir: Path, overrides: list[str]) -> list[tupl
     return out
 
 
+class GridRefused(Exception):
+    """A grid of a preset was refused before any of its runs started (its error printed by it)."""
+
+
 def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
     """Run every grid of preset ``name``, then print and write the regenerated and published tables.
 
     ``overrides`` are appended to every grid (``trainer.epochs=1``, ``hydra/launcher=joblib``,
     ``hydra.sweep.dir=DIR`` picks the output directory). Returns the number of failed grids; stops
-    at a grid refused before any of its runs started (exit status 2), whose error the others share.
+    at a grid refused before any of its runs started (exit status 2), whose error the others
+    share, by raising :class:`GridRefused`.
     """
     overrides = list(overrides or [])
     meta = load_preset(name)
@@ -164,7 +169,7 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
             out(f"!! grid {grid} was refused before any run started (the error above); nothing to tabulate")
             with contextlib.suppress(OSError):  # leave no empty output folder behind
                 sweep_dir.rmdir()
-            return failures + 1
+            raise GridRefused(grid)
         if rc != 0:
             failures += 1
             out(f"!! grid {grid} exited with status {rc}; tabulating the runs that completed")

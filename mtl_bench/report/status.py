@@ -5,8 +5,10 @@ started: a folder holding only its config), the epochs reached, and for unfinish
 the run's own median step time (steps per epoch as far as counted), so a sweep left overnight can
 be judged in one look. A Hydra sweep folder's plans (its ``multirun.yaml`` and those of earlier
 sweeps into it, :mod:`mtl_bench.report.plans`) tell which jobs the sweeps planned: those without a
-run folder yet are counted as not started too. Reads summary.json, the config, the runs'
-overrides and the plans only, never the history.
+run folder yet are counted as not started too. A completed run's files are cross-checked as
+``collect`` checks them (:func:`.integrity.read_run`: its history against its summary, its config
+present), so a run the tables would leave out as damaged is not shown completed; unfinished runs
+are read from their summary.json only.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def remaining_seconds(summary: dict) -> float | None:
 
 
 def run_status(run_dir: Path, root: Path, now: float) -> dict:
-    run = read_run(run_dir, statuses=())
+    run = read_run(run_dir)
     status, reason = status_and_reason(run)
     summary = run.summary or {}
     if status == "no summary":

@@ -56,7 +56,9 @@ class Schema:
             value = getattr(self, field.name)
             if check is not None and not check(value):
                 key = f"{self.GROUP}.{field.name}" if self.GROUP else field.name
-                raise ValueError(f"{key}={value!r} is out of range: {field.metadata['allowed']}, "
+                numeric = field.type in (int, float, "int", "float")
+                problem = "has the wrong type" if numeric and not number(value) else "is out of range"
+                raise ValueError(f"{key}={value!r} {problem}: {field.metadata['allowed']}, "
                                  f"e.g. {example_of(field, key, value)}")
 
     def check_task_names(self, task_names: list[str]) -> None:

@@ -83,6 +83,26 @@ def _strategy_keys(node: DictConfig) -> None:
                              f"e.g. strategy.{key}={text(known[key])}")
 
 
+def _unknown_strategy_key(node: DictConfig, key: str) -> str:
+    """``strategy.tmpe=2`` where the strategy's config has no ``tmpe``: a typo (the closest
+    hyper-parameter) or one its config does not list (given with ``+``)."""
+    import difflib
+
+    from ..strategies import hyperparameters
+
+    name = node.get("name") or node.get("_target_")
+    try:
+        known = hyperparameters(node.get("_target_") or name)
+    except Exception:  # an unknown strategy: its own check says so
+        known = {}
+    leaf = key.split(".", 1)[1]
+    close = difflib.get_close_matches(leaf, list(known), n=1)
+    hint = f"did you mean strategy.{close[0]}? " if close else ""
+    listed = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
+    return (f"{key} is not in the config of strategy {name}: {hint}its hyper-parameters are {listed} (one its "
+            f"config does not list is given with +{key}=...)")
+
+
 def _kind(value) -> str | None:
     """The kind of a constructor default or a config value (None: no default to compare with)."""
     if value is None or value is inspect.Parameter.empty:
@@ -117,6 +137,10 @@ def explain(error: BaseException) -> str | None:
     cause = error.__cause__ or error.__context__ or error  # an override's error, or a config file's
     schema = getattr(cause, "object_type", None)
     key = getattr(cause, "full_key", None)
+    strategy = getattr(cause, "parent_node", None)
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(key, str) \
+            and key.startswith("strategy.") and key.count(".") == 1 and isinstance(strategy, DictConfig):
+        return _unknown_strategy_key(strategy, key)  # a key the strategy's config file does not list
     if not (isinstance(schema, type) and issubclass(schema, Schema) and key):
         return None
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):

@@ -36,20 +36,40 @@ def scheduler_node(config: TrainerConfig) -> dict | None:
     return {**dict(config.scheduler), "_partial_": True}
 
 
-def _instantiate(node: dict, key: str):
+def _build(node: dict, key: str, first, first_name: str):
+    """``node._target_(first, **the node's other keys)`` (through Hydra's ``instantiate``); a
+    target that cannot be found, cannot take these arguments or refuses their values is one error
+    naming ``key``."""
+    import inspect
+
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    from ..plugins import locate
+
+    path = node.get("_target_")
+    target = locate(path, f"{key}._target_")
+    keys = [k for k in node if k not in ("_target_", "_partial_")]
     try:
-        return instantiate(node, _convert_="all")
+        inspect.signature(target).bind(first, **dict.fromkeys(keys))
+    except TypeError as err:
+        raise ValueError(f"{key}._target_={path} cannot be called with ({', '.join([first_name, *keys])}): {err}; "
+                         f"it is called with the {first_name} and the node's other keys") from None
+    except ValueError:  # no signature to check: the call says what is wrong
+        pass
+    try:
+        return instantiate(node, _convert_="all")(first)
     except InstantiationException as err:
-        raise ValueError(f"{key}={node.get('_target_')}: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"{key}._target_={path}: {str(err).splitlines()[0]}") from None
+    except (TypeError, ValueError) as err:  # e.g. torch's "Invalid learning rate: -1"
+        raise ValueError(f"{key}._target_={path} with {', '.join(f'{k}={node[k]}' for k in keys) or 'no keys'}: "
+                         f"{err}") from None
 
 
 def build_optimizer(config: TrainerConfig, param_groups: list[dict]):
-    return _instantiate(optimizer_node(config), "trainer.optimizer")(param_groups)
+    return _build(optimizer_node(config), "trainer.optimizer", param_groups, "parameter groups")
 
 
 def build_scheduler(config: TrainerConfig, optimizer):
     node = scheduler_node(config)
-    return None if node is None else _instantiate(node, "trainer.scheduler")(optimizer)
+    return None if node is None else _build(node, "trainer.scheduler", optimizer, "optimizer")

@@ -242,11 +242,11 @@ class WandbTracker(Tracker):
 
         known = _ids(self.run_dir).get(self.name, {})
         run_id = known.get("run_id") or uuid.uuid4().hex[:12]
-        if not known:
-            _save_id(self.run_dir, self.name, {"run_id": run_id})
         kwargs = {k: self.options[k] for k in ("project", "entity", "mode") if self.options.get(k) is not None}
         self.run = wandb.init(id=run_id, resume="allow", name=self.run_name, dir=str(self.run_dir),
                               config=self.config, **kwargs)
+        if not known:  # once W&B took the run (a refused start leaves no id, nor a folder, behind)
+            _save_id(self.run_dir, self.name, {"run_id": run_id})
         self.run.define_metric("trainer/step")
         self.run.define_metric("*", step_metric="trainer/step")
 
