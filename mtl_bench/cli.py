@@ -414,9 +414,16 @@ def _check_writable(argv: list[str]) -> list[Path]:
 
 
 def _headline(summary: dict) -> str:
+    """One line on a run's end: where it diverged, else each task's test value of the metric the
+    run selects by (else its first metric by name: a run read back from its summary.json says the same)."""
+    if summary.get("status") == "diverged":
+        tasks = ", ".join(summary.get("diverged_tasks") or []) or "?"
+        return f"a non-finite loss of {tasks} at step {summary.get('diverged_at_step', '?')}"
     test = summary.get("final", {}).get("test", {})
-    return ", ".join(f"{task} {next(iter(m))}={next(iter(m.values())):.4g}" for task, m in test.items()
-                     if m and next(iter(m.values())) is not None)
+    chosen = str((summary.get("selected") or {}).get("metric") or "").rpartition("/")[2]
+    firsts = {task: chosen if chosen in m else min(m) for task, m in test.items() if m}
+    return ", ".join(f"{task} {name}={test[task][name]:.4g}" for task, name in firsts.items()
+                     if isinstance(test[task][name], (int, float)))
 
 
 def run(argv: list[str]) -> None:
@@ -530,7 +537,8 @@ def _table_args(parser) -> None:
     parser.add_argument("--split", default="test", help="split reported (default test)")
     parser.add_argument("--metrics", help="comma-separated metric names shown (default: all but losses)")
     parser.add_argument("--columns", help="comma-separated task/metric or mean/metric columns")
-    parser.add_argument("--reference", default="ew", help="method for relative time and the paired test")
+    parser.add_argument("--reference", help="method for relative time and the paired test (default ew, when the "
+                                            "table has it)")
     parser.add_argument("--bar", action="append", metavar="METRIC=VALUE",
                         help="mark (‡) every mean of METRIC worse than VALUE, in the table's units (accuracy=90: "
                              "below 90%%), e.g. the level a sanely trained run reaches; repeatable")
@@ -613,10 +621,14 @@ def collect_command(argv: list[str]) -> None:
         p.add_argument("dirs", nargs="+", metavar="DIR")
         p.add_argument("--out", help="write the table to FILE.parquet or FILE.csv")
     a = _parse("collect", argv, build)
+    if a.out and Path(a.out).suffix not in (".parquet", ".csv"):  # before reading every run
+        write_table(None, a.out)
     found = collect(a.dirs)
     if not found.excluded.empty:
         print(found.describe_excluded())
-    n = found.results["run"].nunique() if not found.results.empty else 0
+    if found.results.empty:
+        raise ValueError(f"no completed runs below {', '.join(a.dirs)}" + (", nothing written" if a.out else ""))
+    n = found.results["run"].nunique()
     print(f"{n} completed run(s), {len(found.results)} rows")
     if a.out:
         print(f"written to {write_table(found.results, a.out)}")

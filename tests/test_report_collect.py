@@ -206,3 +206,11 @@ def test_runs_that_differ_only_in_computation_neutral_keys_share_a_panel(tmp_pat
     config["trainer"]["distributed"] = {"nproc": 4, "sync_batchnorm": False}
     (tmp_path / "run2" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     assert annotate(collect([tmp_path]).results)["panel"].nunique() == 2
+
+
+def test_collect_refuses_a_file_it_could_not_read_back_and_an_empty_folder(runs, tmp_path):
+    out = cli("collect", str(runs), "--out", str(tmp_path / "runs.txt"), cwd=tmp_path)
+    assert out.returncode == 2 and "name a .parquet or a .csv file" in out.stderr and not (tmp_path / "runs.txt").exists()
+    (tmp_path / "empty").mkdir()
+    out = cli("collect", str(tmp_path / "empty"), "--out", str(tmp_path / "none.csv"), cwd=tmp_path)
+    assert out.returncode == 2 and "no completed runs below" in out.stderr and not (tmp_path / "none.csv").exists()

@@ -179,3 +179,21 @@ def test_the_aggregate_weighs_every_benchmark_the_same():
     assert frame.loc["B", "mean"] == pytest.approx((hard_b.mean() + easy_b.mean()) / 2, rel=1e-12)
     assert any("different numbers of runs per benchmark (A, B)" in note for note in aggregate.notes)
     assert "each benchmark weighing the same" in aggregate.caption
+
+
+def test_a_named_reference_or_column_the_runs_lack_is_refused():
+    runs = Runs().baselines(["left", "right"])
+    for seed in SEEDS:
+        runs.add("ew", {"left": 0.6, "right": 0.6}, seed).add("uw", {"left": 0.7, "right": 0.5}, seed)
+    with pytest.raises(ValueError, match="--reference nope: no such method in the table; its methods: ew, uw"):
+        runs.table(reference="nope")
+    with pytest.raises(ValueError, match="--columns left/error: not logged by the runs on test; their columns: "
+                                         "left/accuracy, right/accuracy"):
+        runs.table(columns=["left/accuracy", "left/error"])
+    assert rows_of(runs.table(columns=["mean/accuracy"])).loc[("mm", "uw"), "mean/accuracy"] == pytest.approx(0.6)
+    # the default reference is ew where the table has it, and nothing where it has not
+    without_ew = Runs().baselines(["left"])
+    for seed in SEEDS:
+        without_ew.add("uw", {"left": 0.7}, seed=seed, name=f"uw-{seed}").add("mgda", {"left": 0.6}, seed=seed,
+                                                                                 name=f"mgda-{seed}")
+    assert without_ew.table().reference == "ew"

@@ -100,6 +100,8 @@ def test_cli_plot_writes_png_and_pdf(runs, tmp_path):
 def test_pareto_needs_two_tasks(sel):
     with pytest.raises(ValueError, match="two tasks"):
         plots.pareto(sel.selected, tasks=["task0"])
+    with pytest.raises(ValueError, match="--tasks task9: the runs have no test mse of it; their tasks: task0, task1"):
+        plots.pareto(sel.selected, metric="mse", tasks=["task0", "task9"])
 
 
 def test_cli_plot_prints_its_data_only_when_asked(runs, tmp_path):

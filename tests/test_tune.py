@@ -55,6 +55,12 @@ def test_bad_settings_are_one_clear_error(tmp_path):
     result = cli("tune", "--dir", str(tmp_path / "s2"), "--methods", "ew", "--trials", "1", "trainer.lrr=0.1",
                  cwd=tmp_path)
     assert result.returncode == 2 and "trainer.lrr" in result.stderr and "Traceback" not in result.stderr
+    assert "did you mean trainer.lr?" in result.stderr   # the line a run gives
+    with pytest.raises(ValueError, match="trainer.epochs=0 is out of range"):   # a value a run would refuse
+        Tuner(tmp_path / "s4", ["ew"], 1, "synthetic", overrides=["trainer.epochs=0"]).run()
+    with pytest.raises(ValueError, match="--metric left/accuracy: the runs have no task 'left'; their tasks: task0"):
+        Tuner(tmp_path / "s5", ["ew"], 1, "synthetic", metric="left/accuracy").run()
+    assert not list(tmp_path.glob("s[45]/*/trial_*"))
     with pytest.raises(ValueError, match="MNIST not found"):   # missing data: before any trial, not in each
         Tuner(tmp_path / "s3", ["ew"], 1, "synthetic", overrides=["dataset=multimnist",
                                                                   f"dataset.root={tmp_path / 'nowhere'}"]).run()

@@ -197,8 +197,11 @@ def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write the tidy table as Parquet (``.parquet``) or CSV (anything else)."""
+    """Write the tidy table as Parquet (``.parquet``) or CSV (``.csv``), the two that ``table`` and
+    ``plot`` read back."""
     path = Path(path)
+    if path.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"--out {path}: name a .parquet or a .csv file (the suffix picks the format)")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)

@@ -65,7 +65,7 @@ def published_table(name: str, delta_average: str = "metric", columns=None) -> S
                            selection="as published", seconds_per_epoch=math.nan)
     baselines = Baselines.from_published(long) if (long["method"] == "stl").any() else None
     table = score_table(selected, baselines, split="test", columns=columns, delta_average=delta_average,
-                        reference="ew")
+                        reference=None)
     printed = printed_scores(name).set_index("method")
     frame = table.frame
     if printed["printed_delta_m"].notna().any():
@@ -177,7 +177,7 @@ def reproduce(name: str, overrides: list[str] | None = None, out=print) -> int:
     settings = dict(meta["table"])
     table, sel = make_table([sweep_dir], split=settings.get("split", "test"), columns=settings.get("columns"),
                             metrics=settings.get("metrics"), delta_average=settings.get("delta_average", "metric"),
-                            reference=settings.get("reference", "ew"), tune=settings.get("tune") or (),
+                            reference=settings.get("reference"), tune=settings.get("tune") or (),
                             tune_metric=settings.get("tune_metric"))
     if meta.get("published"):
         align_with_published(table, meta["published"])

@@ -108,7 +108,7 @@ def annotated_run(run: pd.Series, results: pd.DataFrame) -> pd.Series:
 
 
 def make_table(source, split: str = "test", columns=None, metrics=None, delta_average: str = "metric",
-               reference: str = "ew", baseline: str = "stl", selection: dict | None = None,
+               reference: str | None = None, baseline: str = "stl", selection: dict | None = None,
                tune: Sequence[str] = (), tune_metric=None, ci: str = "t", correction: str = "none",
                poi: bool = False, bars: dict[str, float] | None = None) -> tuple[ScoreTable, Selection]:
     """Collect, select, tune and score: the table of ``mtl-bench table``. ``selection`` holds the

@@ -189,6 +189,11 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
     tasks = list(tasks) if tasks else list(dict.fromkeys(rows["task"]))[:2]
     if len(tasks) != 2:
         raise ValueError(f"the pareto plot needs two tasks (--tasks A,B), found {tasks}")
+    logged = list(dict.fromkeys(rows["task"]))
+    unknown = [t for t in tasks if t not in logged]
+    if unknown:
+        raise ValueError(f"--tasks {','.join(unknown)}: the runs have no {split} {metric} of it; their tasks: "
+                         f"{', '.join(logged)}")
     rows = rows[rows["task"].isin(tasks)]
     stl = _stl_point(selected, split, metric, tasks)
     wide = rows.pivot_table(index=["panel", "method", "strategy", "seed"], columns="task", values="value").reset_index()

@@ -138,7 +138,9 @@ def _tune_score(rows: pd.DataFrame, metric: str, single_task: bool, required: bo
     if picked.empty:
         if not required:
             return math.nan
-        raise ValueError(f"run {rows['run'].iloc[0]} has no {TUNE_SPLIT} value of {metric} to tune on")
+        logged = ", ".join(sorted(set(rows["metric"]))) or "none"
+        raise ValueError(f"run {rows['run'].iloc[0]} has no {TUNE_SPLIT} value of {metric} to tune on; its "
+                         f"{TUNE_SPLIT} metrics: {logged}")
     return float(picked["value"].mean())
 
 

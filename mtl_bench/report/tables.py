@@ -270,7 +270,7 @@ def _run_values(rows: pd.DataFrame, columns: list[str]) -> dict[str, float]:
 
 
 def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str = "test", columns=None,
-                metrics=None, delta_average: str = "metric", reference: str = "ew", tuned=(), ci: str = "t",
+                metrics=None, delta_average: str = "metric", reference: str | None = None, tuned=(), ci: str = "t",
                 correction: str = "none", poi: bool = False) -> ScoreTable:
     """The comparison table of annotated selected values on ``split`` (see module docstring).
 
@@ -282,6 +282,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
     ``:high``, shown as ``[low, high]``); ``correction="holm"`` adjusts the p-values of each panel's
     comparisons with ``reference`` (Holm 1979; ``p_raw`` keeps the raw ones); ``poi`` adds the
     probability that a seed's Δm is lower than a reference seed's, ties counted 1/2 (``poi``).
+    ``reference``: None is ``ew`` where a panel has it; a named one must be a method of the table.
+    ``columns`` given must be the runs' (or ``mean/`` of a metric they log).
     """
     if ci not in CI_KINDS:
         raise ValueError(f"--ci {ci!r}: choose {' or '.join(CI_KINDS)}")
@@ -290,6 +292,16 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
     rows = selected[selected["split"] == split]
     if rows.empty:
         raise ValueError(f"no selected values on split {split!r}")
+    methods = sorted(set(rows.loc[~rows["is_baseline"], "method"]))
+    if reference is not None and reference not in methods:
+        raise ValueError(f"--reference {reference}: no such method in the table; its methods: {', '.join(methods)}")
+    reference = reference or "ew"
+    logged = [f"{t}/{m}" for t, m in dict.fromkeys(zip(rows["task"], rows["metric"]))]
+    unknown = [c for c in columns or [] if c not in logged and not (c.startswith("mean/")
+                                                                 and any(x.endswith("/" + c[5:]) for x in logged))]
+    if unknown:
+        raise ValueError(f"--columns {','.join(unknown)}: not logged by the runs on {split}; their columns: "
+                         f"{', '.join(logged)} (or mean/METRIC for a metric's mean over tasks)")
     columns = list(columns) if columns else default_columns(selected, split, metrics)
     if not columns:
         raise ValueError("no metric columns to show")

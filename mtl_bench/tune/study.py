@@ -196,8 +196,9 @@ class Tuner:
         from omegaconf import OmegaConf
 
         from .. import schemas  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
-        from ..data import missing_files
+        from ..data import dataset_tasks, missing_files
         from ..paths import config_dir
+        from ..schemas.check import explain, validate
 
         # the run's own keys, and hydra.searchpath: a user's config folder (their strategies, models, data)
         plain = [o for o in self.overrides
@@ -207,11 +208,18 @@ class Tuner:
                 try:
                     cfg = compose("config", overrides=[*plain, f"strategy={method}"])
                 except Exception as err:  # Hydra's composition errors name the bad override
-                    raise ValueError(f"strategy={method} {' '.join(plain)}: {str(err).splitlines()[0]}") from None
+                    raise ValueError(explain(err) or f"strategy={method} {' '.join(plain)}: "
+                                                     f"{str(err).splitlines()[0]}") from None
+                tasks = None if cfg.dataset.get("_target_") else dataset_tasks(cfg.dataset)
+                validate(cfg, tasks)  # the values a run would refuse
                 for key in method_params(self.space, method):
                     if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
                         raise ValueError(f"search space {self.space_name}: {key} is not a config key of "
                                          f"strategy={method}; fix the preset's methods.{method} entry")
+        task = self.metric.split("/", 1)[0]
+        if tasks is not None and task != "mean" and task not in tasks:
+            raise ValueError(f"--metric {self.metric}: the runs have no task {task!r}; their tasks: {', '.join(tasks)} "
+                             f"(or mean/METRIC)")
         problem = missing_files(cfg.dataset)  # every trial would miss the same data
         if problem:
             raise ValueError(problem)
