@@ -140,8 +140,10 @@ def slaw_reference(series: np.ndarray, beta=0.99, warmup=100, eps=1e-5):
             a = beta * a + (1 - beta) * series[t - 1]
             b = beta * b + (1 - beta) * series[t - 1] ** 2
         std = np.sqrt(b - a**2)
-        if t == 1 or np.isnan(std).any():
+        if t == 1:
             out.append(np.ones(T))
+        elif np.isnan(std).any():
+            out.append(out[-1])
         else:
             inv = 1 / np.maximum(std, eps)
             out.append(T * inv / inv.sum())
@@ -167,6 +169,26 @@ def test_slaw_two_task_hand_case():
     slaw.combine(torch.tensor([1.0, 1.0]))
     w = slaw.combine(torch.tensor([3.0, 2.0]))[1]  # stds: 1 and 0.5 -> w proportional to (1, 2)
     assert w.tolist() == pytest.approx([2 / 3, 4 / 3])
+
+
+def test_slaw_keeps_the_previous_weights_when_a_std_is_nan():
+    """A loss that stopped moving can leave b - a^2 at -1e-13 by rounding: the official code
+    (mtcrawshaw/meta) keeps its weights then; they must not jump to 1 for one step."""
+    slaw = build_strategy("slaw", 2)
+    for losses in ([0.3, 1.0], [0.3, 3.0], [0.3, 2.0]):
+        before = slaw.combine(torch.tensor(losses, dtype=torch.float64))[1]
+    with torch.no_grad():
+        slaw.mean_sq[0] = 0.09 - 1e-12  # the running mean of L^2 a hair below mean^2 = 0.09
+    w = slaw.combine(torch.tensor([0.3, 2.0], dtype=torch.float64))[1]
+    assert torch.isnan((slaw.mean_sq - slaw.mean**2).sqrt()[0])
+    assert w.tolist() == before.tolist() and w.tolist() != [1.0, 1.0]
+    # the kept weights ride in the checkpoint; one written before they existed resumes with 1
+    state = slaw.state_dict()
+    assert state["last"].tolist() == w.tolist()
+    del state["last"]
+    fresh = build_strategy("slaw", 2)
+    fresh.load_state_dict(state)
+    assert fresh.last.tolist() == [1.0, 1.0] and fresh.count == slaw.count
 
 
 def test_slaw_variance_floor_option():

@@ -8,8 +8,9 @@ Learning", CVPR 2023 (arXiv 2305.19000), eq. 8-10 / Algorithm 1. Eigendecompose
 
 so the aligned gradients ``B J`` have the Gramian ``B G B = l_ref V_r V_r^T`` (condition number 1
 on the span of the gradients). ``reference``: ``min`` (the smallest kept eigenvalue, official,
-default), ``median`` or ``mean``; ``p`` is all ones (official) or ``preference`` (T values). Pure
-tensor code on the device (no host sync). Heads get their unscaled loss gradient, as in the
+default), ``median`` or ``mean``; ``p`` is all ones (official) or ``preference`` (T values). The
+T x T eigendecomposition runs in float64 NumPy on the host (one read of the Gramian per step, as
+for every solver-based weighting). Heads get their unscaled loss gradient, as in the
 official code (``scale_heads=False``).
 """
 from __future__ import annotations

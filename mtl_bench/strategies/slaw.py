@@ -8,9 +8,11 @@ without per-task gradients.
 For each task a running mean ``a_i`` of L_i and ``b_i`` of L_i^2: plain averages over the first
 ``warmup`` (100) updates, then EMAs with ``beta`` (0.99). ``std_i = sqrt(b_i - a_i^2)``;
 ``w_i = T (1/max(std_i, eps)) / sum_j (1/max(std_j, eps))`` with eps = 1e-5. The statistics
-are updated with the current losses before the weights are computed; w = 1 at the first update
-and whenever a std is NaN. ``floor="variance"`` floors the variance instead:
-``1/sqrt(max(b_i - a_i^2, eps))``.
+are updated with the current losses before the weights are computed; w = 1 at the first update,
+and a std that is NaN (rounding can make ``b_i - a_i^2`` slightly negative once a loss stops
+moving) keeps the previous weights, as the official code does (github.com/mtcrawshaw/meta,
+``meta/train/loss.py``: it recomputes only when no std is NaN). ``floor="variance"`` floors the
+variance instead: ``1/sqrt(max(b_i - a_i^2, eps))``.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ class SLAW(LossWeighting):
         self.register_buffer("mean", torch.zeros(n_tasks, dtype=torch.float64))
         self.register_buffer("mean_sq", torch.zeros(n_tasks, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("last", torch.ones(n_tasks, dtype=torch.float64))  # the weights of the last update
+        self._register_load_state_dict_pre_hook(_ones_when_absent)
 
     def weights(self, losses, gramian=None):
         L = losses.detach().to(torch.float64)
@@ -48,5 +52,14 @@ class SLAW(LossWeighting):
             spread = var
             inverse = 1.0 / var.clamp_min(self.eps).sqrt()
         w = self.n_tasks * inverse / inverse.sum()
-        use_ones = (self.count <= 1) | torch.isnan(spread).any()
-        return torch.where(use_ones, torch.ones_like(w), w).to(losses.dtype)
+        w = torch.where(torch.isnan(spread).any(), self.last, w)
+        w = torch.where(self.count <= 1, torch.ones_like(w), w)
+        self.last.copy_(w)
+        return w.to(losses.dtype)
+
+
+def _ones_when_absent(state_dict, prefix, *args) -> None:
+    """A checkpoint written before ``last`` existed resumes with the first update's weights (1)."""
+    key = prefix + "last"
+    if key not in state_dict and prefix + "count" in state_dict:
+        state_dict[key] = torch.ones_like(state_dict[prefix + "mean"])
