@@ -616,13 +616,14 @@ def _bars(texts) -> dict[str, float]:
 
 def collect_command(argv: list[str]) -> None:
     from .report import collect, write_table
+    from .report.collect import table_path
 
     def build(p):
         p.add_argument("dirs", nargs="+", metavar="DIR")
         p.add_argument("--out", help="write the table to FILE.parquet or FILE.csv")
     a = _parse("collect", argv, build)
-    if a.out and Path(a.out).suffix not in (".parquet", ".csv"):  # before reading every run
-        write_table(None, a.out)
+    if a.out:
+        table_path(a.out)  # a name it could not read back: refused before reading every run
     found = collect(a.dirs)
     if not found.excluded.empty:
         print(found.describe_excluded())

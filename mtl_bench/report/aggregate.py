@@ -75,8 +75,8 @@ def aggregate_table(table: ScoreTable) -> AggregateTable:
     frame = aggregate(runs, reference=table.reference)
     benchmarks = runs["panel"].nunique()
     caption = (f"Across {benchmarks} benchmark(s) (the table's panels): Δm% of every run (lower is better), "
-               f"pooled over benchmarks, each benchmark weighing the same. IQM: interquartile mean (mean of the middle 50% of the runs; Agarwal et "
-               f"al. 2021). P(Δm < {table.reference}): per benchmark, the probability that a run of the method has "
+               f"pooled over benchmarks, each benchmark weighing the same. IQM: interquartile mean (mean of the "
+               f"middle 50% of the runs; Agarwal et al. 2021). P(Δm < {table.reference}): per benchmark, the probability that a run of the method has "
                f"a lower Δm than a run of {table.reference} (all pairs, ties 1/2), averaged over the benchmarks both "
                f"ran. [95% CI]: stratified percentile bootstrap (runs resampled within each benchmark), "
                f"{N_RESAMPLES} resamples, seed {SEED}, confidence {CONFIDENCE:g}.")

@@ -196,12 +196,17 @@ def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",
     return Collection(results=results.reset_index(drop=True), runs=runs.reset_index(drop=True))
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write the tidy table as Parquet (``.parquet``) or CSV (``.csv``), the two that ``table`` and
-    ``plot`` read back."""
+def table_path(path: str | Path) -> Path:
+    """``path`` of a tidy table to write: ``.parquet`` or ``.csv``, the two ``table`` and ``plot`` read back."""
     path = Path(path)
     if path.suffix not in (".parquet", ".csv"):
         raise ValueError(f"--out {path}: name a .parquet or a .csv file (the suffix picks the format)")
+    return path
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the tidy table as Parquet (``.parquet``) or CSV (``.csv``)."""
+    path = table_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)

@@ -197,7 +197,7 @@ def _fewer_seeds(row, column: str) -> str:
     k, n = row.get(f"{column}:n"), row.get("n")
     if k is None or n is None or pd.isna(k) or pd.isna(n) or k == 0 or k >= n:
         return ""
-    return f" ({int(k)}/{int(row['n'])} seeds)"
+    return f" ({int(k)}/{int(n)} seeds)"
 
 
 FEWER_SEEDS_NOTE = ("(k/n seeds): that cell's mean and interval are over k of the row's n seeds; the others have "
@@ -354,11 +354,12 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         row = {"panel": panel, "method": method, "is_baseline": bool(group["is_baseline"].iloc[0]),
                "strategy": group["strategy"].iloc[0], "n": group["seed"].nunique(),
                "seeds": ",".join(str(s) for s in sorted(group["seed"].unique()))}
-        repeated = group["seed"].value_counts()
-        if not row["is_baseline"] and (repeated > 1).any():
-            notes.append(f"{method} in {panel} has {repeated.max()} runs of seed(s) "
-                         f"{','.join(str(s) for s in sorted(repeated[repeated > 1].index))}: a seed's value is "
-                         f"the mean of its runs ({', '.join(group[group['seed'].isin(repeated[repeated > 1].index)]['run'].astype(str))})")
+        runs_per_seed = group["seed"].value_counts()
+        repeated = sorted(runs_per_seed[runs_per_seed > 1].index)
+        if repeated and not row["is_baseline"]:
+            names = ", ".join(group[group["seed"].isin(repeated)]["run"].astype(str))
+            notes.append(f"{method} in {panel} has {runs_per_seed.max()} runs of seed(s) "
+                         f"{','.join(map(str, repeated))}: a seed's value is the mean of its runs ({names})")
         for column in columns + ["delta_m"]:
             per_seed = group.groupby("seed")[column].mean().tolist()
             stats = seed_stats(per_seed)
