@@ -185,6 +185,11 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
         _validate(cfg)
         summary = run_experiment(cfg, run_dir, on_resumable=save_config)
     except Interrupted as err:
+        if fresh and not _holds_a_run(run_dir):  # stopped while its data and model were built
+            print(f"mtl-bench: {err} before training started; nothing to resume: start the run again",
+                  file=sys.stderr)
+            _remove_run_dir(run_dir, hydra_cfg.job.name)
+            raise SystemExit(err.exit_code) from None
         print(f"mtl-bench: {err} after epoch {_epochs_done(run_dir)}; the run is marked interrupted. "
               f"Resume it with: {_resume_command(hydra_cfg, run_dir, multirun)}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None

@@ -65,6 +65,25 @@ def test_a_signal_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, sig
     assert summary["status"] == "completed" and summary["epochs_completed"] == done + 1
 
 
+def test_a_signal_while_the_data_is_built_stops_the_run_without_a_trace(tmp_path):
+    """SIGTERM before training (here from inside a user's data loader) ends the command with the
+    signal's code and one line, and leaves no half-made run folder."""
+    (tmp_path / "stopper.py").write_text(
+        "import os, signal\n\n\ndef load_data(**keys):\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    raise AssertionError('the signal stops the run before this line')\n")
+    (tmp_path / "conf" / "dataset").mkdir(parents=True)
+    (tmp_path / "conf" / "dataset" / "stopper.yaml").write_text("_target_: stopper.load_data\nname: stopper\n"
+                                                                "tasks: null\n")
+    out = subprocess.run([sys.executable, "-m", "mtl_bench", "run", "dataset=stopper",
+                          f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "hydra.run.dir=run"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300,
+                         env={**ENV, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])})
+    assert out.returncode == 128 + signal.SIGTERM, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == ("mtl-bench: stopped by SIGTERM before training started; nothing "
+                                                   "to resume: start the run again")
+    assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
+
+
 def test_divergence_names_the_task_and_the_step_and_keeps_the_step_records(run_cli, tmp_path):
     out = run_cli("run", "trainer.lr=1e12", "trainer.log_interval=5", "trainer.epochs=2", *SMALL,
                   "hydra.run.dir=run", cwd=tmp_path)

@@ -21,6 +21,7 @@ from . import host_memory
 from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend
 from .provenance import library_versions, provenance
+from .signals import interrupt_on_signals
 from .trackers import build_trackers, close_trackers
 from .trainer import Trainer
 
@@ -91,7 +92,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
     trackers = build_trackers(settings.get("logger") if context is None or context.is_main else None, Path(run_dir),
                               settings, run_name=f"{cfg.strategy.get('name')} seed={cfg.seed} ({Path(run_dir).name})")
     try:
-        trainer = build_trainer(cfg, run_dir, device, on_resumable=on_resumable, trackers=trackers, dist=context)
+        with interrupt_on_signals():  # a stop while the data and the model are built ends as one in training
+            trainer = build_trainer(cfg, run_dir, device, on_resumable=on_resumable, trackers=trackers, dist=context)
         return trainer.fit()
     finally:
         close_trackers(trackers)
