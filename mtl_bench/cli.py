@@ -787,6 +787,18 @@ COMMANDS = {"run": run, "list": list_command, "status": status_command, "collect
             "plot": plot_command, "tune": tune_command, "reproduce": reproduce_command}
 
 
+def _leave_if_a_rank() -> None:
+    """A rank of torchrun that ran and ended its process group leaves now, everything written,
+    without the interpreter's teardown, where torch's gloo threads now and then abort the process
+    (exit -6 after a completed run; as the ranks of ``trainer.distributed.nproc`` leave)."""
+    distributed = sys.modules.get("mtl_bench.train.distributed")
+    if distributed is not None and distributed.group_ended():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     if hasattr(signal, "SIGPIPE"):  # `mtl-bench list | head` ends quietly, as Unix tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -806,6 +818,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command == "run":  # a run reports its own errors (inside a sweep they mark the run failed)
             run(rest)
+            _leave_if_a_rank()
         else:
             try:
                 COMMANDS[command](rest)

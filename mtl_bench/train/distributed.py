@@ -556,6 +556,20 @@ def _local_worker(rank: int, world: int, port: int, threads: int, fn, args: tupl
     os._exit(code)
 
 
+_ENDED = {"group": False}  # this process made a process group for its run (torchrun, SLURM tasks) and ended it
+
+
+def ended_a_group() -> None:
+    _ENDED["group"] = True
+
+
+def group_ended() -> bool:
+    """This process ended a process group of its own: torch's gloo threads may abort its
+    interpreter's teardown ("terminate called without an active exception"), so it should leave
+    without one once everything is written (``mtl_bench.cli`` does; :func:`_local_worker` too)."""
+    return _ENDED["group"]
+
+
 def launch_local(nproc: int, fn, args: tuple, cpu: bool):
     """Rank 0's ``fn(*args, rank)``, run in ``nproc`` new processes on this machine (torch.multiprocessing,
     spawn), joined into one process group through ``RANK``/``WORLD_SIZE``/``MASTER_*``, like

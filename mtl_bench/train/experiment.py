@@ -66,6 +66,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
 
     ``on_resumable()`` is called once the run dir is accepted (a checkpoint of other settings is
     refused before it), before anything is written there."""
+    from . import distributed
     from .distributed import check_sync_batchnorm, environment, launch_local, setup
 
     config = typed_node(cfg.trainer, TrainerConfig)  # the validated trainer node itself (mtl_bench/schemas)
@@ -99,6 +100,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
         close_trackers(trackers)
         if context is not None and not joined:  # the group this run made ends with it
             torch.distributed.destroy_process_group()
+            distributed.ended_a_group()
 
 
 def run_settings(cfg: DictConfig) -> dict:
