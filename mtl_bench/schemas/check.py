@@ -59,11 +59,18 @@ def validate(cfg: DictConfig, task_names: list[str] | None = None) -> dict[str, 
     return typed
 
 
+def _hyperparameters_hint(key: str, known: dict) -> str:
+    """``did you mean strategy.temp? its hyper-parameters are temp=2.0, ...`` for an unknown ``key``."""
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"did you mean strategy.{close[0]}? " if close else ""
+    return f"{hint}its hyper-parameters are {', '.join(f'{k}={v!r}' for k, v in known.items()) or 'none'}"
+
+
 def _strategy_keys(node: DictConfig) -> None:
     """A strategy's schema is its constructor: every key but ``name``, ``_target_`` and ``space``
     must be one of its hyper-parameters (a user's class included)."""
-    import difflib
-
     from ..strategies import hyperparameters
 
     known = hyperparameters(node.get("_target_") or node.get("name"))
@@ -72,11 +79,8 @@ def _strategy_keys(node: DictConfig) -> None:
         if key in ("name", "_target_", "space"):
             continue
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f"did you mean strategy.{close[0]}? " if close else ""
-            listed = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
             raise ValueError(f"strategy.{key} is not a hyper-parameter of strategy {node.get('name') or node._target_}: "
-                             f"{hint}its hyper-parameters are {listed}")
+                             f"{_hyperparameters_hint(str(key), known)}")
         expected, got = _kind(known[key]), _kind(value)
         if expected and got and expected != got and not (expected == "a number" and got == "an integer"):
             raise ValueError(f"strategy.{key}={value!r} has the wrong type: {expected} like the default, "
@@ -86,8 +90,6 @@ def _strategy_keys(node: DictConfig) -> None:
 def _unknown_strategy_key(node: DictConfig, key: str) -> str:
     """``strategy.tmpe=2`` where the strategy's config has no ``tmpe``: a typo (the closest
     hyper-parameter) or one its config does not list (given with ``+``)."""
-    import difflib
-
     from ..strategies import hyperparameters
 
     name = node.get("name") or node.get("_target_")
@@ -95,12 +97,8 @@ def _unknown_strategy_key(node: DictConfig, key: str) -> str:
         known = hyperparameters(node.get("_target_") or name)
     except Exception:  # an unknown strategy: its own check says so
         known = {}
-    leaf = key.split(".", 1)[1]
-    close = difflib.get_close_matches(leaf, list(known), n=1)
-    hint = f"did you mean strategy.{close[0]}? " if close else ""
-    listed = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
-    return (f"{key} is not in the config of strategy {name}: {hint}its hyper-parameters are {listed} (one its "
-            f"config does not list is given with +{key}=...)")
+    return (f"{key} is not in the config of strategy {name}: {_hyperparameters_hint(key.split('.', 1)[1], known)} "
+            f"(one its config does not list is given with +{key}=...)")
 
 
 def _kind(value) -> str | None:

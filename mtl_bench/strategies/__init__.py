@@ -136,19 +136,17 @@ def build_strategy(name, n_tasks: int, **hparams) -> Strategy:
     if weighting is None:
         return strategy
     weighting_name, weighting_hparams = weighting
+    choices = ", ".join(n for n in available_strategies() if STRATEGIES[n].level == "loss")
     try:
         weighting_class = strategy_class(weighting_name)
     except ValueError:
         if "." in str(weighting_name):  # a dotted path: its own error says what is wrong with it
             raise
         raise ValueError(f"strategy.loss_weighting={weighting_name!r} is not a strategy; choose a loss weighting: "
-                         f"{', '.join(n for n in available_strategies() if STRATEGIES[n].level == 'loss')}, "
-                         f"or a dotted path to your own") from None
+                         f"{choices}, or a dotted path to your own") from None
     if weighting_class.level != "loss":
-        raise ValueError(
-            f"strategy.loss_weighting={weighting_name!r} is a gradient method; choose a loss weighting: "
-            f"{', '.join(n for n in available_strategies() if STRATEGIES[n].level == 'loss')}"
-        )
+        raise ValueError(f"strategy.loss_weighting={weighting_name!r} is a gradient method; choose a loss weighting: "
+                         f"{choices}")
     return Composed(strategy, build_strategy(weighting_name, n_tasks, **weighting_hparams))
 
 
