@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from report_runs import ONE_THREAD, synthetic_runs
@@ -143,7 +144,7 @@ def test_rows_of_few_seeds_are_marked_and_the_caption_names_selection_and_time(r
     assert "fewer than 3 seeds; the 95% CI over seeds is not informative" in text
     assert "model selection: best: val mean/mse" in text
     # CPU runs record the process CPU time per epoch: the time column uses it
-    assert "training CPU time of the process per epoch relative to ew" in text
+    assert "training CPU time of the process per epoch (each run's median epoch after the first" in text
     # CIs are not clipped: ew's CI half-width is the t-interval of its two seeds
     frame = table.frame.set_index("method")
     assert frame.loc["ew", "task0/mse:ci"] == pytest.approx(12.706 * frame.loc["ew", "task0/mse:std"] / math.sqrt(2),
@@ -173,6 +174,42 @@ def test_time_falls_back_to_wall_time_when_a_run_has_no_cpu_time(runs):
     assert "comparable only between runs made together on one machine" in table.to_markdown()
     assert wall.loc["uw", "time"] == pytest.approx(wall.loc["uw", "seconds_per_epoch"] / wall.loc["ew", "seconds_per_epoch"])
     assert cpu.loc["uw", "time"] == pytest.approx(cpu.loc["uw", "cpu_seconds_per_epoch"] / cpu.loc["ew", "cpu_seconds_per_epoch"])
+
+
+def test_time_is_the_median_epoch_after_the_first_and_the_mean_for_older_runs(runs):
+    """A run records each epoch's time and the median after the first (the first holds one-off
+    costs: lazy imports, grad.method=auto's timing): the table's time uses it and says so. Runs
+    that recorded only the mean (before) keep it, with the caption they always had."""
+    import json
+    import statistics
+
+    from mtl_bench.report import collect
+
+    found = collect([runs])
+    run = found.runs[found.runs["status"] == "completed"].iloc[0]
+    cost = json.loads((Path(run["run"]) / "summary.json").read_text())["cost"]
+    assert len(cost["epoch_seconds"]) == run["epochs_completed"] >= 2
+    assert cost["seconds_per_epoch_warm"] == statistics.median(cost["epoch_seconds"][1:])
+    assert cost["cpu_seconds_per_epoch_warm"] == statistics.median(cost["epoch_cpu_seconds"][1:])
+    assert run["seconds_per_epoch"] == cost["seconds_per_epoch_warm"] != cost["seconds_per_epoch_mean"]
+    assert set(found.results["epoch_statistic"]) == {"median after the first"}
+
+    older = found.results["strategy"] == "uw"
+    found.results.loc[older, "epoch_statistic"] = "mean"
+    text = make_table(found, metrics=["mse"])[0].to_markdown()
+    assert "the mean of all its epochs for runs that did not record each epoch" in text
+    found.results["epoch_statistic"] = "mean"
+    text = make_table(found, metrics=["mse"])[0].to_markdown()
+    assert "time/epoch: mean training CPU time of the process per epoch relative to ew" in text
+
+
+def test_warm_epoch_time_leaves_out_the_first_epoch():
+    from mtl_bench.train.cost import warm_epoch_seconds
+
+    assert warm_epoch_seconds([30.0, 1.0]) == 1.0
+    assert warm_epoch_seconds([30.0, 1.0, 3.0, 2.0]) == 2.0
+    assert warm_epoch_seconds([4.0]) == 4.0
+    assert warm_epoch_seconds([]) is None
 
 
 def test_a_bar_marks_the_means_worse_than_it_in_the_metrics_direction(runs, tmp_path):

@@ -24,7 +24,8 @@ from .integrity import DAMAGED, RunFiles, read_run
 
 RECORD_COLUMNS = ["epoch", "step", "split", "task", "metric", "value"]
 RUN_COLUMNS = ["run", "status", "dataset", "model", "strategy", "strategy_config", "seed", "tasks", "n_tasks", "grad_space",
-               "epochs", "epochs_completed", "seconds_per_epoch", "cpu_seconds_per_epoch", "seconds_per_step", "peak_memory_mb",
+               "epochs", "epochs_completed", "seconds_per_epoch", "cpu_seconds_per_epoch", "epoch_statistic", "seconds_per_step",
+               "peak_memory_mb",
                "backward_passes_per_step", "solver_calls", "solver_failures",
                "sel_rule", "sel_split", "sel_metric", "sel_k", "sel_average"]
 # config keys that never tell two runs' settings apart (the seed, the preset's name, and the keys
@@ -119,6 +120,16 @@ def config_choice(run_dir: Path, group: str) -> str | None:
     return str(choice) if choice else None
 
 
+def _epoch_times(cost: dict) -> dict:
+    """A run's time per epoch: the median epoch after the first where the run records it (``*_warm``:
+    the first epoch's one-off costs left out), else the mean over all its epochs (older runs)."""
+    warm = "seconds_per_epoch_warm" in cost
+    kind = "warm" if warm else "mean"
+    return {"seconds_per_epoch": cost.get(f"seconds_per_epoch_{kind}"),
+            "cpu_seconds_per_epoch": cost.get(f"cpu_seconds_per_epoch_{kind}"),
+            "epoch_statistic": "median after the first" if warm else "mean"}
+
+
 def _run_row(run: RunFiles) -> dict:
     run_dir, config = run.run_dir, run.config
     summary = run.summary or {}
@@ -135,8 +146,7 @@ def _run_row(run: RunFiles) -> dict:
         "seed": ident.get("seed", config.get("seed")), "tasks": ",".join(tasks), "n_tasks": len(tasks),
         "grad_space": ident.get("grad_space"), "epochs": summary.get("epochs"),
         "epochs_completed": summary.get("epochs_completed"),
-        "seconds_per_epoch": cost.get("seconds_per_epoch_mean"),
-        "cpu_seconds_per_epoch": cost.get("cpu_seconds_per_epoch_mean"), "seconds_per_step": cost.get("seconds_per_step_median"),
+        **_epoch_times(cost), "seconds_per_step": cost.get("seconds_per_step_median"),
         "peak_memory_mb": cost.get("peak_memory_mb"),
         "backward_passes_per_step": cost.get("encoder_backward_passes_per_step"),
         "solver_calls": cost.get("solver_calls"), "solver_failures": cost.get("solver_failures"),

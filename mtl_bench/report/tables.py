@@ -321,7 +321,8 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
         record = {"panel": info["panel"], "method": info["method"], "is_baseline": bool(info["is_baseline"]),
                   "strategy": info["strategy"], "seed": info["seed"], "run": run,
                   "seconds_per_epoch": info.get("seconds_per_epoch", math.nan),
-                  "cpu_seconds_per_epoch": info.get("cpu_seconds_per_epoch", math.nan), **_run_values(group, columns),
+                  "cpu_seconds_per_epoch": info.get("cpu_seconds_per_epoch", math.nan),
+                  "epoch_statistic": info.get("epoch_statistic", "mean"), **_run_values(group, columns),
                   **{c: info.get(c, math.nan) for c in RUN_COSTS},
                   "tasks": info.get("tasks"), **{key: info.get(f"cfg.{key}") for key in tuned}}
         used = group[[in_delta(t, m) for t, m in zip(group["task"], group["metric"])]]
@@ -416,7 +417,7 @@ def score_table(selected: pd.DataFrame, baselines: Baselines | None, split: str 
                f"{'/'.join(map(str, seeds))} seed(s) (column seeds). Δm% (Maninis et al. 2019) averaged per "
                f"{delta_average} against {baselines.source if baselines else 'no baseline'}; lower is better. "
                f"MR: mean rank over the metric columns (1 = best, ties take the lower rank). "
-               f"{_time_caption(clocks, reference)}"
+               f"{_time_caption(clocks, reference, _epoch_statistic(per_run, table))}"
                f"p: paired t-test of Δm against {reference} over matching seeds"
                + (f", Holm-corrected for the comparisons with {reference} in each panel (family-wise error "
                   f"rate {1 - CONFIDENCE:.2g}: p < {1 - CONFIDENCE:.2g} is a difference)" if correction == "holm"
@@ -446,14 +447,28 @@ def _clock(panel: pd.DataFrame) -> str:
     return "cpu_seconds_per_epoch" if panel["cpu_seconds_per_epoch"].notna().all() else "seconds_per_epoch"
 
 
-def _time_caption(clocks: set, reference: str) -> str:
+def _epoch_statistic(per_run: pd.DataFrame, table: pd.DataFrame) -> str:
+    """How the runs behind the time column measured an epoch: "mean" (every run's mean epoch, as
+    runs recorded it before they kept each epoch's time), "median" (every run's median epoch after
+    the first) or "mixed"."""
+    timed = per_run[per_run["panel"].isin(table.loc[table["time"].notna(), "panel"])]
+    kinds = set(timed["epoch_statistic"]) if "epoch_statistic" in timed else set()
+    return "mean" if kinds <= {"mean"} else "median" if kinds == {"median after the first"} else "mixed"
+
+
+def _time_caption(clocks: set, reference: str, statistic: str = "mean") -> str:
     if not clocks:
         return ""
+    measure = "mean training" if statistic == "mean" else "training"
+    per_epoch = {"mean": "per epoch",
+                 "median": "per epoch (each run's median epoch after the first, which holds one-off costs)",
+                 "mixed": "per epoch (each run's median epoch after the first; the mean of all its epochs for "
+                          "runs that did not record each epoch)"}[statistic]
     if clocks == {"cpu_seconds_per_epoch"}:
-        return (f"time/epoch: mean training CPU time of the process per epoch relative to {reference} (CPU "
+        return (f"time/epoch: {measure} CPU time of the process {per_epoch} relative to {reference} (CPU "
                 f"runs; other load on the machine barely changes it, unlike the wall time). ")
     what = "wall time" if clocks == {"seconds_per_epoch"} else "wall time (CPU time in panels where every run has it)"
-    return (f"time/epoch: mean training {what} per epoch relative to {reference}, as measured on the machine "
+    return (f"time/epoch: {measure} {what} {per_epoch} relative to {reference}, as measured on the machine "
             f"that ran each run: comparable only between runs made together on one machine. ")
 
 

@@ -44,6 +44,15 @@ class StepTimer:
         return statistics.median(self.seconds) if self.seconds else None
 
 
+def warm_epoch_seconds(seconds: list[float]) -> float | None:
+    """An epoch's time without the run's one-off costs: the median over the epochs after the first
+    (the first carries lazy imports such as scipy's SLSQP, ``grad.method=auto``'s timing of both
+    paths and the allocator's warm-up); a one-epoch run's only epoch; None before any epoch. The
+    median also leaves out a resumed process's own first epoch once a run has a few."""
+    warm = seconds[1:] or seconds
+    return statistics.median(warm) if warm else None
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak GPU memory allocated by tensors on CUDA; peak resident set size of the process on the CPU."""
     if device.type == "cuda":

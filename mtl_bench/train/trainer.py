@@ -24,7 +24,7 @@ from ..schemas import TrainerConfig  # the trainer group's schema: every key's t
 from ..strategies.base import Strategy
 from ..strategies.solvers import one_blas_thread_held
 from .checkpoint import check_settings, ended_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .cost import StepTimer, peak_memory_mb
+from .cost import StepTimer, peak_memory_mb, warm_epoch_seconds
 from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
 from .optim import build_optimizer, build_scheduler
@@ -416,11 +416,15 @@ class Trainer:
             "cost": {
                 "seconds_per_step_median": self.timer.median(),
                 "seconds_per_epoch_mean": sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else None,
+                # the report's time column: the median epoch after the first (one-off costs left out)
+                "seconds_per_epoch_warm": warm_epoch_seconds(self.epoch_seconds),
                 "seconds_total_train": sum(self.epoch_seconds),
                 # CPU runs: process CPU time per epoch (all threads), which other processes on the
                 # machine disturb far less than the wall clock (null on GPUs)
                 "cpu_seconds_per_epoch_mean": (sum(self.epoch_cpu_seconds) / len(self.epoch_cpu_seconds)
                                                if self.epoch_cpu_seconds else None),
+                "cpu_seconds_per_epoch_warm": warm_epoch_seconds(self.epoch_cpu_seconds),
+                "epoch_seconds": self.epoch_seconds, "epoch_cpu_seconds": self.epoch_cpu_seconds,
                 "peak_memory_mb": peak_memory_mb(self.device),
                 "memory_kind": "cuda_allocated" if self.device.type == "cuda" else "process_max_rss",
                 "encoder_backward_passes_per_step": self.encoder_passes / steps,
