@@ -136,7 +136,8 @@ def select(history: Mapping[int, Evaluation], rule: str = "last", split: str = "
 
 
 def average(evaluations: list[Evaluation]) -> dict:
-    """Element-wise mean of evaluations with the same keys."""
+    """Element-wise mean of evaluations with the same keys; NaN (None) where an evaluation's value is
+    NaN (None): a mean over the epochs that happen to have a value would hide the others."""
     out: dict = {}
     for split, tasks in evaluations[0].items():
         out[split] = {}
@@ -144,8 +145,7 @@ def average(evaluations: list[Evaluation]) -> dict:
             out[split][task] = {}
             for name in metrics:
                 values = [e[split][task][name] for e in evaluations]
-                values = [v for v in values if v is not None]
-                out[split][task][name] = sum(values) / len(values) if values else None
+                out[split][task][name] = None if None in values else sum(values) / len(values)
     return out
 
 

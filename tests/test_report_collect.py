@@ -214,3 +214,24 @@ def test_collect_refuses_a_file_it_could_not_read_back_and_an_empty_folder(runs,
     (tmp_path / "empty").mkdir()
     out = cli("collect", str(tmp_path / "empty"), "--out", str(tmp_path / "none.csv"), cwd=tmp_path)
     assert out.returncode == 2 and "no completed runs below" in out.stderr and not (tmp_path / "none.csv").exists()
+
+
+def test_a_nan_epoch_makes_the_mean_of_the_last_epochs_nan_as_in_the_run(runs):
+    """mean_last_k over epochs one of which is NaN (e.g. dataset.miou_absent=nan) is NaN, in the
+    report as in the trainer's own summary.json: averaging the other epochs would hide it."""
+    import math
+
+    from mtl_bench.protocol import run_selection
+
+    frame = _one_run(runs).copy()
+    cell = (frame["split"] == "val") & (frame["task"] == "task1") & (frame["metric"] == "mse")
+    frame.loc[cell & (frame["epoch"] == 2), "value"] = math.nan
+    k2 = selected_values(frame, rule="mean_last_k", k=2)
+    values = k2[k2["split"] == "val"].set_index(["task", "metric"])["value"]
+    assert math.isnan(values[("task1", "mse")]) and not math.isnan(values[("task0", "mse")])
+    last = selected_values(frame, rule="last")  # epoch 3 alone has a value
+    assert not math.isnan(last[(last["split"] == "val") & (last["task"] == "task1")
+                               & (last["metric"] == "mse")]["value"].iloc[0])
+    history = {1: {"val": {"a": {"acc": 0.5}}}, 2: {"val": {"a": {"acc": math.nan}}}}
+    assert math.isnan(run_selection({"rule": "mean_last_k", "k": 2}, history, {"a": {"acc": True}})
+                      ["metrics"]["val"]["a"]["acc"])

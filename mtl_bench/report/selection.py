@@ -30,7 +30,7 @@ def history_of(frame: pd.DataFrame) -> dict[int, dict]:
                                                  frame["value"]):
         if split not in EVAL_SPLITS:
             continue
-        value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        value = math.nan if value is None else float(value)  # NaN stays NaN: a mean over epochs with it is NaN
         history.setdefault(int(epoch), {}).setdefault(split, {}).setdefault(task, {})[metric] = value
     return history
 
