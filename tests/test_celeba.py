@@ -70,6 +70,38 @@ def test_task_subset_and_memory_cache_match_streaming(celeba_root, tmp_path):
     assert torch.equal((xc[0] * 255).round().byte(), expected.permute(2, 0, 1))
 
 
+def test_sener_koltun_preprocessing_is_their_loaders_input(tmp_path):
+    """preprocess=sener_koltun: BGR order, their channel means subtracted, the image stretched to
+    0..255 over its own range (scipy.misc.imresize byte-scales a float image), on a hand-made 2 x 2
+    image kept at its size; plain leaves the RGB pixels as they are."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.array([[[100, 90, 80], [0, 0, 0]], [[255, 255, 255], [73, 83, 72]]], dtype=np.uint8)
+    path = tmp_path / "face.png"
+    Image.fromarray(rgb, mode="RGB").save(path)
+    assert np.array_equal(load_image(path, 2), rgb)
+    out = load_image(path, 2, "sener_koltun")
+    # BGR minus (73.158, 82.909, 72.392): the black pixel's G is the minimum (-82.909), the white
+    # pixel's R the maximum (182.608); 255 / 265.517 per unit between them
+    assert out[0, 1, 1] == 0 and out[1, 0, 2] == 255
+    assert (out[0, 0, 0], out[0, 0, 2]) == (86, 106)  # B of (100, 90, 80): 89.751 units; its R: 110.517
+    assert out[1, 0, 0] == 254  # the white pixel's B: 264.751 units
+
+
+def test_preprocessing_is_checked_and_cached_apart(celeba_root, tmp_path):
+    cfg = dataset_cfg(celeba_root, tasks=["Smiling"], cache="memory", cache_dir=str(tmp_path),
+                      preprocess="sener_koltun")
+    theirs = build_benchmark(cfg, batch_size=8, seed=0)
+    plain = build_benchmark(dataset_cfg(celeba_root, tasks=["Smiling"]), batch_size=8, seed=0)
+    assert list(tmp_path.glob("celeba_test_64px_sener_koltun_*.npy"))
+    x_theirs, x_plain = next(iter(theirs.test))[0], next(iter(plain.test))[0]
+    assert x_theirs.shape == x_plain.shape and not torch.equal(x_theirs, x_plain)
+    expected = torch.from_numpy(load_image(celeba_root / "celeba" / "img_align_celeba" / "000010.jpg", 64,
+                                           "sener_koltun"))
+    assert torch.equal((x_theirs[0] * 255).round().byte(), expected.permute(2, 0, 1))
+
+
 def test_models_shapes(celeba_root):
     b = build_benchmark(dataset_cfg(celeba_root, tasks=["Smiling", "Male"]), batch_size=2, seed=0)
     x = torch.rand(2, 3, 64, 64)

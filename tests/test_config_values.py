@@ -72,6 +72,7 @@ def refusal(compose, overrides) -> str:
     (["dataset=nyuv2", "+dataset.augmentation.flp=false"], "dataset.augmentation.flp is not a key of "
                                                             "dataset.augmentation: did you mean dataset.augmentation.flip?"),
     (["dataset=celeba", "dataset.image_size=0"], "dataset.image_size=0 is out of range"),
+    (["dataset=celeba", "dataset.preprocess=caffe"], "dataset.preprocess='caffe' is out of range: one of plain, sener_koltun"),
     (["dataset=arrays", "dataset.val_fraction=1.5"], "dataset.val_fraction=1.5 is out of range"),
     (["strategy=mgda_nash", "strategy.space=weights"], "grad.space='weights' is out of range"),
     (["strategy=gradnorm", "strategy.alpha=high"], "strategy.alpha='high' has the wrong type: a number like the "

@@ -14,7 +14,8 @@ then ``<file> v1 ... v40`` with values -1/1 (mapped to 0/1). ``list_eval_partiti
 
 Images (the aligned 178 x 218 JPEGs) are resized to ``image_size`` x ``image_size`` (64) with
 PIL's bilinear filter, ignoring the aspect ratio as the Sener & Koltun and FAMO loaders do, and
-scaled to [0, 1] (no mean subtraction). They are streamed by a DataLoader (``num_workers``) or,
+scaled to [0, 1] (no mean subtraction; ``preprocess="sener_koltun"``: their loader's input, see
+:func:`load_image`). They are streamed by a DataLoader (``num_workers``) or,
 with ``cache=memory``, decoded once into a resident uint8 tensor (64 x 64 x 3 x 202,599 = 2.5 GB)
 that lives on the training device; ``cache_dir`` keeps that tensor as .npy files between runs.
 
@@ -33,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches
+from .images import bytescale
 from .loaders import StreamingBatches
 from .tasks import (IGNORE, Accuracy, ErrorRate, LossMetric, Metric, Task, _per_example_ce, batch_accuracy,
                     classification_loss, labelled_count)
@@ -167,12 +169,27 @@ def check_images_present(image_dir: Path, names: Sequence[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ dataset
-def load_image(path: Path, size: int) -> np.ndarray:
-    """An RGB image resized to ``size x size`` (PIL bilinear), uint8 [size, size, 3]."""
+PREPROCESSING = ("plain", "sener_koltun")
+# the per-channel (B, G, R) mean the Sener & Koltun loader subtracts (its multi_task/loaders/celeba_loader.py)
+SENER_KOLTUN_MEAN_BGR = np.array([73.15835921, 82.90891754, 72.39239876])
+
+
+def load_image(path: Path, size: int, preprocess: str = "plain") -> np.ndarray:
+    """An image resized to ``size x size`` (PIL bilinear), uint8 [size, size, 3].
+
+    ``plain``: the RGB image (FAMO's loader: ``Resize`` then ``ToTensor``). ``sener_koltun``: what
+    the Sener & Koltun loader feeds its network: the image in BGR order minus its channel means,
+    stretched to 0..255 over its own range (``scipy.misc.imresize`` byte-scales a float image
+    before resizing), then resized; every image spans the full range whatever its contrast.
+    """
     from PIL import Image
 
     with Image.open(path) as img:
-        img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+        img = img.convert("RGB")
+        if preprocess == "sener_koltun":
+            centred = np.asarray(img, dtype=np.float64)[:, :, ::-1] - SENER_KOLTUN_MEAN_BGR
+            img = Image.fromarray(bytescale(centred[None])[0], mode="RGB")
+        img = img.resize((size, size), Image.BILINEAR)
         return np.array(img, dtype=np.uint8)
 
 
@@ -180,7 +197,7 @@ class CelebA(Dataset):
     """One split: ``dataset[i] -> (image [3, S, S] float in [0, 1], {attribute: 0|1})``."""
 
     def __init__(self, image_dir: Path, names: Sequence[str], labels: np.ndarray, tasks: Sequence[str],
-                 image_size: int = 64, as_uint8: bool = False):
+                 image_size: int = 64, as_uint8: bool = False, preprocess: str = "plain"):
         self.image_dir = Path(image_dir)
         self.names = list(names)
         self.labels = torch.from_numpy(np.ascontiguousarray(labels))
@@ -188,6 +205,7 @@ class CelebA(Dataset):
         self.tasks = list(tasks)
         self.image_size = int(image_size)
         self.as_uint8 = as_uint8
+        self.preprocess = preprocess
 
     def __len__(self) -> int:
         return len(self.names)
@@ -195,7 +213,7 @@ class CelebA(Dataset):
     def __getitem__(self, i: int):
         path = self.image_dir / self.names[i]
         try:
-            array = load_image(path, self.image_size)
+            array = load_image(path, self.image_size, self.preprocess)
         except (OSError, ValueError) as err:
             raise _fail(f"CelebA image {path} cannot be read: {err}") from None
         x = torch.from_numpy(array).permute(2, 0, 1).contiguous()
@@ -228,7 +246,8 @@ def cached_images(dataset: CelebA, split: str, cache_dir: str | None, num_worker
     if not cache_dir:
         return decode_all(dataset, num_workers)
     key = hashlib.sha256("\n".join(dataset.names).encode()).hexdigest()[:12]
-    path = Path(os.path.expanduser(str(cache_dir))) / f"celeba_{split}_{dataset.image_size}px_{key}.npy"
+    kind = "" if dataset.preprocess == "plain" else f"_{dataset.preprocess}"
+    path = Path(os.path.expanduser(str(cache_dir))) / f"celeba_{split}_{dataset.image_size}px{kind}_{key}.npy"
     if path.exists():
         array = np.load(path)
         if array.shape == (len(dataset), 3, dataset.image_size, dataset.image_size):
@@ -303,7 +322,8 @@ def build_celeba(cfg, tasks: list[str], batch_size: int, seed: int) -> Benchmark
         if missing:
             raise _fail(f"{len(missing)} image(s) of the {split} split are missing from {ann['images']} "
                         f"(e.g. {', '.join(missing[:3])}).")
-        dataset = CelebA(ann["images"], names, ann["labels"][idx], tasks, size, as_uint8=cache == "memory")
+        dataset = CelebA(ann["images"], names, ann["labels"][idx], tasks, size, as_uint8=cache == "memory",
+                         preprocess=str(cfg.get("preprocess", "plain")))
         train = split == "train"
         if cache == "memory":
             images = torch.from_numpy(cached_images(dataset, split, cfg.get("cache_dir"), int(cfg.num_workers)))

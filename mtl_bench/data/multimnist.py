@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .benchmark import Benchmark, DatasetNotFoundError, TensorBatches, split_validation
+from .images import bytescale
 from .tasks import IGNORE, classification_task
 
 TASKS = ("left", "right")
@@ -92,17 +93,6 @@ def check_mnist_files(raw: Path) -> None:
             f"dataset.download=true (torchvision), or copy MNIST/raw from a machine that has it "
             f"(the real files are {sizes} bytes)."
         )
-
-
-def bytescale(images: np.ndarray) -> np.ndarray:
-    """Scale each image's range to 0..255 and round to uint8 (scipy.misc.bytescale's rule)."""
-    flat = images.reshape(images.shape[0], -1).astype(np.float64)
-    cmin = flat.min(axis=1, keepdims=True)
-    cmax = flat.max(axis=1, keepdims=True)
-    span = cmax - cmin
-    span[span == 0] = 1.0
-    scaled = (flat - cmin) * (255.0 / span)
-    return (scaled.clip(0, 255) + 0.5).astype(np.uint8).reshape(images.shape)
 
 
 def nearest_indices(src: int = 36, dst: int = 28) -> np.ndarray:

@@ -105,6 +105,9 @@ class CelebAConfig(DatasetConfig):
     root: str = setting(DATA_ROOT, "a folder", None, "holds celeba/ (torchvision) or Anno/ Eval/ Img/")
     tasks: Optional[List[str]] = tasks_setting("Smiling", "any subset of the 40 attributes; null = all 40")
     image_size: int = setting(64, "an integer >= 1 (pixels)", positive_integer, "images resized to S x S")
+    preprocess: str = setting("plain", *one_of("plain", "sener_koltun"),
+                              help="plain: RGB in [0, 1] | sener_koltun: BGR minus the mean, each image "
+                                   "stretched to its full range (their loader)")
     cache: str = setting("none", *one_of("none", "memory"),
                          help="none: stream JPEGs with a DataLoader | memory: decode once into a resident tensor")
     cache_dir: Optional[str] = setting(None, "null or a folder", None, "with cache=memory: keep the decoded arrays here")
