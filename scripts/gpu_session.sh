@@ -27,6 +27,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/devic
 
 case "$part" in
 spine)
+    # a checkpoint made on the GPU resumes there (its random-number states load back on the host)
+    python3 -m mtl_bench run trainer.device=cuda trainer.epochs=2 hydra.run.dir=/tmp/runs/resume_cuda 2>&1 | tail -1
+    python3 -m mtl_bench run trainer.device=cuda trainer.epochs=3 hydra.run.dir=/tmp/runs/resume_cuda 2>&1 \
+        | tail -2 | tee "$OUT/resume_cuda.txt"
     python3 -m mtl_bench run dataset=multimnist trainer.epochs=100 trainer.progress=never \
         hydra.run.dir=/tmp/runs/multimnist_ew_100 2>&1 | tail -3
     cp /tmp/runs/multimnist_ew_100/summary.json "$OUT/multimnist_ew_100_summary.json"

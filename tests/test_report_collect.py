@@ -235,3 +235,17 @@ def test_a_nan_epoch_makes_the_mean_of_the_last_epochs_nan_as_in_the_run(runs):
     history = {1: {"val": {"a": {"acc": 0.5}}}, 2: {"val": {"a": {"acc": math.nan}}}}
     assert math.isnan(run_selection({"rule": "mean_last_k", "k": 2}, history, {"a": {"acc": True}})
                       ["metrics"]["val"]["a"]["acc"])
+
+
+def test_step_records_hold_the_weights_of_their_step(runs):
+    """DWA's weights are constant within an epoch and change at its end: every step record of an
+    epoch holds that epoch's weights (records kept DWA's own buffer, so the steps of epoch 2 read
+    epoch 3's weights once on_epoch_end had changed it)."""
+    frame = collect([runs]).results
+    dwa = frame[(frame["strategy"] == "dwa") & (frame["metric"] == "weight")]
+    assert len(dwa) and dwa["epoch"].nunique() == 3
+    for (run, epoch, task), rows in dwa.groupby(["run", "epoch", "task"]):
+        steps = rows[rows["split"] == "train_step"]["value"]
+        (mean,) = rows[rows["split"] == "train"]["value"]
+        assert len(steps) and steps.to_numpy() == pytest.approx(mean, rel=1e-6), (run, epoch, task)
+    assert not (dwa[dwa["split"] == "train"]["value"] == 1.0).all()  # the weights did move

@@ -52,6 +52,11 @@ def test_a_signal_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, sig
     assert summary["status"] == "interrupted" and summary["signal"] == signal.Signals(signum).name
     done = summary["epochs_completed"]
     assert 1 <= done < 60
+    # the steps are those of the finished epochs, which a resume continues from (status's ETA uses them)
+    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert summary["steps"] == max(r["step"] for r in records if r["epoch"] == done and r["split"] == "train")
+    # a checkpoint copy a kill left half-written is removed by the resume
+    (tmp_path / "run" / ".checkpoint.pt.tmp999").write_bytes(b"half")
     (line,) = [l for l in stderr.splitlines() if l.startswith("mtl-bench:")]
     assert f"stopped by {signal.Signals(signum).name} after epoch {done}/60" in line
     command = line.split("Resume it with: ", 1)[1]
@@ -63,6 +68,7 @@ def test_a_signal_marks_the_run_interrupted_and_says_how_to_resume(tmp_path, sig
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == done + 1
+    assert not (tmp_path / "run" / ".checkpoint.pt.tmp999").exists()
 
 
 def test_a_signal_while_the_data_is_built_stops_the_run_without_a_trace(tmp_path):
@@ -98,6 +104,26 @@ def test_divergence_names_the_task_and_the_step_and_keeps_the_step_records(run_c
     assert all(at_step[(t, "loss")] is None for t in tasks)
     # every logged step before the divergence is kept
     assert {r["step"] for r in records} >= set(range(5, step, 5))
+
+
+def test_a_resume_refuses_epochs_that_would_make_it_another_run(run_cli, tmp_path):
+    """More epochs under a cosine schedule laid out over the old count, or fewer epochs than the
+    run has trained, are refused in one line and leave the folder as it is; more epochs under
+    a constant or step lr train on (test_a_signal_marks_the_run_interrupted_and_says_how_to_resume)."""
+    assert run_cli("run", "trainer.epochs=2", "trainer.scheduler=cosine", *SMALL, "hydra.run.dir=run",
+                   cwd=tmp_path).returncode == 0
+    before = every_file(tmp_path / "run")
+    longer = run_cli("run", "trainer.epochs=3", "trainer.scheduler=cosine", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
+    assert longer.returncode == 2 and "Traceback" not in longer.stderr
+    (line,) = [l for l in longer.stderr.splitlines() if l.startswith("mtl-bench:")]
+    assert "trainer.epochs 2 -> 3 changes the learning-rate schedule" in line and "trainer.epochs=2" in line
+    assert every_file(tmp_path / "run") == before
+    # killed after its last checkpoint, before the summary said completed: fewer epochs are refused
+    summary_file = tmp_path / "run" / "summary.json"
+    summary_file.write_text(summary_file.read_text().replace('"completed"', '"interrupted"'))
+    fewer = run_cli("run", "trainer.epochs=1", "trainer.scheduler=cosine", *SMALL, "hydra.run.dir=run", cwd=tmp_path)
+    assert fewer.returncode == 2, fewer.stderr
+    assert "has trained 2 epochs; trainer.epochs=1 is fewer" in fewer.stderr
 
 
 def test_a_refused_resume_changes_nothing_on_disk(run_cli, tmp_path):
@@ -189,6 +215,11 @@ def test_an_option_added_since_a_run_was_made_is_no_other_setting():
     assert settings_mismatch(stored, grown) == []
     assert settings_mismatch(stored, {**grown, "trainer": {"lr": 0.02}}) == ["trainer.lr: 0.01 -> 0.02"]
     assert settings_mismatch(stored, {"strategy": {"name": "ew", "reduction": "sum"}}) == ["trainer.lr: 0.01 -> None"]
+    # a stored null that is now a subtree (a loss weighting composed in on resume) is a change
+    plain = {"strategy": {"name": "pcgrad", "loss_weighting": None}}
+    composed = {"strategy": {"name": "pcgrad", "loss_weighting": {"name": "rlw"}}}
+    assert settings_mismatch(plain, composed) == ["strategy.loss_weighting: None -> {'name': 'rlw'}"]
+    assert settings_mismatch(composed, plain) == ["strategy.loss_weighting.name: 'rlw' -> None"]
 
 
 def test_a_second_process_on_a_run_being_trained_is_refused_and_touches_nothing(tmp_path):
@@ -230,3 +261,19 @@ def test_a_resume_may_change_how_a_run_goes_but_not_what_it_computes():
                              {**neutral, "experiment": {"table": {"reference": "uniform"}}}) == []
     assert settings_mismatch(stored, {**neutral, "trainer": {"lr": 0.1, "progress": "never", "epochs": 20}}) == [
         "trainer.lr: 0.01 -> 0.1"]
+
+
+def test_random_states_load_back_on_the_host():
+    """torch's, CUDA's and a loader generator's states are byte tensors their setters take on the
+    CPU only: a checkpoint loaded onto a GPU is brought back (scripts/gpu_session.sh resumes one there)."""
+    import torch
+
+    from mtl_bench.train.checkpoint import on_host, rng_state, set_rng_state
+
+    state = {"rng": rng_state(), "loader": {"generator": torch.Generator().get_state()}, "n": 3,
+             "ranks": [(torch.zeros(2), torch.ones(1))]}
+    moved = on_host(state)
+    assert moved["n"] == 3 and isinstance(moved["ranks"][0], tuple)
+    assert all(t.device.type == "cpu" for t in (moved["rng"]["torch"], moved["loader"]["generator"], *moved["ranks"][0]))
+    set_rng_state(moved["rng"])
+    torch.Generator().set_state(moved["loader"]["generator"])

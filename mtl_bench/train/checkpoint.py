@@ -38,6 +38,19 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def on_host(tree):
+    """``tree`` with its tensors on the CPU. Random-number states (torch's, CUDA's, a loader's
+    generator) are byte tensors their setters take on the CPU only; a checkpoint loaded with
+    ``map_location`` a GPU has them there."""
+    if isinstance(tree, torch.Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        return {key: on_host(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(on_host(value) for value in tree)
+    return tree
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -82,9 +95,14 @@ def settings_mismatch(stored: dict | None, current: dict | None) -> list[str]:
     if not stored or not current:
         return []
     old, new = _flatten(stored), _flatten(current)
-    keys = sorted(old)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
-            if old.get(k) != new.get(k) and not is_key_in(k, RESUMABLE_CHANGES)]
+
+    def now(key):  # a stored leaf (null) that is now a subtree ({name: rlw}) is a change too
+        if key in new:
+            return new[key]
+        below = {k[len(key) + 1:]: v for k, v in new.items() if k.startswith(key + ".")}
+        return below or None
+    return [f"{k}: {old[k]!r} -> {now(k)!r}" for k in sorted(old)
+            if old[k] != now(k) and not is_key_in(k, RESUMABLE_CHANGES)]
 
 
 def check_settings(run_dir: Path, stored: dict | None, current: dict | None) -> None:

@@ -8,6 +8,7 @@ order, so a killed run resumes from its last finished epoch with nothing lost.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import signal
@@ -23,11 +24,11 @@ from ..protocol import check_selection, run_selection
 from ..schemas import TrainerConfig  # the trainer group's schema: every key's type, default and range
 from ..strategies.base import Strategy
 from ..strategies.solvers import one_blas_thread_held
-from .checkpoint import check_settings, ended_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import SettingsMismatch, check_settings, ended_run, load_checkpoint, on_host, rng_state, save_checkpoint, set_rng_state
 from .cost import StepTimer, peak_memory_mb, warm_epoch_seconds
 from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, scheduler_node
 from .signals import Interrupted, deferred_signals, interrupt_on_signals
 from .run_dir import CHECKPOINT_FILE, MetricsLog, exclusive, record, write_summary
 
@@ -145,6 +146,7 @@ class Trainer:
         self.timer = StepTimer(device)
         self.epoch = 0            # epochs finished
         self.step = 0             # optimiser steps taken
+        self.checkpointed_step = 0  # the steps of the last finished epoch, which a resume continues from
         self.history: dict[int, dict] = {}
         self.epoch_seconds: list[float] = []
         self.epoch_cpu_seconds: list[float] = []  # CPU runs: the process's CPU time per epoch (robust to other load)
@@ -192,7 +194,8 @@ class Trainer:
     def _stop(self, err: KeyboardInterrupt) -> NoReturn:
         """Mark the run interrupted (its last finished epoch is checkpointed) and raise the stop."""
         stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
-        self._write_summary("interrupted", signal=stop.name)
+        # its steps are those of the finished epochs (a resume redoes the unfinished one's)
+        self._write_summary("interrupted", signal=stop.name, steps=self.checkpointed_step)
         raise stop from None
 
     # ------------------------------------------------------------------------------ training
@@ -223,7 +226,8 @@ class Trainer:
             nonfinite_values = torch.where(first_bad, torch.stack([losses, weights.to(losses.dtype)]),
                                            nonfinite_values)
             if self.step % self.config.log_interval == 0:
-                step_records.append((self.step, losses, weights))
+                # copies: a strategy may hand out its own buffer (DWA's), which on_epoch_end changes
+                step_records.append((self.step, losses.detach().clone(), weights.detach().clone()))
                 self._check_finite(nonfinite_step, nonfinite_values, step_records)
         self._check_finite(nonfinite_step, nonfinite_values, step_records)
         self.epoch_seconds.append(time.perf_counter() - started)
@@ -331,6 +335,7 @@ class Trainer:
             self.epoch = epoch
             if self.config.checkpoint and (self.dist is None or self.dist.is_main):
                 save_checkpoint(self.run_dir / CHECKPOINT_FILE, self._state())
+            self.checkpointed_step = self.step
             self._write_summary("running")
         log.info("epoch %d/%d %s", epoch, self.config.epochs, _brief(evaluation))
 
@@ -357,29 +362,52 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.run_dir / CHECKPOINT_FILE
+        if self.dist is None or self.dist.is_main:  # copies a kill left half-written (save_checkpoint)
+            for stale in self.run_dir.glob(f".{CHECKPOINT_FILE}.tmp*"):
+                stale.unlink(missing_ok=True)
         if not path.exists():
             self.metrics_log.truncate_after(0)
             return
         state = load_checkpoint(path, map_location=self.device)
         check_settings(self.run_dir, state.get("settings"), self.settings)  # the run there must be this one
+        self._check_epochs(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.strategy.load_state_dict(state["strategy"])
-        set_rng_state(state["rng"])
+        set_rng_state(on_host(state["rng"]))
         if state["train_loader"] is not None and hasattr(self.benchmark.train, "load_state_dict"):
-            self.benchmark.train.load_state_dict(state["train_loader"])
+            self.benchmark.train.load_state_dict(on_host(state["train_loader"]))
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        self.checkpointed_step = self.step
         self.timer.seconds = list(state["cost"]["step_seconds"])
         self.epoch_seconds = list(state["cost"]["epoch_seconds"])
         self.epoch_cpu_seconds = list(state["cost"].get("epoch_cpu_seconds", []))  # absent before 0.2
         self.encoder_passes = state["cost"]["encoder_passes"]
         self.backend.load_state_dict(state.get("gradient_backend", {}))
         if self.dist is not None:
-            self.dist.load_checkpoint_state(state.get("distributed"))
+            self.dist.load_checkpoint_state(on_host(state.get("distributed")))
         self.metrics_log.truncate_after(self.epoch)
         log.info("resuming %s after epoch %d (step %d)", self.run_dir, self.epoch, self.step)
+
+    def _check_epochs(self, state: dict) -> None:
+        """A resumed run may be given more epochs (README "Resume a single run"), never fewer than it
+        has trained, and not when its learning-rate schedule is laid out over them (cosine)."""
+        done, epochs = state["epoch"], self.config.epochs
+        if done > epochs:
+            raise SettingsMismatch(
+                f"{self.run_dir} has trained {done} epochs; trainer.epochs={epochs} is fewer. Resume it with "
+                f"trainer.epochs={done} or more, or start this one in a fresh folder (hydra.run.dir=...)")
+        stored = ((state.get("settings") or {}).get("trainer") or {}).get("epochs")
+        if isinstance(stored, int) and stored != epochs:
+            before = scheduler_node(dataclasses.replace(self.config, epochs=stored))
+            if before != scheduler_node(self.config):
+                raise SettingsMismatch(
+                    f"{self.run_dir}: trainer.epochs {stored} -> {epochs} changes the learning-rate schedule "
+                    f"(trainer.scheduler={self.config.scheduler} is laid out over the epochs), so the longer run "
+                    f"would be neither run. Resume it with trainer.epochs={stored}, or train {epochs} epochs in "
+                    f"a fresh folder (hydra.run.dir=...)")
 
     # ----------------------------------------------------------------------------- summary
     def _check_selection(self) -> None:
