@@ -283,3 +283,32 @@ def test_auto_decisions_survive_a_checkpoint():
     assert resumed.auto_decisions == backend.auto_decisions
     steps(resumed, model, strategy, x, targets, tasks, 1)
     assert resumed.last_chunk == 4  # the batched path chosen before, no new trials
+
+
+def test_a_kept_batched_path_that_no_longer_fits_falls_back_to_the_loop():
+    """A resume with a lowered grad.vmap_max_bytes: the batched path chosen before would batch
+    fewer than two tasks (or none: a crash); the loop takes over, recorded as a new decision."""
+    model, tasks, x, targets = setup()
+    strategy = build_strategy("upgrad", 4)
+    reference = steps(GradientBackend("params", "loop"), model, strategy, x, targets, tasks, 1)
+    backend = GradientBackend("params", "auto")
+    slowed(backend, "_loop_into")
+    steps(backend, model, strategy, x, targets, tasks, 2 * AUTO_TRIALS)
+    assert backend.auto_decisions[-1]["chosen"] == "vmap"
+    per_task = backend._per_task_bytes[tuple(x.shape)]
+    for bound in (per_task * 1.5, per_task / 2):  # one task fits; none fits
+        resumed = GradientBackend("params", "auto", vmap_max_bytes=bound)
+        resumed.load_state_dict(backend.state_dict())
+        torch.testing.assert_close(steps(resumed, model, strategy, x, targets, tasks, 1), reference)
+        assert resumed.last_chunk == 0
+        assert resumed.auto_decisions[-1]["chosen"] == "loop"
+        assert "no longer fits grad.vmap_max_bytes" in resumed.auto_decisions[-1]["reason"]
+
+
+def test_auto_leaves_out_each_paths_warm_up_trial():
+    from mtl_bench.train.gradients import AUTO_WARMUP, _best
+
+    assert AUTO_WARMUP == 1 and AUTO_TRIALS > AUTO_WARMUP
+    assert _best([0.2, 0.001, 0.003, 0.002]) == 0.001
+    assert _best([0.0005, 0.001, 0.003, 0.002]) == 0.001  # a fast first trial is not counted either
+    assert _best([]) is None and _best(None) is None

@@ -34,8 +34,10 @@ parameters' bytes), and the chunk is the largest number of tasks whose estimate 
 ``method=auto`` decides by measurement, per input shape: when at least two tasks fit the bound,
 its first ``2 * AUTO_TRIALS`` steps alternate the loop and the batched path (each a real step,
 nothing computed twice) and time their backward passes (by this process's CPU time on the CPU,
-which other processes on the cores do not move; on CUDA by the wall clock with a
-synchronisation around each timed pass: a one-time cost of these first steps); it then keeps
+which other processes on the cores move far less than the wall clock, though threads spinning
+while they wait still count; on CUDA by the wall clock with a synchronisation around each timed
+pass: a one-time cost of these first steps); leaving out each path's first (``AUTO_WARMUP``)
+trial, which pays one-off costs, it then keeps
 the batched path only when its best time is below ``AUTO_MARGIN`` (0.9) times the loop's, else
 the loop (less memory, and timing noise must not pick a slower path), and the loop when the
 batched path fails (the failure is warned about once).
@@ -60,7 +62,8 @@ from ..strategies.base import SPACES, Strategy
 from .linear_gramian import LayerCalls, identity_cost, linear_gramian, rows_cost, trained_parts
 
 METHODS = ("loop", "vmap", "auto")
-AUTO_TRIALS = 3  # timed steps of each path before grad.method=auto decides (the best of them counts)
+AUTO_TRIALS = 4  # timed steps of each path before grad.method=auto decides (the best of them counts) ...
+AUTO_WARMUP = 1  # ... but the first of each path's, which pays its one-off costs (allocations, kernel set-up)
 AUTO_MARGIN = 0.9  # auto keeps the batched path only when its best time is below this fraction of the loop's
 
 
@@ -84,6 +87,12 @@ def _clock(device: torch.device):
     processes sharing the cores do not move it, so a loaded machine cannot pick the slower path
     by chance), the wall clock around synchronised CUDA work."""
     return time.process_time if device.type == "cpu" else time.perf_counter
+
+
+def _best(seconds: list[float] | None) -> float | None:
+    """The best of a path's timed trials after its warm-up ones (None: not timed)."""
+    counted = (seconds or [])[AUTO_WARMUP:] or seconds
+    return min(counted) if counted else None
 
 
 def _sync(device: torch.device) -> None:
@@ -355,6 +364,9 @@ class GradientBackend:
         if key not in self._chosen and chunk < 2:
             self._decide(key, "loop", chunk, out.device, reason="fewer than two tasks fit grad.vmap_max_bytes")
         path = self._chosen.get(key)
+        if path == "vmap" and chunk < 2:  # kept from before a resume that lowered grad.vmap_max_bytes
+            self._decide(key, "loop", chunk, out.device, reason="the batched path no longer fits grad.vmap_max_bytes")
+            path = "loop"
         if path == "loop":
             return self._loop_into(out, z, z_grads, shared)
         if path == "vmap":
@@ -385,7 +397,7 @@ class GradientBackend:
         trials = self._trials[key]
         trials[path].append(clock() - start)
         if min(len(v) for v in trials.values()) >= AUTO_TRIALS:
-            loop, vmap = min(trials["loop"]), min(trials["vmap"])
+            loop, vmap = _best(trials["loop"]), _best(trials["vmap"])
             self._decide(key, "vmap" if vmap < AUTO_MARGIN * loop else "loop", chunk, out.device)
         return out
 
@@ -394,9 +406,8 @@ class GradientBackend:
         self._chosen[key] = path
         self.auto_decisions.append({
             "chosen": path, "input_shape": list(key), "vmap_chunk": chunk,
-            "loop_seconds": min(trials["loop"]) if trials.get("loop") else None,
-            "vmap_seconds": min(trials["vmap"]) if trials.get("vmap") else None,
-            "trials_per_path": AUTO_TRIALS, "reason": reason or "the shorter of the timed steps",
+            "loop_seconds": _best(trials.get("loop")), "vmap_seconds": _best(trials.get("vmap")),
+            "trials_per_path": AUTO_TRIALS, "warmup_trials": AUTO_WARMUP, "reason": reason or "the shorter of the timed steps",
             "clock": "process" if _clock(device) is time.process_time else "wall",
         })
 
