@@ -211,3 +211,15 @@ def test_sensitivity_plot_without_a_test_split_and_with_a_method_without_the_key
     static = data[data["line"] == "static"]
     assert list(static["cfg.trainer.lr"]) == ["–"] and static["mean"].iloc[0] == pytest.approx(0.75)
     assert figure.axes[0].get_xscale() == "log" and "dotted: a method without trainer.lr" in data.attrs["note"]
+
+
+def test_the_note_says_when_the_epochs_were_selected_on_test():
+    """--tune chooses on val, but at the epochs each run's rule picked: runs that select their
+    epochs on test (protocol.selection.split=test) let test into the choice, and the note says so."""
+    on_test = tidy(RUNS)
+    on_test.results["sel_split"] = "test"
+    md = make_table(on_test, tune=["trainer.lr"])[0].to_markdown()
+    assert "test never used" not in md
+    assert "epochs were selected on test (best: test mean/accuracy), so test entered the choice" in md
+    # --select-split val: the runs' rule on val, and test stays out
+    assert "test never used" in make_table(on_test, tune=["trainer.lr"], selection={"split": "val"})[0].to_markdown()

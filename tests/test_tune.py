@@ -60,7 +60,11 @@ def test_bad_settings_are_one_clear_error(tmp_path):
         Tuner(tmp_path / "s4", ["ew"], 1, "synthetic", overrides=["trainer.epochs=0"]).run()
     with pytest.raises(ValueError, match="--metric left/accuracy: the runs have no task 'left'; their tasks: task0"):
         Tuner(tmp_path / "s5", ["ew"], 1, "synthetic", metric="left/accuracy").run()
-    assert not list(tmp_path.glob("s[45]/*/trial_*"))
+    with pytest.raises(ValueError, match="protocol.selection.split=test: tune scores each trial on val"):
+        Tuner(tmp_path / "s6", ["ew"], 1, "synthetic", overrides=[
+            "protocol.selection.rule=best", "protocol.selection.split=test",
+            "protocol.selection.metric=mean/normalized_loss"]).run()
+    assert not list(tmp_path.glob("s[456]/*/trial_*"))
     with pytest.raises(ValueError, match="MNIST not found"):   # missing data: before any trial, not in each
         Tuner(tmp_path / "s3", ["ew"], 1, "synthetic", overrides=["dataset=multimnist",
                                                                   f"dataset.root={tmp_path / 'nowhere'}"]).run()

@@ -126,7 +126,7 @@ def make_table(source, split: str = "test", columns=None, metrics=None, delta_av
         metrics_used = ", ".join(sorted(sel.tuning["metric"].unique()))
         grid = "; ".join(_grid(key, _values(sel.collection.results[f'cfg.{key}'])) for key in sel.tuned)
         table.notes.append(f"{', '.join(sel.tuned)} chosen per method (per task for stl) by the best mean over "
-                           f"seeds of {TUNE_SPLIT} {metrics_used} ({grid}); test never used.")
+                           f"seeds of {TUNE_SPLIT} {metrics_used} ({grid}); " + _test_use(sel.selected))
         gaps = sel.tuning[sel.tuning["incomplete"] != ""]
         if not gaps.empty:
             table.notes.append("INCOMPLETE GRID, so these choices were made among fewer runs than the others': "
@@ -134,6 +134,16 @@ def make_table(source, split: str = "test", columns=None, metrics=None, delta_av
                                            for row in gaps.itertuples()) + ".")
         _add_trials(table, source)
     return table, sel
+
+
+def _test_use(selected) -> str:
+    """Whether test entered the choice: through the epochs, when they were selected on test."""
+    rules = selected["selection_rule"].astype(str) if "selection_rule" in selected else []
+    on_test = sorted({rule for rule in rules if rule.startswith("best: test")})
+    if not on_test:
+        return "test never used."
+    return (f"but each run's epochs were selected on test ({'; '.join(on_test)}), so test entered the choice: "
+            f"select on val (--select-split val) for a choice test never saw.")
 
 
 def _grid(key: str, values: list[str]) -> str:

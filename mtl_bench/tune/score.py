@@ -39,7 +39,7 @@ def score_trial(trial_dir: Path, metric: str, n_runs: int) -> TrialScore:
     if (results["sel_rule"] == "delta_m").any():
         selected = selected_values(results, rule="best", split=TUNE_SPLIT, metric=metric)
     else:
-        selected = selected_values(results)
+        selected = selected_values(results, split=TUNE_SPLIT)  # each run's rule, its epochs chosen on val
     val = selected[selected["split"] == TUNE_SPLIT]
     if val.empty:
         return TrialScore(None, statuses, f"no {TUNE_SPLIT} split to score on (tuning never reads test)")

@@ -216,6 +216,11 @@ class Tuner:
                     if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
                         raise ValueError(f"search space {self.space_name}: {key} is not a config key of "
                                          f"strategy={method}; fix the preset's methods.{method} entry")
+        selection = cfg.protocol.selection
+        if selection.get("rule") in ("best", "delta_m") and selection.get("split") == "test":
+            raise ValueError("protocol.selection.split=test: tune scores each trial on val and never reads test, "
+                             "so its runs must select their epochs on val too; drop the override (or set "
+                             "protocol.selection.split=val)")
         task = self.metric.split("/", 1)[0]
         if tasks is not None and task != "mean" and task not in tasks:
             raise ValueError(f"--metric {self.metric}: the runs have no task {task!r}; their tasks: {', '.join(tasks)} "
