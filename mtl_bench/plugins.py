@@ -39,12 +39,13 @@ def node_params(node: Mapping, drop: tuple[str, ...] = ()) -> dict:
     return params
 
 
-def call_builder(node: Mapping, group: str, **inputs) -> Any:
-    """Call the function named by ``node._target_`` with ``inputs`` and the node's other keys."""
+def call_builder(node: Mapping, group: str, drop: tuple[str, ...] = (), **inputs) -> Any:
+    """Call the function named by ``node._target_`` with ``inputs`` and the node's other keys (but
+    ``drop``): a call its signature refuses is one line naming the keys and the function."""
     builder = locate(node["_target_"], f"{group}._target_")
     if not callable(builder):
         raise ValueError(f"{group}._target_={node['_target_']} is not callable")
-    arguments = {**inputs, **node_params(node)}
+    arguments = {**inputs, **node_params(node, drop)}
     try:
         inspect.signature(builder).bind(**arguments)
     except TypeError as err:

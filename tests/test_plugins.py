@@ -71,6 +71,10 @@ def test_python_api_runs_resumes_and_loads_typed_runs(project, monkeypatch):
     ("strategy._target_=my_mtl.build_small_mlp", "is not a strategy class"),
     ("model._target_=my_mtl.load_npz", "cannot be called with"),
     ("model._target_=my_mtl.SoftmaxLossWeighting", "cannot be called with"),
+    # a dataset key the loader does not take: one line naming the loader and the keys, as for models
+    ("+dataset.nn=3", r"dataset._target_=my_mtl.load_npz cannot be called with \(batch_size, seed, path, "
+                      r"val_fraction, nn\)"),
+    ("dataset._target_=my_mtl.build_small_mlp", "dataset._target_=my_mtl.build_small_mlp cannot be called with"),
 ])
 def test_a_bad_plug_in_is_one_clear_error(project, monkeypatch, override, message):
     import mtl_bench

@@ -50,10 +50,9 @@ def build_benchmark(cfg, batch_size: int, seed: int) -> Benchmark:
 
 
 def _user_benchmark(cfg, batch_size: int, seed: int) -> Benchmark:
-    from ..plugins import locate, node_params
+    from ..plugins import call_builder
 
-    load = locate(cfg._target_, "dataset._target_")
-    benchmark = load(batch_size=batch_size, seed=seed, **node_params(cfg, drop=("tasks",)))
+    benchmark = call_builder(cfg, "dataset", drop=("tasks",), batch_size=batch_size, seed=seed)
     if not isinstance(benchmark, Benchmark):
         raise ValueError(f"dataset._target_={cfg._target_} returned {type(benchmark).__name__}; it must return a "
                          "mtl_bench.data.Benchmark(name, tasks, train, val, test)")
