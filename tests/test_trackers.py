@@ -182,14 +182,21 @@ def test_wandb_offline_run_holds_the_values_of_metrics_jsonl(tmp_path):
 
 
 def test_tensorboard_dir_is_a_root_with_one_folder_per_run_and_mlflow_defaults_to_a_local_store(tmp_path, monkeypatch):
-    from mtl_bench.train.trackers import MLflowTracker, TensorBoardTracker
+    from mtl_bench.train.trackers import MLflowTracker, TensorBoardTracker, shared_root_name
 
-    tracker = TensorBoardTracker({"dir": str(tmp_path / "tb")}, tmp_path / "seed=1,strategy=ew", {"seed": 1}, "ew")
-    tracker.resume(0, 0)
-    tracker.log_records([{"epoch": 1, "step": 5, "split": "val", "task": "a", "metric": "mse", "value": 0.25},
-                         {"epoch": 1, "step": 5, "split": "val", "task": "b", "metric": "mse", "value": None}])
-    tracker.close()
-    assert _tensorboard(tmp_path / "tb" / "seed=1,strategy=ew") == {"val/a/mse": [(5, 0.25)]}
+    # two runs whose folders share a name (two sweeps' seed=1,strategy=ew) write apart
+    for sweep, value in (("sweep_a", 0.25), ("sweep_b", 0.5)):
+        tracker = TensorBoardTracker({"dir": str(tmp_path / "tb")}, tmp_path / sweep / "seed=1,strategy=ew",
+                                     {"seed": 1}, "ew")
+        tracker.resume(0, 0)
+        tracker.log_records([{"epoch": 1, "step": 5, "split": "val", "task": "a", "metric": "mse", "value": value},
+                             {"epoch": 1, "step": 5, "split": "val", "task": "b", "metric": "mse", "value": None}])
+        tracker.close()
+    a, b = (shared_root_name(tmp_path / sweep / "seed=1,strategy=ew") for sweep in ("sweep_a", "sweep_b"))
+    assert a != b and a.startswith("seed=1,strategy=ew-") and len(a) == len("seed=1,strategy=ew-") + 8
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == sorted([a, b])
+    assert _tensorboard(tmp_path / "tb" / a) == {"val/a/mse": [(5, 0.25)]}
+    assert _tensorboard(tmp_path / "tb" / b) == {"val/a/mse": [(5, 0.5)]}
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

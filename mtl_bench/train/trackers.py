@@ -17,6 +17,7 @@ epoch makes that epoch's records reach MLflow and W&B twice, with the same value
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -128,9 +129,17 @@ class Tracker:
     def finish(self) -> None: ...
 
 
+def shared_root_name(run_dir: Path) -> str:
+    """A run's folder in a root shared by many runs: its own folder's name and a short hash of its path."""
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{Path(run_dir).name}-{digest}"
+
+
 class TensorBoardTracker(Tracker):
-    """Event files in ``tensorboard/`` of the run folder, or ``DIR/<run folder name>`` with
-    ``logger.tensorboard.dir=DIR`` (one root for the runs of several sweeps)."""
+    """Event files in ``tensorboard/`` of the run folder, or ``DIR/<run folder name>-<hash>`` with
+    ``logger.tensorboard.dir=DIR`` (one root for the runs of several sweeps; the hash of the run
+    folder's absolute path keeps apart runs whose folders share a name, as every sweep's ``0`` or a
+    tune study's ``seed_0``, and stays the same when the run resumes)."""
 
     name = "tensorboard"
 
@@ -138,7 +147,7 @@ class TensorBoardTracker(Tracker):
         from torch.utils.tensorboard import SummaryWriter
 
         root = self.options.get("dir")
-        folder = Path(root) / self.run_dir.name if root else self.run_dir / "tensorboard"
+        folder = Path(root) / shared_root_name(self.run_dir) if root else self.run_dir / "tensorboard"
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=step + 1)
         if epoch == 0:
             self.writer.add_text("config", "```\n" + json.dumps(self.config, indent=2, default=str) + "\n```", 0)
