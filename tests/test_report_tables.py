@@ -251,3 +251,15 @@ def test_a_bar_is_in_the_tables_units_and_direction_for_accuracy():
     assert next(line for line in md.splitlines() if line.startswith("| uw |")).count("‡") == 2
     assert "‡" not in next(line for line in md.splitlines() if line.startswith("| ew |"))
     assert "‡" in table.render("latex")
+
+
+def test_default_columns_count_a_regression_task_once_in_delta_m(runs):
+    """normalized_loss is mse / scale: the same relative change, so both in Δm would weigh each
+    regression task twice. The default columns keep mse; --metrics still shows either."""
+    table, _ = make_table([runs])
+    columns = [c for c in table.frame.columns if c.endswith("/mse") or c.endswith("/normalized_loss")]
+    assert columns == ["task0/mse", "task1/mse"]
+    by_mse = make_table([runs], metrics=["mse"])[0].frame.set_index("method")["delta_m"]
+    assert table.frame.set_index("method")["delta_m"].to_dict() == pytest.approx(by_mse.to_dict(), nan_ok=True)
+    both = make_table([runs], metrics=["mse", "normalized_loss"])[0].frame
+    assert {"task0/mse", "task0/normalized_loss"} <= set(both.columns)

@@ -20,6 +20,9 @@ from .scores import delta_m, mean_rank, paired_test, seed_stats
 from .stats import CONFIDENCE, N_RESAMPLES, SEED, bootstrap_ci, holm, probability_of_improvement
 
 SKIP_METRICS = ("loss", "weight")
+# a metric that is another one divided by a constant has the same relative change: both in the
+# default columns would count that task twice in Δm (a regression task's normalized_loss = mse / scale)
+SCALED_COPIES = {"normalized_loss": "mse"}
 CI_KINDS = ("t", "bootstrap")       # --ci: Student t half-widths (default) | percentile bootstrap intervals
 CORRECTIONS = ("none", "holm")      # --correction of the p-values against the reference
 MIN_SEEDS = 3    # rows with fewer seeds are marked: their 95% CI says little (Student t, n - 1 dof)
@@ -247,11 +250,14 @@ def _task_means(values: dict, reduce=lambda v: sum(v) / len(v)) -> dict:
 
 
 def default_columns(selected: pd.DataFrame, split: str, metrics=None) -> list[str]:
-    """Every ``task/metric`` of the multi-task runs on ``split``, in logged order, except losses
-    and weights (or only ``metrics`` when given)."""
+    """Every ``task/metric`` of the multi-task runs on ``split``, in logged order, except losses,
+    weights and a metric whose unscaled original is there too (``SCALED_COPIES``; or only
+    ``metrics`` when given)."""
     rows = selected[(selected["split"] == split) & ~selected["is_baseline"]]
     pairs = list(dict.fromkeys(zip(rows["task"], rows["metric"])))
     chosen = [p for p in pairs if (p[1] in metrics if metrics else p[1] not in SKIP_METRICS)]
+    if not metrics:  # one of a metric and its scaled copy (the same task's)
+        chosen = [(t, m) for t, m in chosen if (t, SCALED_COPIES.get(m)) not in chosen]
     if not chosen and not metrics:
         chosen = [p for p in pairs if p[1] != "weight"]
     return [f"{t}/{m}" for t, m in chosen]
