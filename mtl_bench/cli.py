@@ -742,6 +742,8 @@ def tune_command(argv: list[str]) -> None:
                        "(default: the dataset's, e.g. synthetic)")
         p.add_argument("--seeds", default="0", help="seeds of every trial, scored by their mean (default 0)")
         p.add_argument("--metric", help="val metric tuned, task/metric or mean/metric (default: the preset's)")
+        p.add_argument("--direction", choices=("maximize", "minimize"),
+                       help="the metric's direction, for a metric mtl-bench does not know (one of your own)")
         p.add_argument("--n-jobs", type=int, default=1, help="trials run at once (default 1)")
         p.add_argument("--sampler-seed", type=int, default=0, help="seed of Optuna's TPE sampler (default 0)")
     a = _parse("tune", argv, build)
@@ -749,7 +751,7 @@ def tune_command(argv: list[str]) -> None:
     try:
         tuner = Tuner(Path(a.dir), methods=_split(a.methods) or [], trials=a.trials, space_name=a.space or dataset,
                       seeds=[int(s) for s in _split(a.seeds) or []], overrides=a.overrides, metric=a.metric,
-                      n_jobs=a.n_jobs, sampler_seed=a.sampler_seed, log=lambda line: print(f"mtl-bench tune: {line}", flush=True))
+                      direction=a.direction, n_jobs=a.n_jobs, sampler_seed=a.sampler_seed, log=lambda line: print(f"mtl-bench tune: {line}", flush=True))
         state = tuner.run()
     except Stopped as err:
         print(f"mtl-bench: {err}; resume with the same command", file=sys.stderr)

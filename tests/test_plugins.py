@@ -75,6 +75,9 @@ def test_python_api_runs_resumes_and_loads_typed_runs(project, monkeypatch):
     ("+dataset.nn=3", r"dataset._target_=my_mtl.load_npz cannot be called with \(batch_size, seed, path, "
                       r"val_fraction, nn\)"),
     ("dataset._target_=my_mtl.build_small_mlp", "dataset._target_=my_mtl.build_small_mlp cannot be called with"),
+    # a hyper-parameter the user's config does not list: add it with +, not "did you mean" itself
+    ("strategy.loss_weighting=uw", r"is a hyper-parameter of strategy unit_grad that its config does not list: "
+                                   r"give it with \+strategy.loss_weighting="),
 ])
 def test_a_bad_plug_in_is_one_clear_error(project, monkeypatch, override, message):
     import mtl_bench

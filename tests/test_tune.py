@@ -65,6 +65,20 @@ def test_bad_settings_are_one_clear_error(tmp_path):
             "protocol.selection.rule=best", "protocol.selection.split=test",
             "protocol.selection.metric=mean/normalized_loss"]).run()
     assert not list(tmp_path.glob("s[456]/*/trial_*"))
+    # a search space with metric: null tunes the runs' own selection metric (docs/tuning.md)
+    runs_metric = tmp_path / "runs_metric.yaml"
+    runs_metric.write_text("metric: null\nparams:\n  trainer.lr: {low: 0.001, high: 0.1, log: true}\n")
+    tuner = Tuner(tmp_path / "s7", ["ew"], 1, str(runs_metric), overrides=[
+        "protocol.selection.rule=best", "protocol.selection.metric=mean/mse"])
+    tuner.preflight()
+    assert tuner.metric == "mean/mse" and tuner.higher is False
+    with pytest.raises(ValueError, match="--metric None: give the val metric"):  # and the runs name none
+        Tuner(tmp_path / "s8", ["ew"], 1, str(runs_metric)).preflight()
+    # a metric of one's own: its direction is asked for, and --direction gives it
+    with pytest.raises(ValueError, match="give --direction maximize or --direction minimize"):
+        Tuner(tmp_path / "s9", ["ew"], 1, "synthetic", metric="mean/score")
+    assert Tuner(tmp_path / "s9", ["ew"], 1, "synthetic", metric="mean/score", direction="maximize").higher is True
+    assert Tuner(tmp_path / "s9", ["ew"], 1, "synthetic", metric="mean/accuracy", direction="minimize").higher is False
     with pytest.raises(ValueError, match="MNIST not found"):   # missing data: before any trial, not in each
         Tuner(tmp_path / "s3", ["ew"], 1, "synthetic", overrides=["dataset=multimnist",
                                                                   f"dataset.root={tmp_path / 'nowhere'}"]).run()

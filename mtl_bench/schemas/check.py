@@ -97,7 +97,11 @@ def _unknown_strategy_key(node: DictConfig, key: str) -> str:
         known = hyperparameters(node.get("_target_") or name)
     except Exception:  # an unknown strategy: its own check says so
         known = {}
-    return (f"{key} is not in the config of strategy {name}: {_hyperparameters_hint(key.split('.', 1)[1], known)} "
+    short = key.split(".", 1)[1]
+    if short.split(".", 1)[0] in known:
+        return (f"{key} is a hyper-parameter of strategy {name} that its config does not list: give it with "
+                f"+{key}=... (the + adds a key to a config)")
+    return (f"{key} is not in the config of strategy {name}: {_hyperparameters_hint(short, known)} "
             f"(one its config does not list is given with +{key}=...)")
 
 

@@ -79,6 +79,7 @@ class Tuner:
     overrides: list[str] = field(default_factory=list)
     metric: str | None = None
     n_jobs: int = 1
+    direction: str | None = None  # "maximize" | "minimize": a metric whose direction mtl-bench does not know
     sampler_seed: int = 0
     log: object = print
 
@@ -94,15 +95,28 @@ class Tuner:
             raise ValueError(f"override {bad[0]!r}: tune sets strategy (--methods), seed (--seeds) and the sweep "
                              f"folder (--dir) itself; remove it")
         self.space = load_space(self.space_name)
-        self.metric = self.metric or self.space["metric"]
-        if not self.metric or "/" not in self.metric:
-            raise ValueError(f"--metric {self.metric!r}: give the val metric to tune as task/metric or mean/metric "
-                             f"(e.g. mean/accuracy), or set metric: in the search space preset")
-        self.higher = higher_is_better(self.metric.split("/", 1)[1])
+        if self.direction not in (None, "maximize", "minimize"):
+            raise ValueError(f"--direction {self.direction}: choose maximize or minimize")
+        self.metric = self.metric or self.space["metric"]  # null: the runs' protocol.selection.metric (preflight)
+        self.higher = None if self.metric is None else self._metric_direction(self.metric)
         self.directory = Path(self.directory)
         self._children: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         self._stopping = False
+
+    def _metric_direction(self, metric) -> bool:
+        """Whether higher values of ``metric`` are better: ``--direction``, else mtl-bench's own table."""
+        if not metric or "/" not in str(metric):
+            raise ValueError(f"--metric {metric!r}: give the val metric to tune as task/metric or mean/metric "
+                             f"(e.g. mean/accuracy), or set metric: in the search space preset")
+        if self.direction:
+            return self.direction == "maximize"
+        name = metric.split("/", 1)[1]
+        try:
+            return higher_is_better(name)
+        except ValueError:
+            raise ValueError(f"--metric {metric}: mtl-bench does not know whether higher or lower {name!r} is better "
+                             f"(a metric of your own); give --direction maximize or --direction minimize") from None
 
     # ------------------------------------------------------------------ settings and storage
     def settings(self) -> dict:
@@ -217,6 +231,9 @@ class Tuner:
                         raise ValueError(f"search space {self.space_name}: {key} is not a config key of "
                                          f"strategy={method}; fix the preset's methods.{method} entry")
         selection = cfg.protocol.selection
+        if self.metric is None:  # the search space's metric: null, the runs' own selection metric
+            self.metric = selection.get("metric")
+            self.higher = self._metric_direction(self.metric)
         if selection.get("rule") in ("best", "delta_m") and selection.get("split") == "test":
             raise ValueError("protocol.selection.split=test: tune scores each trial on val and never reads test, "
                              "so its runs must select their epochs on val too; drop the override (or set "
