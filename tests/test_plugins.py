@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,48 @@ def test_a_bad_plug_in_is_one_clear_error(project, monkeypatch, override, messag
     monkeypatch.syspath_prepend(str(project))
     with pytest.raises(RunError, match=message):
         mtl_bench.run("strategy=unit_grad", "dataset=toy_npz", SEARCH, override, "trainer.epochs=1", run_dir="runs/bad")
+
+
+def test_a_strategy_class_the_loop_cannot_call_is_refused_before_the_first_step():
+    """The contract of a user's class, checked when it is looked up: n_tasks first (else the task
+    count silently fills the first hyper-parameter), its level's method defined and callable as the
+    loop calls it."""
+    import torch
+
+    from mtl_bench.strategies import GradientAggregator, GradientWeighting, LossWeighting, build_strategy
+
+    class NoTasks(LossWeighting):
+        def __init__(self, temperature: float = 2.0):
+            super().__init__(1)
+
+        def weights(self, losses, gramian=None):
+            return torch.ones_like(losses)
+
+    class NoWeights(GradientWeighting):
+        pass
+
+    class LossesOnly(GradientWeighting):
+        def weights(self, losses):
+            return torch.ones_like(losses)
+
+    class OwnCombine(LossWeighting):  # combine instead of weights: fine
+        def combine(self, losses):
+            return losses.sum(), torch.ones_like(losses)
+
+    class Aggregator(GradientAggregator):
+        def aggregate(self, jacobian, losses):
+            return jacobian.sum(0), torch.ones_like(losses)
+
+    cases = [(NoTasks, "its constructor must take the number of tasks first, def __init__(self, n_tasks, ...); "
+                       "it takes (temperature)"),
+             (NoWeights, "NoWeights does not define weights(): a GradientWeighting must"),
+             (LossesOnly, "LossesOnly.weights(self, losses) cannot be called as the training loop calls it: "
+                          "weights(losses=, gramian=)"),
+             (Aggregator, "aggregate(x, x, representation=)")]
+    for cls, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            build_strategy(cls, 2)
+    assert isinstance(build_strategy(OwnCombine, 2), OwnCombine)
 
 
 def test_typed_config_columns_leave_text_and_lists_alone():

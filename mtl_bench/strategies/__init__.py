@@ -88,7 +88,44 @@ def strategy_class(name) -> type[Strategy]:
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ValueError(f"strategy {name!r} is not a strategy class: subclass mtl_bench.strategies.LossWeighting, "
                          "GradientWeighting or GradientAggregator")
+    if cls not in STRATEGIES.values():
+        check_contract(cls, getattr(name, "__name__", name))
     return cls
+
+
+# what the training loop calls on each kind of strategy: (its base, the method, example arguments)
+_CONTRACTS = (
+    (GradientAggregator, "aggregate", ((None, None, None), {"representation": None})),
+    (GradientWeighting, "weights", ((None,), {"losses": None, "gramian": None})),
+    (LossWeighting, "weights", ((None, None), {})),
+)
+
+
+def check_contract(cls: type[Strategy], name) -> None:
+    """A user's strategy class can be built and called as the loop calls it, checked before the
+    first step: ``__init__(self, n_tasks, ...)`` (else the task count fills its first
+    hyper-parameter silently) and its level's method defined and callable with the loop's arguments
+    (``weights(losses)`` for a loss weighting, unless it defines ``combine``; ``weights(losses=,
+    gramian=)``; ``aggregate(jacobian, losses, representation=)``)."""
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()][1:]
+    if not params or params[0].name != "n_tasks":
+        raise ValueError(f"strategy {name}: its constructor must take the number of tasks first, "
+                         f"def __init__(self, n_tasks, ...); it takes ({', '.join(p.name for p in params)})")
+    contract = next((c for c in _CONTRACTS if issubclass(cls, c[0])), None)
+    if contract is None:  # a Strategy of its own kind: nothing known to check
+        return
+    base, method, (args, kwargs) = contract
+    if base is LossWeighting and cls.combine is not LossWeighting.combine:
+        return  # its own combine: weights() is not called by the loop
+    if getattr(cls, method) is getattr(base, method):
+        raise ValueError(f"strategy {name} does not define {method}(): a {base.__name__} must "
+                         "(README, 'Bring your own method, model and data')")
+    try:
+        inspect.signature(getattr(cls, method)).bind(*args, **kwargs)
+    except TypeError:
+        call = ", ".join([*("x" for _ in args[1:]), *(f"{k}=" for k in kwargs)])
+        raise ValueError(f"strategy {name}.{method}{inspect.signature(getattr(cls, method))} cannot be called as "
+                         f"the training loop calls it: {method}({call})") from None
 
 
 def hyperparameters(name) -> dict[str, object]:
