@@ -21,6 +21,11 @@ def locate(path: str, key: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
+        missing = getattr(err, "name", None)
+        if missing and not module_name.startswith(missing) and not missing.startswith(module_name.split(".")[0]):
+            # the module was found, but one of its own imports was not
+            raise ValueError(f"{key}={path}: module {module_name!r} was found but its own import of {missing!r} "
+                             f"failed ({err}); install {missing!r} where mtl-bench runs") from None
         raise ValueError(f"{key}={path}: cannot import module {module_name!r} ({err}); put the folder that holds "
                          f"it on PYTHONPATH (or pip install it) before running") from None
     try:

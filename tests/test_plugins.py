@@ -76,6 +76,7 @@ def test_python_api_runs_resumes_and_loads_typed_runs(project, monkeypatch):
     ("+dataset.nn=3", r"dataset._target_=my_mtl.load_npz cannot be called with \(batch_size, seed, path, "
                       r"val_fraction, nn\)"),
     ("dataset._target_=my_mtl.build_small_mlp", "dataset._target_=my_mtl.build_small_mlp cannot be called with"),
+    ("model.hiden=3", r"model.hiden is not a key of model: did you mean model.hidden\? its keys are"),
     # a hyper-parameter the user's config does not list: add it with +, not "did you mean" itself
     ("strategy.loss_weighting=uw", r"is a hyper-parameter of strategy unit_grad that its config does not list: "
                                    r"give it with \+strategy.loss_weighting="),
@@ -173,3 +174,15 @@ def test_tune_preflight_finds_a_users_strategy_through_hydra_searchpath(project,
     missing.write_text("metric: mean/accuracy\nmethods:\n  softmax_loss:\n    strategy.nope: {low: 0.1, high: 2.0}\n")
     with pytest.raises(ValueError, match="strategy.nope is not a config key of strategy=softmax_loss"):
         Tuner(project / "study2", ["softmax_loss"], 1, str(missing), overrides=["dataset=toy_npz", SEARCH]).preflight()
+
+
+def test_a_plug_in_whose_own_import_fails_is_told_apart_from_a_missing_module(tmp_path, monkeypatch):
+    from mtl_bench.plugins import locate
+
+    (tmp_path / "brokenmod.py").write_text("import not_installed_pkg_xyz\n\nclass Mine:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="module 'brokenmod' was found but its own import of "
+                                         "'not_installed_pkg_xyz' failed"):
+        locate("brokenmod.Mine", "strategy._target_")
+    with pytest.raises(ValueError, match="cannot import module 'absent_mod_xyz'.*on PYTHONPATH"):
+        locate("absent_mod_xyz.Mine", "strategy._target_")

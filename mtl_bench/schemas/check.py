@@ -105,6 +105,18 @@ def _unknown_strategy_key(node: DictConfig, key: str) -> str:
             f"(one its config does not list is given with +{key}=...)")
 
 
+def _unknown_plain_key(node: DictConfig, key: str) -> str:
+    """``model.hiden=3`` on a config of one's own (no schema): the closest of its keys."""
+    import difflib
+
+    group, _, name = key.rpartition(".")
+    keys = [str(k) for k in node.keys()]
+    close = difflib.get_close_matches(name, keys, n=1)
+    hint = f"did you mean {group}.{close[0]}? " if close else ""
+    return (f"{key} is not a key of {group}: {hint}its keys are {', '.join(keys) or 'none'} "
+            f"(one it does not list is given with +{key}=...)")
+
+
 def _kind(value) -> str | None:
     """The kind of a constructor default or a config value (None: no default to compare with)."""
     if value is None or value is inspect.Parameter.empty:
@@ -143,7 +155,11 @@ def explain(error: BaseException) -> str | None:
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(key, str) \
             and key.startswith("strategy.") and key.count(".") == 1 and isinstance(strategy, DictConfig):
         return _unknown_strategy_key(strategy, key)  # a key the strategy's config file does not list
-    if not (isinstance(schema, type) and issubclass(schema, Schema) and key):
+    has_schema = isinstance(schema, type) and issubclass(schema, Schema)
+    if not has_schema and isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(key, str) \
+            and "." in key and isinstance(strategy, DictConfig):
+        return _unknown_plain_key(strategy, key)  # a config without a schema: a user's model or dataset
+    if not (has_schema and key):
         return None
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
         return unknown_key(schema, key)
