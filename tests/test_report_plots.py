@@ -1,6 +1,7 @@
 """Plots render headless (PNG and PDF) and return the data they drew."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from report_runs import ONE_THREAD, synthetic_runs
 
@@ -130,8 +131,62 @@ def test_weights_share_one_axis_with_seed_bands_and_say_so(sel):
     at3 = seed_stats(uw[uw["step"] == 3]["value"].tolist())
     row = data[(data["method"] == "uw") & (data["task"] == "task0") & (data["step"] == 3)].iloc[0]
     assert row["high"] - row["weight"] == pytest.approx(at3["ci"]) and not math.isnan(row["low"])
-    assert data.attrs["note"] == "lines: mean task weight over 1-2 seeds; bands: 95% CI over seeds (Student t)"
+    assert data.attrs["note"] == ("lines: mean task weight over 1-2 seeds; bands: 95% CI over seeds (Student t); "
+                                  "one y-axis for every panel")
     assert any("95% CI" in t.get_text() for t in fig.texts)
+
+
+def test_weights_of_very_different_scales_get_their_own_axes_and_say_so(sel):
+    r = sel.results.copy()
+    big = (r["method"] == "uw") & (r["metric"] == "weight")
+    r.loc[big, "value"] = r.loc[big, "value"] * 100  # a method whose weights are 100x the others'
+    data = plots.weights(r)
+    assert len({ax.get_ylim() for ax in data.attrs["figure"].axes}) > 1
+    assert data.attrs["note"].endswith("each panel its own y-axis (the methods' weights differ in scale by more than 10x)")
+
+
+def test_a_method_keeps_its_colour_in_every_panel_and_the_figure_has_one_legend(sel):
+    fig = plots.curves(sel.results, metric="mse").attrs["figure"]
+    colours = {}
+    for ax in fig.axes:
+        assert ax.get_legend() is None
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color() if isinstance(line.get_color(), str)
+                                                            else tuple(line.get_color()))
+    assert len(colours) >= 3 and all(len(c) == 1 for c in colours.values())
+    assert len({next(iter(c)) for c in colours.values()}) == len(colours)  # and no two methods share one
+    (legend,) = fig.legends
+    assert {t.get_text() for t in legend.get_texts()} == set(colours)
+
+
+def test_an_outlying_bar_runs_off_the_axis_with_its_value_written():
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    means = pd.Series([-3.1, -1.2, 100.0, 105.0, 110.0, 120.0, 130.0, 5484.0])
+    ax.bar(range(len(means)), means)
+    assert plots._clip_outliers(ax, means, [0.0] * len(means), [0.0] * len(means))
+    low, high = ax.get_ylim()
+    assert low < -3.1 and 130 < high < 5484  # the best bars stay in, the outlier is cut
+    assert [t.get_text() for t in ax.texts] == ["5484"]
+    plain = Figure().add_subplot()
+    assert not plots._clip_outliers(plain, pd.Series([1.0, 2.0, 3.0, 4.0, 6.0]), [0.5] * 5, [0.5] * 5)
+
+
+def test_each_panel_ranks_and_measures_its_own_tasks():
+    """A 10-task panel beside a 2-task one: the N-task fronts of each panel use that panel's tasks
+    (a NaN column of the other panel no longer drops them)."""
+    rows = []
+    for panel, tasks in (("ten", [f"t{i}" for i in range(10)]), ("two", ["t0", "t1"])):
+        for method, shift in (("a", 0.0), ("b", 1.0)):
+            for task in tasks:
+                rows.append({"panel": panel, "method": method, "strategy": method, "seed": 0, "task": task,
+                             "value": shift + (0.5 if task == "t5" and method == "a" else 0.0)})
+    rows = pd.DataFrame(rows)
+    data = pd.DataFrame({"panel": ["ten", "ten", "two", "two"], "method": ["a", "b", "a", "b"],
+                         "is_static": False})
+    out = plots._all_task_fronts(data, rows, hib=False)
+    assert len(out["ten"]["tasks"]) == 10 and out["two"]["tasks"] == ["t0", "t1"]
 
 
 def test_curves_use_integer_epoch_ticks(sel):

@@ -73,7 +73,54 @@ def _note(fig, frame: pd.DataFrame, text: str) -> None:
 def _integer_ticks(ax, axis: str = "x") -> None:
     from matplotlib.ticker import MaxNLocator
 
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(nbins="auto", integer=True))
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+
+
+def _styles(names) -> dict[str, dict]:
+    """One colour and marker per name (method or task), the same in every panel of a figure: 20
+    colours (tab20, the strong shade first) and ten markers, so that 24 methods stay apart."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"].colors
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return {name: {"color": palette[order[i % 20]], "marker": MARKERS[i % len(MARKERS)]}
+            for i, name in enumerate(dict.fromkeys(names))}
+
+
+def _legend(fig, axes) -> None:
+    """One legend for the figure, outside the panels (a legend per panel covers its data once
+    a study has a dozen methods): every label drawn, once, in the order first drawn."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=7,
+                   ncols=1 if len(entries) <= 30 else 2)
+
+
+def _title(text: str, width: int = 48) -> str:
+    """A panel title wrapped to its panel's width (long panel names: a preset's overrides)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in str(text).split("\n"))
+
+
+def _bounds(metric: str) -> tuple[float, float]:
+    """The values ``metric`` can take, for clipping confidence bands: fractions in [0, 1], error %
+    in [0, 100], losses and errors from 0."""
+    from .directions import DISPLAY_SCALE
+
+    if metric in DISPLAY_SCALE or metric.startswith("within_"):
+        return 0.0, 1.0
+    if metric == "error":
+        return 0.0, 100.0
+    if metric in ("loss", "mse", "normalized_loss", "abs_err", "rel_err", "mean_angle", "median_angle"):
+        return 0.0, math.inf
+    return -math.inf, math.inf
 
 
 def _save(fig, frame: pd.DataFrame, out, name: str) -> pd.DataFrame:
@@ -88,6 +135,14 @@ def _save(fig, frame: pd.DataFrame, out, name: str) -> pd.DataFrame:
     frame.attrs["files"] = files
     frame.attrs["figure"] = fig
     return frame
+
+
+def _better(rows: pd.DataFrame) -> str:
+    """`` (higher is better)`` or `` (lower is better)`` for the rows' metric, as recorded with
+    them; empty when they do not say."""
+    if "higher_is_better" not in rows or rows.empty:
+        return ""
+    return " (higher is better)" if bool(rows["higher_is_better"].iloc[0]) else " (lower is better)"
 
 
 def _mtl(results: pd.DataFrame) -> pd.DataFrame:
@@ -108,28 +163,37 @@ def weights(results: pd.DataFrame, out=None, name: str = "weights") -> pd.DataFr
     rows = rows[rows["split"] == keep]
     data = _seed_band(rows, ["panel", "method", "task", "step"]).rename(columns={"mean": "weight"})
     groups = list(data.groupby(["panel", "method"], sort=False))
+    styles = _styles(data["task"])
     fig, axes = _figure(len(groups))
     for ax, ((panel, method), group) in zip(axes, groups):
         for task, line in group.groupby("task", sort=False):
-            drawn = ax.plot(line["step"], line["weight"], label=task)
-            ax.fill_between(line["step"], line["low"], line["high"], alpha=0.2, color=drawn[0].get_color())
-        ax.set_title(f"{method}\n{panel}", fontsize=8)
+            ax.plot(line["step"], line["weight"], label=task, color=styles[task]["color"])
+            ax.fill_between(line["step"], line["low"], line["high"], alpha=0.2, color=styles[task]["color"])
+        ax.set_title(_title(f"{method}\n{panel}"), fontsize=8)
         ax.set_xlabel("step")
         ax.set_ylabel("task weight")
         _integer_ticks(ax)
-        ax.legend(fontsize=7)
-    _share_y(axes, data)
-    _note(fig, data, f"lines: mean task weight over {_seeds(data['n'])}; bands: 95% CI over seeds (Student t)")
+    _legend(fig, axes)
+    shared = _share_y(axes, groups)
+    _note(fig, data, f"lines: mean task weight over {_seeds(data['n'])}; bands: 95% CI over seeds (Student t); "
+                     + ("one y-axis for every panel" if shared else
+                        "each panel its own y-axis (the methods' weights differ in scale by more than 10x)"))
     return _save(fig, data, out, name)
 
 
-def _share_y(axes, data: pd.DataFrame) -> None:
-    """One y-range for every panel, so that weights compare across methods."""
-    values = pd.concat([data["weight"], data["low"], data["high"]]).dropna()
-    if len(values):
-        pad = 0.05 * (values.max() - values.min() or 1.0)
-        for ax in axes:
-            ax.set_ylim(values.min() - pad, values.max() + pad)
+def _share_y(axes, groups) -> bool:
+    """One y-range for every panel, so that weights compare across methods, when their scales
+    are within 10x of each other (a method whose weights are T or 100 times another's would flatten
+    the others' lines); whether it was shared."""
+    ranges = [pd.concat([g["weight"], g["low"], g["high"]]).dropna() for _, g in groups]
+    spans = [float(r.abs().max()) for r in ranges if len(r)]
+    if not spans or (min(spans) > 0 and max(spans) / min(spans) > 10):
+        return False
+    values = pd.concat(ranges)
+    pad = 0.05 * (values.max() - values.min() or 1.0)
+    for ax in axes:
+        ax.set_ylim(values.min() - pad, values.max() + pad)
+    return True
 
 
 def curves(results: pd.DataFrame, metric: str | None = None, split: str = "val", out=None,
@@ -145,17 +209,22 @@ def curves(results: pd.DataFrame, metric: str | None = None, split: str = "val",
     if rows.empty:
         raise ValueError(f"no metric {metric!r} on {split!r}")
     data = _seed_band(rows, ["panel", "method", "task", "epoch"]).rename(columns={"mean": "value"})
+    low, high = _bounds(metric)  # a band past what the metric can be would stretch the axis
+    data["low"], data["high"] = data["low"].clip(lower=low, upper=high), data["high"].clip(lower=low, upper=high)
     groups = list(data.groupby(["panel", "task"], sort=False))
+    styles = _styles(data["method"])
     fig, axes = _figure(len(groups))
     for ax, ((panel, task), group) in zip(axes, groups):
         for method, line in group.groupby("method", sort=False):
-            ax.plot(line["epoch"], line["value"], label=method, marker="." if len(line) < 30 else None)
-            ax.fill_between(line["epoch"], line["low"], line["high"], alpha=0.2)
-        ax.set_title(f"{task} ({panel})", fontsize=8)
+            style = styles[method]
+            ax.plot(line["epoch"], line["value"], label=method, color=style["color"],
+                    marker=style["marker"] if len(line) < 30 else None, markersize=3)
+            ax.fill_between(line["epoch"], line["low"], line["high"], alpha=0.15, color=style["color"])
+        ax.set_title(_title(f"{task} ({panel})"), fontsize=8)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{split} {metric}")
+        ax.set_ylabel(f"{split} {metric}{_better(rows)}")
         _integer_ticks(ax)
-        ax.legend(fontsize=7)
+    _legend(fig, axes)
     _note(fig, data, f"lines: mean over {_seeds(data['n'])}; bands: 95% CI over seeds (Student t)")
     data.attrs["metric"] = metric
     return _save(fig, data, out, name)
@@ -199,6 +268,9 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
     wide = rows.pivot_table(index=["panel", "method", "strategy", "seed"], columns="task", values="value").reset_index()
     grouped = wide.groupby(["panel", "method", "strategy"], sort=False)
     data = grouped[tasks].mean().reset_index().assign(n=grouped.size().to_numpy())
+    for task, axis in zip(tasks, ("x", "y")):  # 95% CI half-widths over seeds (Student t)
+        band = _seed_band(wide, ["panel", "method", "strategy"], task)
+        data[f"{axis}_ci"] = (band["high"] - band["mean"]).to_numpy()
     data = data.rename(columns={tasks[0]: "x", tasks[1]: "y"})
     data["is_static"] = data["strategy"] == "static"
     data["on_front"], data["on_pareto"] = False, False
@@ -210,14 +282,19 @@ def pareto(selected: pd.DataFrame, split: str = "test", metric: str | None = Non
             data.loc[static.index, "on_front"] = front(static, hib, hib)
     hypervolumes = _all_task_fronts(data, every_task, hib)
     groups = list(data.groupby("panel", sort=False))
+    styles = _styles(data.loc[~data["is_static"], "method"])
     fig, axes = _figure(len(groups), 4.8, 4.0)
     for ax, (panel, group) in zip(axes, groups):
-        _draw_pareto_panel(ax, group, stl.get(panel))
-        ax.set_xlabel(f"{tasks[0]} {split} {metric}")
-        ax.set_ylabel(f"{tasks[1]} {split} {metric}")
-        ax.set_title(str(panel), fontsize=8)
-        ax.legend(fontsize=7)
-    note = f"points: mean over {_seeds(data['n'])} per method; dashed: front of the non-dominated points"
+        _draw_pareto_panel(ax, group, stl.get(panel), styles)
+        ax.set_xlabel(f"{tasks[0]} {split} {metric}{_better(rows)}")
+        ax.set_ylabel(f"{tasks[1]} {split} {metric}{_better(rows)}")
+        ax.set_title(_title(panel), fontsize=8)
+    _legend(fig, axes)
+    note = (f"points: mean over {_seeds(data['n'])} per method, error bars: 95% CI over seeds (Student t); "
+            f"dashed: front of the non-dominated points")
+    drawn_of = {panel: len(h["tasks"]) for panel, h in hypervolumes.items() if len(h["tasks"]) > 2}
+    if drawn_of:
+        note += "; " + "; ".join(f"{panel}: 2 of its {n} tasks drawn" for panel, n in drawn_of.items())
     if any(len(h["tasks"]) > 2 for h in hypervolumes.values()):
         note += "; " + "; ".join(_describe_hypervolume(panel, h) for panel, h in hypervolumes.items())
     _note(fig, data, note)
@@ -233,10 +310,11 @@ def _all_task_fronts(data: pd.DataFrame, rows: pd.DataFrame, hib: bool) -> dict:
     from .pareto import hypervolume, nondominated_ranks
 
     wide = rows.pivot_table(index=["panel", "method", "strategy", "seed"], columns="task", values="value")
-    means = wide.groupby(level=["panel", "method"], sort=False).mean().dropna(axis=1, how="any")
+    means = wide.groupby(level=["panel", "method"], sort=False).mean()
     data["rank"] = -1
     out = {}
     for panel, points in means.groupby(level="panel", sort=False):
+        points = points.dropna(axis=1, how="any")  # this panel's tasks (another panel may have more)
         tasks = list(points.columns)
         values = points.to_numpy(dtype=float)
         methods = points.index.get_level_values("method")
@@ -261,7 +339,7 @@ def _describe_hypervolume(panel, h: dict) -> str:
     return text
 
 
-def _draw_pareto_panel(ax, group: pd.DataFrame, stl: tuple[float, float] | None) -> None:
+def _draw_pareto_panel(ax, group: pd.DataFrame, stl: tuple[float, float] | None, styles: dict) -> None:
     static = group[group["is_static"]]
     if len(static):
         ax.scatter(static["x"], static["y"], c="0.6", s=18, label="static weights")
@@ -269,11 +347,19 @@ def _draw_pareto_panel(ax, group: pd.DataFrame, stl: tuple[float, float] | None)
         if len(line) > 1:
             ax.plot(line["x"], line["y"], c="0.4", lw=1, label="static front")
     for _, point in group[~group["is_static"]].iterrows():
-        ax.scatter([point["x"]], [point["y"]], s=36, label=point["method"])
+        style = styles[point["method"]]
+        ax.errorbar([point["x"]], [point["y"]], xerr=[_or_zero(point["x_ci"])], yerr=[_or_zero(point["y_ci"])],
+                    fmt=style["marker"], color=style["color"], markersize=6, capsize=2, elinewidth=0.8,
+                    label=point["method"])
     line = group[group["on_pareto"]].sort_values("x")
-    ax.plot(line["x"], line["y"], c="k", lw=0.8, ls="--", label="Pareto front")
+    if len(line) > 1:
+        ax.plot(line["x"], line["y"], c="k", lw=0.8, ls="--", label="Pareto front")
     if stl is not None:
         ax.scatter([stl[0]], [stl[1]], marker="*", s=120, c="k", label="stl (single-task)")
+
+
+def _or_zero(value) -> float:
+    return 0.0 if pd.isna(value) else float(value)
 
 
 def _stl_point(selected: pd.DataFrame, split: str, metric: str | None, tasks) -> dict:
@@ -305,6 +391,7 @@ def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
     groups = list(data.groupby("panel", sort=False))
     fig, axes = _figure(len(groups), 4.8, 3.2)
     reference = getattr(table, "reference", None)
+    any_clipped = False
     for ax, (panel, group) in zip(axes, groups):
         group = group.sort_values("delta_m", kind="stable")  # best (lowest) first: the ranking at a glance
         if bootstrap:
@@ -315,6 +402,9 @@ def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
             yerr = group["ci"].fillna(0)
         colors = ["C1" if method == reference else "C0" for method in group["method"]]
         ax.bar(range(len(group)), group["delta_m"], yerr=yerr, capsize=3, color=colors)
+        below, above = yerr if bootstrap else (yerr.to_numpy(), yerr.to_numpy())
+        clipped = _clip_outliers(ax, group["delta_m"].reset_index(drop=True), below, above)
+        any_clipped = any_clipped or clipped
         if holm:
             for x, (_, row) in enumerate(group.iterrows()):
                 if not pd.isna(row["p"]):
@@ -330,8 +420,34 @@ def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
             f"error bars: 95% CI over seeds ({kind})")
     if holm:
         note += f"; p: paired t-test against {table.reference}, Holm-corrected per panel"
+    if any_clipped:
+        note += "; bars far outside the others run off the axis, their value written at its edge"
     _note(fig, data, note)
     return _save(fig, data, out, name)
+
+
+def _clip_outliers(ax, means: pd.Series, below, above) -> bool:
+    """Fit the y-axis to the bars within 3 interquartile ranges of the others (and of zero), when some are far
+    outside (one diverging method at 1500% would flatten every other bar), and write the value of
+    each bar that runs off it at the axis edge; whether any did."""
+    if len(means) < 4:
+        return False
+    q1, q3 = means.quantile(0.25), means.quantile(0.75)
+    spread = q3 - q1
+    inside = means.between(min(q1, 0.0) - 3 * spread, max(q3, 0.0) + 3 * spread)  # zero's side always in
+    if spread <= 0 or inside.all():
+        return False
+    below, above = pd.Series(below, index=means.index), pd.Series(above, index=means.index)
+    low = min(0.0, float((means - below)[inside].min()))
+    high = max(0.0, float((means + above)[inside].max()))
+    pad = 0.1 * (high - low or 1.0)
+    ax.set_ylim(low - pad, high + pad)
+    for x, value in means[~inside].items():
+        edge = high + pad if value > high else low - pad
+        ax.annotate(f"{value:.4g}", (x, edge), ha="center", va="top" if value > high else "bottom",
+                    fontsize=6, xytext=(0, -2 if value > high else 2), textcoords="offset points",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "lw": 0})
+    return True
 
 
 def cost(table, out=None, name: str = "cost") -> pd.DataFrame:
@@ -345,18 +461,27 @@ def cost(table, out=None, name: str = "cost") -> pd.DataFrame:
     if data.empty:
         raise ValueError("no Delta_m with a recorded cost to plot")
     groups = list(data.groupby("panel", sort=False))
+    styles = _styles(data["method"])
     fig, axes = _figure(len(groups), 4.8, 3.6)
+    wall = False
     for ax, (panel, group) in zip(axes, groups):
         use_cpu = group["cpu"].notna().all()
+        wall = wall or not use_cpu
         for _, point in group.iterrows():
+            style = styles[point["method"]]
             ax.errorbar([point["cpu" if use_cpu else "seconds_per_epoch"]], [point["delta_m"]],
-                        yerr=[0 if pd.isna(point["ci"]) else point["ci"]], fmt="o", capsize=3, label=point["method"])
+                        yerr=[_or_zero(point["ci"])], fmt=style["marker"], color=style["color"], capsize=3,
+                        label=point["method"])
+        ax.set_xlim(left=0)  # from zero: a cut axis would stretch a 2% difference across the panel
         ax.set_xlabel("CPU seconds per training epoch" if use_cpu
                       else "seconds per epoch (wall time of the machine that ran it)")
         ax.set_ylabel("Δm% (lower is better)")
-        ax.set_title(str(panel), fontsize=8)
-        ax.legend(fontsize=7)
-    _note(fig, data, f"points: mean over {_seeds(data['n'])}; error bars: 95% CI of Δm over seeds (Student t)")
+        ax.set_title(_title(panel), fontsize=8)
+    _legend(fig, axes)
+    note = f"points: mean over {_seeds(data['n'])}; error bars: 95% CI of Δm over seeds (Student t)"
+    if wall:
+        note += "; wall times compare only runs made together on one machine"
+    _note(fig, data, note)
     return _save(fig, data, out, name)
 
 
