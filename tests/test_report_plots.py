@@ -171,6 +171,8 @@ def test_an_outlying_bar_runs_off_the_axis_with_its_value_written():
     assert [t.get_text() for t in ax.texts] == ["5484"]
     plain = Figure().add_subplot()
     assert not plots._clip_outliers(plain, pd.Series([1.0, 2.0, 3.0, 4.0, 6.0]), [0.5] * 5, [0.5] * 5)
+    mild = pd.Series([0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.7, 5.6])  # far by the fence, but the others keep half the panel
+    assert not plots._clip_outliers(Figure().add_subplot(), mild, [0.3] * 8, [0.3] * 8)
 
 
 def test_each_panel_ranks_and_measures_its_own_tasks():

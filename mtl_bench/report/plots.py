@@ -428,7 +428,8 @@ def delta(table, out=None, name: str = "delta") -> pd.DataFrame:
 
 def _clip_outliers(ax, means: pd.Series, below, above) -> bool:
     """Fit the y-axis to the bars within 3 interquartile ranges of the others (and of zero), when some are far
-    outside (one diverging method at 1500% would flatten every other bar), and write the value of
+    outside, so far that they would squeeze the others into a third of the panel (one diverging
+    method at 1500% would flatten every other bar), and write the value of
     each bar that runs off it at the axis edge; whether any did."""
     if len(means) < 4:
         return False
@@ -440,6 +441,8 @@ def _clip_outliers(ax, means: pd.Series, below, above) -> bool:
     below, above = pd.Series(below, index=means.index), pd.Series(above, index=means.index)
     low = min(0.0, float((means - below)[inside].min()))
     high = max(0.0, float((means + above)[inside].max()))
+    if max(high, float(means.max())) - min(low, float(means.min())) < 3 * (high - low):
+        return False  # the far bars would not squeeze the others to a third of the panel: draw them all
     pad = 0.1 * (high - low or 1.0)
     ax.set_ylim(low - pad, high + pad)
     for x, value in means[~inside].items():
