@@ -24,7 +24,8 @@ from ..protocol import check_selection, run_selection
 from ..schemas import TrainerConfig  # the trainer group's schema: every key's type, default and range
 from ..strategies.base import Strategy
 from ..strategies.solvers import one_blas_thread_held
-from .checkpoint import SettingsMismatch, check_settings, ended_run, load_checkpoint, on_host, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (SettingsMismatch, check_settings, ended_run, load_checkpoint, on_host, rng_state,
+                         save_checkpoint, set_rng_state)
 from .cost import StepTimer, peak_memory_mb, warm_epoch_seconds
 from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend, batch_kpis
@@ -405,8 +406,8 @@ class Trainer:
             if before != scheduler_node(self.config):
                 raise SettingsMismatch(
                     f"{self.run_dir}: trainer.epochs {stored} -> {epochs} changes the learning-rate schedule "
-                    f"(trainer.scheduler={self.config.scheduler} is laid out over the epochs), so the longer run "
-                    f"would be neither run. Resume it with trainer.epochs={stored}, or train {epochs} epochs in "
+                    f"(trainer.scheduler={self.config.scheduler} is laid out over the epochs), so the run would "
+                    f"follow neither schedule. Resume it with trainer.epochs={stored}, or train {epochs} epochs in "
                     f"a fresh folder (hydra.run.dir=...)")
 
     # ----------------------------------------------------------------------------- summary
