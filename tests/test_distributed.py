@@ -5,7 +5,7 @@ one process that takes the whole batch, for every strategy of ``mtl-bench list s
 default space (plus the other spaces of a few), on the synthetic MLP and on MultiLeNet with dropout
 off, and for a set of strategies with masked losses (IGNORE labels; a tiny dense net whose targets
 have invalid pixels, where shards must be weighted by labelled elements, not examples), after
-three SGD steps in float64, the last one on a batch of odd size (shards of 4 and 3 rows). One
+four SGD steps in float64, the last two on batches of odd size (shards of 4 and 3 rows, then 1 and 0). One
 process group runs every case in sequence (a group per case would cost seconds each).
 
 Tolerance: the largest parameter difference is at most 1e-8 for gradient methods (float64 rows
@@ -32,7 +32,9 @@ from mtl_bench.train.distributed import DistContext, RankRandomness
 from mtl_bench.train.gradients import GradientBackend, batch_kpis
 from mtl_bench.train.trainer import training_step
 
-BATCHES = (8, 8, 7)  # global batch sizes: the last one splits 4 + 3 (unequal shards, as an epoch's last batch)
+# global batch sizes: 7 splits 4 + 3 (unequal shards, as an epoch's last batch); 1 splits 1 + 0 (a
+# last batch smaller than the ranks: an empty shard, whose mean losses are 0 / 0)
+BATCHES = (8, 8, 7, 1)
 TOL_GRADIENT = 1e-8
 TOL_LOSS = 1e-6
 

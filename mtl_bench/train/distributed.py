@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import math
 import os
 import signal
 import socket
@@ -221,7 +222,12 @@ class DistContext:
             (t.loss_count(targets[t.name]) if getattr(t, "loss_count", None) is not None
              else torch.full((), self._sizes[self.rank], device=losses.device)).to(losses.dtype).reshape(())
             for t in tasks])
-        sums = self.sum(torch.stack([counts * losses, counts, losses * self._share]))
+        # a shard with nothing to average (an empty shard of a last batch smaller than the ranks, no
+        # labelled element) has a NaN loss (0 / 0): it adds nothing, not NaN times 0
+        present = counts > 0
+        zero = torch.zeros_like(losses)
+        sums = self.sum(torch.stack([torch.where(present, counts * losses, zero), counts,
+                                     torch.where(present, losses * self._share, zero)]))
         labelled = sums[1] > 0
         total = torch.where(labelled, sums[0] / sums[1].clamp_min(1), sums[2])
         share = torch.where(labelled, counts / sums[1].clamp_min(1), torch.full_like(counts, self._share))
@@ -232,7 +238,8 @@ class DistContext:
         loss ``L_i``, gradient ``W a_ri`` times the rank's own (see the module docstring)."""
         stacked = torch.stack([loss.reshape(()) for loss in losses]) if isinstance(losses, (list, tuple)) else losses
         total, share = self.global_values(stacked, tasks, targets)
-        local = stacked * (self.world * share).to(stacked.dtype)
+        weight = (self.world * share).to(stacked.dtype)
+        local = torch.where(weight > 0, stacked * weight, torch.zeros_like(stacked))  # an empty shard's NaN: 0
         surrogate = local + (total.to(local.dtype) - local).detach()
         return list(surrogate.unbind()) if isinstance(losses, (list, tuple)) else surrogate
 
@@ -264,11 +271,10 @@ class DistContext:
         and representation ``[B, ...]``, gathered in rank order (shards padded to the largest)."""
         T = rows.shape[0]
         feature = representation.shape[1:]
-        local = rows.reshape(T, -1, *feature)
-        largest = max(self._sizes)
-        pad = largest - local.shape[1]
-        padded_rows = torch.nn.functional.pad(local.reshape(T, local.shape[1], -1), (0, 0, 0, pad))
-        padded_z = torch.nn.functional.pad(representation.reshape(representation.shape[0], -1), (0, 0, 0, pad))
+        n, d = self._sizes[self.rank], math.prod(feature)  # sizes given: an empty shard has no -1 to infer
+        pad = max(self._sizes) - n
+        padded_rows = torch.nn.functional.pad(rows.reshape(T, n, d), (0, 0, 0, pad))
+        padded_z = torch.nn.functional.pad(representation.reshape(n, d), (0, 0, 0, pad))
         start = time.perf_counter()
         all_rows = [torch.empty_like(padded_rows) for _ in range(self.world)]
         all_z = [torch.empty_like(padded_z) for _ in range(self.world)]

@@ -50,6 +50,7 @@ Heads always get ``head_weight_i * dL_i/dhead_i`` (the strategy's ``head_weights
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -208,7 +209,7 @@ class GradientBackend:
                     rows, representation = dist.gather_rows(jacobian, representation)
                 update, head_weights = strategy.aggregate(rows, raw_losses.to(dtype), representation=representation)
                 if dist is not None and representation is not None:
-                    update = dist.own_block(update, z[0].numel())
+                    update = dist.own_block(update, math.prod(z.shape[1:]))
                 weights = head_weights
             if probe is not None:
                 probe.measure(rows=jacobian.to(dtype), update=update, weights=weights,
