@@ -209,6 +209,13 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
         if not (run_dir / ".hydra" / "config.yaml").exists():
             save_config()  # the failed run's settings, for its summary's reader
         return _mark_failed(cfg, run_dir, err)
+    except Exception as err:  # not a user error (a bug, out of memory): one run's, not the sweep's
+        if not multirun:
+            raise  # a single run shows its traceback
+        log.exception("failed: %s: %s", type(err).__name__, err)  # the traceback, in the run's log
+        if not (run_dir / ".hydra" / "config.yaml").exists():
+            save_config()
+        return _mark_failed(cfg, run_dir, err)
     log.info("run %s: %s (%s)", summary["status"], run_dir, _headline(summary))
     return summary
 

@@ -277,3 +277,20 @@ def test_random_states_load_back_on_the_host():
     assert all(t.device.type == "cpu" for t in (moved["rng"]["torch"], moved["loader"]["generator"], *moved["ranks"][0]))
     set_rng_state(moved["rng"])
     torch.Generator().set_state(moved["loader"]["generator"])
+
+
+def test_a_sweep_job_that_crashes_is_marked_failed_and_the_sweep_reports_it(run_cli, tmp_path):
+    """Not a user error (LBFGS's step needs a closure: a TypeError, as a bug or an out-of-memory
+    would be): the job is marked failed with its traceback in its log, the other job completes,
+    and the sweep ends with its count and the list of failed runs, exit 1."""
+    result = run_cli("run", "-m", "trainer.optimizer={_target_:torch.optim.LBFGS},adam", *SMALL,
+                     "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "1 completed, 1 failed" in result.stderr + result.stdout
+    assert "run(s) of the sweep failed" in result.stderr
+    crashed = next((tmp_path / "sweep").glob("*LBFGS*"))
+    summary = json.loads((crashed / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"].startswith("TypeError")
+    assert "Traceback" in (crashed / "mtl-bench.log").read_text()
+    other = next((tmp_path / "sweep").glob("*adam*"))
+    assert json.loads((other / "summary.json").read_text())["status"] == "completed"
