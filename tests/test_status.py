@@ -5,6 +5,7 @@ import json
 import shutil
 import time
 
+import pandas as pd
 import pytest
 from report_runs import ONE_THREAD, synthetic_runs
 
@@ -30,6 +31,10 @@ def test_status_counts_runs_epochs_and_eta(runs, tmp_path):
     (root / "mtl" / "seed=3,strategy=ew" / ".hydra").mkdir(parents=True)
     shutil.copy(done / ".hydra" / "config.yaml", root / "mtl" / "seed=3,strategy=ew" / ".hydra")
 
+    from mtl_bench.train.run_dir import exclusive
+
+    training = exclusive(running)  # as the process training it holds it
+    training.__enter__()
     frame = sweep_status([root]).set_index("run")
     assert frame.loc["mtl/seed=2,strategy=ew", "status"] == "running"
     assert frame.loc["mtl/seed=2,strategy=ew", "epochs"] == "2/10"
@@ -38,6 +43,11 @@ def test_status_counts_runs_epochs_and_eta(runs, tmp_path):
     assert frame.loc["diverged", "status"] == "diverged"
 
     out = cli("status", str(root), cwd=tmp_path, env=ONE_THREAD)
+    training.__exit__(None, None, None)
+    # killed outright (SIGKILL, a worker lost): its summary still says running, but no process holds it
+    orphan = sweep_status([root]).set_index("run").loc["mtl/seed=2,strategy=ew"]
+    assert orphan["status"] == "running" and pd.isna(orphan["eta_seconds"])
+    assert "no process on this machine trains it (killed?): run its command again to resume it" in orphan["note"]
     assert out.returncode == 0, out.stderr
     first = out.stdout.splitlines()[0]
     assert first == "14 run(s): 11 completed, 1 running, 1 diverged, 1 not started"
@@ -75,7 +85,10 @@ def test_a_summary_written_after_the_clock_was_read_is_not_negative_time_ago(tmp
     (run / "summary.json").write_text(json.dumps({"status": "running", "epochs": 5, "epochs_completed": 1,
                                                   "updated_at": now + 0.4, "cost": {}}))
     (run / "metrics.jsonl").write_text("")
-    assert run_status(run, tmp_path, now)["note"] == "last update 0:00:00 ago"
+    from mtl_bench.train.run_dir import exclusive
+
+    with exclusive(run):  # as the process training it holds it
+        assert run_status(run, tmp_path, now)["note"] == "last update 0:00:00 ago"
 
 
 def _rerun_plan(sweep, *overrides):

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .collect import find_run_dirs, status_and_reason
 from .integrity import read_run
+from ..train.run_dir import is_trained_here
 from .plans import PLAN_FILE, unlaunched_jobs
 
 UNFINISHED = ("running", "interrupted")
@@ -47,11 +48,16 @@ def run_status(run_dir: Path, root: Path, now: float) -> dict:
     updated = summary.get("updated_at")
     # max(0, ...): a summary written a moment after `now` was read (a run still writing) is 0 s old
     idle = max(0.0, now - updated) if isinstance(updated, (int, float)) else None
+    orphaned = status == "running" and is_trained_here(run_dir) is False
     if status == "running" and idle is not None:
         reason = f"last update {_duration(idle)} ago"
+    if orphaned:  # its summary says running, but no process here holds the folder: killed outright
+        reason = (f"{reason}; " if reason else "") + ("no process on this machine trains it (killed?): "
+                                                      "run its command again to resume it")
     return {"run": str(Path(run_dir).relative_to(root)) if Path(run_dir) != root else ".", "status": status,
             "epochs": f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')}" if run.summary else "",
-            "eta_seconds": remaining_seconds(summary) if status in UNFINISHED else None, "note": reason}
+            "eta_seconds": remaining_seconds(summary) if status in UNFINISHED and not orphaned else None,
+            "note": reason}
 
 
 def sweep_status(paths: Sequence[str | Path], now: float | None = None) -> pd.DataFrame:

@@ -49,6 +49,26 @@ def exclusive(run_dir: Path):
         os.close(handle)  # releases the lock
 
 
+def is_trained_here(run_dir: Path) -> bool | None:
+    """Whether a process on this machine holds ``run_dir`` (:func:`exclusive`) right now; None
+    where that cannot be told (no directory locks; a process on another host of a shared file
+    system may not show)."""
+    try:
+        import fcntl
+        handle = os.open(run_dir, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(handle)  # releases the lock if it was taken
+    return False
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
     path = Path(path)
