@@ -4,7 +4,7 @@ Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no display) and 
 PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
 
 - :func:`weights`: task weights over training steps (GradNorm, Chen et al. 2018, Fig. 2 top), one
-  y-axis for all panels.
+  y-axis for all panels when the methods' weights are within 10x of each other in scale.
 - :func:`curves`: a per-task metric over epochs.
 - :func:`pareto`: two tasks' metrics against each other, with the single-task point and the front
   of the methods' non-dominated points; runs of ``strategy=static`` with different weights trace
@@ -22,7 +22,8 @@ PDF when ``out`` is given; the written paths are in ``frame.attrs["files"]``.
 
 Lines are means over seeds and bands or error bars 95% confidence intervals over seeds (Student t;
 none with one seed); every figure says so, with the number of seeds, in a line under its panels
-(also ``frame.attrs["note"]``). Epochs and steps sit on integer ticks.
+(also ``frame.attrs["note"]``). Epochs and steps sit on integer ticks. A method (a task, in
+:func:`weights`) keeps one colour and marker in every panel, named in one legend beside them.
 """
 from __future__ import annotations
 
