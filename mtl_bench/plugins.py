@@ -22,7 +22,7 @@ def locate(path: str, key: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as err:
         missing = getattr(err, "name", None)
-        if missing and not module_name.startswith(missing) and not missing.startswith(module_name.split(".")[0]):
+        if missing and missing != module_name and not module_name.startswith(missing + "."):
             # the module was found, but one of its own imports was not
             raise ValueError(f"{key}={path}: module {module_name!r} was found but its own import of {missing!r} "
                              f"failed ({err}); install {missing!r} where mtl-bench runs") from None

@@ -186,3 +186,8 @@ def test_a_plug_in_whose_own_import_fails_is_told_apart_from_a_missing_module(tm
         locate("brokenmod.Mine", "strategy._target_")
     with pytest.raises(ValueError, match="cannot import module 'absent_mod_xyz'.*on PYTHONPATH"):
         locate("absent_mod_xyz.Mine", "strategy._target_")
+    # a package of one's own whose __init__ imports a submodule it lacks: found, its import failed
+    (tmp_path / "mypkg_xyz").mkdir()
+    (tmp_path / "mypkg_xyz" / "__init__.py").write_text("import mypkg_xyz.helpers\n")
+    with pytest.raises(ValueError, match="module 'mypkg_xyz' was found but its own import of 'mypkg_xyz.helpers'"):
+        locate("mypkg_xyz.Mine", "strategy._target_")

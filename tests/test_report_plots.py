@@ -175,6 +175,16 @@ def test_an_outlying_bar_runs_off_the_axis_with_its_value_written():
     assert not plots._clip_outliers(Figure().add_subplot(), mild, [0.3] * 8, [0.3] * 8)
 
 
+def test_bands_are_clipped_to_what_the_metric_can_be():
+    import math
+
+    assert plots._bounds("accuracy") == (0.0, 1.0) and plots._bounds("within_11.25") == (0.0, 1.0)
+    assert plots._bounds("error") == (0.0, 100.0)
+    for name in ("mse", "normalized_loss", "abs_error", "rel_error", "mean_angle", "median_angle"):
+        assert plots._bounds(name) == (0.0, math.inf), name
+    assert plots._bounds("score") == (-math.inf, math.inf)
+
+
 def test_each_panel_ranks_and_measures_its_own_tasks():
     """A 10-task panel beside a 2-task one: the N-task fronts of each panel use that panel's tasks
     (a NaN column of the other panel no longer drops them)."""

@@ -119,7 +119,7 @@ def _bounds(metric: str) -> tuple[float, float]:
         return 0.0, 1.0
     if metric == "error":
         return 0.0, 100.0
-    if metric in ("loss", "mse", "normalized_loss", "abs_err", "rel_err", "mean_angle", "median_angle"):
+    if metric in ("loss", "mse", "normalized_loss", "abs_error", "rel_error", "mean_angle", "median_angle"):
         return 0.0, math.inf
     return -math.inf, math.inf
 

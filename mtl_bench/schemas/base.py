@@ -71,12 +71,16 @@ class Schema:
 
 def unknown_key(schema: type, key: str) -> str:
     """The line for a key the schema does not have, with the closest one."""
+    return unknown_name(key, [f.name for f in dataclasses.fields(schema)],
+                        "(`mtl-bench run --cfg job` prints the whole config)")
+
+
+def unknown_name(key: str, names: list[str], tail: str) -> str:
+    """``KEY is not a key of GROUP: did you mean GROUP.NAME? its keys are ...`` and ``tail``."""
     parent, _, leaf = key.rpartition(".")
-    names = [f.name for f in dataclasses.fields(schema)]
     close = difflib.get_close_matches(leaf, names, n=1)
     hint = f"did you mean {parent}.{close[0]}? " if close else ""
-    return (f"{key} is not a key of {parent}: {hint}its keys are {', '.join(names)} "
-            f"(`mtl-bench run --cfg job` prints the whole config)")
+    return f"{key} is not a key of {parent}: {hint}its keys are {', '.join(names) or 'none'} {tail}"
 
 
 def wrong_type(schema: type, key: str, value: str) -> str:

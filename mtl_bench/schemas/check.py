@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .base import Schema, text, unknown_key, wrong_type
+from .base import Schema, text, unknown_key, unknown_name, wrong_type
 from .run import GradConfig, TopLevelConfig
 
 #: nodes of the composed config that may hold a schema (user plug-ins hold none: no schema, no check here)
@@ -107,14 +107,7 @@ def _unknown_strategy_key(node: DictConfig, key: str) -> str:
 
 def _unknown_plain_key(node: DictConfig, key: str) -> str:
     """``model.hiden=3`` on a config of one's own (no schema): the closest of its keys."""
-    import difflib
-
-    group, _, name = key.rpartition(".")
-    keys = [str(k) for k in node.keys()]
-    close = difflib.get_close_matches(name, keys, n=1)
-    hint = f"did you mean {group}.{close[0]}? " if close else ""
-    return (f"{key} is not a key of {group}: {hint}its keys are {', '.join(keys) or 'none'} "
-            f"(one it does not list is given with +{key}=...)")
+    return unknown_name(key, [str(k) for k in node.keys()], f"(one it does not list is given with +{key}=...)")
 
 
 def _kind(value) -> str | None:

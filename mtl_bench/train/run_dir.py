@@ -22,6 +22,25 @@ class RunDirBusy(ValueError):
     """The run directory is being trained by another process (two writers would duplicate records)."""
 
 
+def _try_lock(run_dir: Path) -> tuple[int | None, bool | None]:
+    """``(handle, taken)``: an exclusive, non-blocking ``flock`` on the directory itself. ``taken``
+    is False when another process holds it, None where directories cannot be locked (Windows,
+    some network file systems); the handle (None when the folder could not be opened) releases
+    the lock when closed."""
+    try:
+        import fcntl
+        handle = os.open(run_dir, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None, None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return handle, False
+    except OSError:  # no locks on this file system
+        return handle, None
+    return handle, True
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path):
     """Hold ``run_dir`` for this process while it trains: a second process (a sweep started twice,
@@ -29,44 +48,25 @@ def exclusive(run_dir: Path):
     the same run beside it. An advisory ``flock`` on the directory itself (no file is added to the
     run), released by the OS when the process ends however it ends; where directories cannot be
     locked (Windows, some network file systems) the run trains unguarded."""
+    handle, taken = _try_lock(run_dir)
     try:
-        import fcntl
-        handle = os.open(run_dir, os.O_RDONLY)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if taken is False:
             raise RunDirBusy(f"{run_dir} is being trained by another process: wait for it to finish or stop it, "
-                             "then run the same command again (it resumes from the checkpoint)") from None
-        except OSError:  # no locks on this file system
-            yield
-            return
+                             "then run the same command again (it resumes from the checkpoint)")
         yield
     finally:
-        os.close(handle)  # releases the lock
+        if handle is not None:
+            os.close(handle)  # releases the lock
 
 
 def is_trained_here(run_dir: Path) -> bool | None:
     """Whether a process on this machine holds ``run_dir`` (:func:`exclusive`) right now; None
     where that cannot be told (no directory locks; a process on another host of a shared file
     system may not show)."""
-    try:
-        import fcntl
-        handle = os.open(run_dir, os.O_RDONLY)
-    except (ImportError, OSError):
-        return None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    finally:
-        os.close(handle)  # releases the lock if it was taken
-    return False
+    handle, taken = _try_lock(run_dir)
+    if handle is not None:
+        os.close(handle)
+    return None if taken is None else not taken
 
 
 def atomic_write_text(path: Path, text: str) -> None:
