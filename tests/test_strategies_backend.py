@@ -86,10 +86,31 @@ def test_auto_times_both_paths_and_keeps_the_faster(slow, chosen):
         assert backend.last_chunk == (0 if step % 2 == 0 else 4)
     (record,) = backend.auto_decisions
     assert record["chosen"] == chosen and record["vmap_chunk"] == 4 and record["input_shape"] == list(x.shape)
-    assert record["clock"] == "process"  # CPU trials: this process's CPU time, which other processes do not move
+    assert record["device"] == "cpu" and record["clock"] == "process"  # CPU trials: this process's CPU time, which other processes do not move
     assert (record["vmap_seconds"] < AUTO_MARGIN * record["loop_seconds"]) == (chosen == "vmap")
     torch.testing.assert_close(steps(backend, model, strategy, x, targets, tasks, 2), reference)
     assert backend.last_chunk == (4 if chosen == "vmap" else 0)
+
+
+def test_auto_choices_hold_for_their_device_only():
+    """A run that chose its path on a GPU and resumes on the CPU times the paths again there; a
+    checkpoint whose keys predate the device (shapes alone) is timed again too."""
+    model, tasks, x, targets = setup()
+    strategy = build_strategy("upgrad", 4)
+    gpu = {"chosen": [[["cuda", *x.shape], "vmap"]], "decisions": [{"chosen": "vmap", "device": "cuda"}]}
+    old = {"chosen": [[list(x.shape), "vmap"]], "decisions": []}
+    for state in (gpu, old):
+        backend = GradientBackend("params", "auto")
+        backend.load_state_dict(state)
+        for step in range(2 * AUTO_TRIALS):  # the CPU's own trials, alternating
+            steps(backend, model, strategy, x, targets, tasks, 1)
+            assert backend.last_chunk == (0 if step % 2 == 0 else 4)
+        assert backend.auto_decisions[-1]["device"] == "cpu"
+        assert len(backend.auto_decisions) == len(state["decisions"]) + 1
+    resumed = GradientBackend("params", "auto")
+    resumed.load_state_dict(backend.state_dict())  # the CPU's own choice is kept on the CPU
+    steps(resumed, model, strategy, x, targets, tasks, 1)
+    assert resumed.auto_decisions == backend.auto_decisions
 
 
 def test_auto_respects_the_memory_bound_and_chunks():

@@ -31,7 +31,7 @@ encoder's forward saves for backward, counted through ``saved_tensors_hooks``, p
 parameters' bytes), and the chunk is the largest number of tasks whose estimate fits in
 ``vmap_max_bytes``. ``method=vmap`` raises when not even one task fits.
 
-``method=auto`` decides by measurement, per input shape: when at least two tasks fit the bound,
+``method=auto`` decides by measurement, per device type and input shape: when at least two tasks fit the bound,
 its first ``2 * AUTO_TRIALS`` steps alternate the loop and the batched path (each a real step,
 nothing computed twice) and time their backward passes (by this process's CPU time on the CPU,
 which other processes on the cores move far less than the wall clock, though threads spinning
@@ -41,7 +41,7 @@ trial, which pays one-off costs, it then keeps
 the batched path only when its best time is below ``AUTO_MARGIN`` (0.9) times the loop's, else
 the loop (less memory, and timing noise must not pick a slower path), and the loop when the
 batched path fails (the failure is warned about once).
-``auto_decisions`` holds, per input shape, the choice and both timings (summary.json's
+``auto_decisions`` holds, per device type and input shape, the choice and both timings (summary.json's
 ``cost.grad_method_auto``).
 On the CPU the batched path runs each conv backward per task anyway and copies more, so the loop
 wins there; on a GPU the batched path may win for small models.
@@ -134,8 +134,8 @@ class GradientBackend:
         self._per_task_bytes: dict[tuple, int] = {}
         self.last_chunk: int | None = None  # tasks per batched backward in the last step (0: loop)
         self._trials: dict[tuple, dict[str, list[float]]] = {}  # auto: seconds per path and input shape
-        self._chosen: dict[tuple, str] = {}                       # auto: the path kept per input shape
-        self.auto_decisions: list[dict] = []  # auto: one record per input shape, for summary.json
+        self._chosen: dict[tuple, str] = {}                       # auto: the path kept per (device type, *input shape)
+        self.auto_decisions: list[dict] = []  # auto: one record per device type and input shape, for summary.json
         self.dist = None  # a DistContext when data-parallel: the exact reductions of .distributed
 
     # -------------------------------------------------------------------------------------
@@ -146,7 +146,9 @@ class GradientBackend:
                 "vmap_failed": self._vmap_failed}
 
     def load_state_dict(self, state: dict) -> None:
-        self._chosen = {tuple(k): v for k, v in state.get("chosen", [])}
+        # a key names the device type and the input shape; a checkpoint from before the device was
+        # part of it holds shapes alone, whose device is unknown: those paths are timed again
+        self._chosen = {tuple(k): v for k, v in state.get("chosen", []) if k and isinstance(k[0], str)}
         self.auto_decisions = list(state.get("decisions", []))
         self._vmap_failed = bool(state.get("vmap_failed", False))
 
@@ -360,8 +362,9 @@ class GradientBackend:
         return self._auto_into(out, z, z_grads, shared, chunk)
 
     def _auto_into(self, out, z, z_grads, shared, chunk: int) -> torch.Tensor:
-        """``method=auto``: the path chosen for this input shape, or the next timed trial."""
-        key = tuple(self._input_shape)
+        """``method=auto``: the path chosen for this device and input shape, or the next timed trial.
+        The device is part of the key: a choice timed on a GPU does not hold on the CPU a run resumes on."""
+        key = (out.device.type, *self._input_shape)
         if key not in self._chosen and chunk < 2:
             self._decide(key, "loop", chunk, out.device, reason="fewer than two tasks fit grad.vmap_max_bytes")
         path = self._chosen.get(key)
@@ -406,7 +409,7 @@ class GradientBackend:
         trials = self._trials.get(key, {})
         self._chosen[key] = path
         self.auto_decisions.append({
-            "chosen": path, "input_shape": list(key), "vmap_chunk": chunk,
+            "chosen": path, "device": key[0], "input_shape": list(key[1:]), "vmap_chunk": chunk,
             "loop_seconds": _best(trials.get("loop")), "vmap_seconds": _best(trials.get("vmap")),
             "trials_per_path": AUTO_TRIALS, "warmup_trials": AUTO_WARMUP, "reason": reason or "the shorter of the timed steps",
             "clock": "process" if _clock(device) is time.process_time else "wall",

@@ -459,7 +459,7 @@ class Trainer:
                 "encoder_backward_passes_per_step": self.encoder_passes / steps,
                 "solver_calls": 0, "solver_failures": 0, **self.strategy.stats(),
                 "vmap_chunk": self.backend.last_chunk,  # tasks per batched backward (0: loop; null: not used)
-                # grad.method=auto, per input shape: the path kept and the best timed step of each
+                # grad.method=auto, per device type and input shape: the path kept and the best timed step of each
                 "grad_method_auto": self.backend.auto_decisions,
                 **({"distributed": self.dist.cost()} if self.dist is not None else {}),
             },
