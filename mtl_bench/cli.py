@@ -15,6 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import sweep_stop
 from .paths import config_dir  # noqa: F401  (mtl_bench.cli.config_dir, as before)
 
 USAGE = """usage: mtl-bench COMMAND [ARGS]
@@ -100,14 +101,31 @@ def _task(cfg) -> dict | None:
     it is, its log file included.
     """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     _SWEEP_PLAN.clear()  # a job started: the sweep's plan stays whatever happens next
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        if sweep_stop.in_worker(hydra_cfg):
+            sweep_stop.guard_worker(sweep_dir)
+        if sweep_stop.stopped_by(sweep_dir):  # a signal stopped the sweep: this job is not started
+            return _skip(hydra_cfg, run_dir)
     if _has_ended(cfg, run_dir):
         with _log_file_untouched(run_dir):
             return _report_ended(cfg, hydra_cfg, run_dir)
     return _run_task(cfg, hydra_cfg, run_dir)
+
+
+def _skip(hydra_cfg, run_dir: Path) -> dict:
+    """A job of a stopped sweep: nothing is built; the folder Hydra made for it goes again unless
+    it holds a run (an interrupted one the sweep was to resume)."""
+    with _log_file_untouched(run_dir):
+        if not _holds_a_run(run_dir):
+            _remove_run_dir(run_dir, hydra_cfg.job.name)
+        sweep_stop.note_not_started(Path(hydra_cfg.sweep.dir), run_dir)
+    return {"status": "not started"}
 
 
 def _report_ended(cfg, hydra_cfg, run_dir: Path) -> dict:
@@ -185,13 +203,20 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
         _validate(cfg)
         summary = run_experiment(cfg, run_dir, on_resumable=save_config)
     except Interrupted as err:
+        in_worker = multirun and sweep_stop.in_worker(hydra_cfg)
+        if in_worker:  # the whole sweep stops; the sweep's process reports it at the end
+            sweep_stop.mark_stopped(Path(hydra_cfg.sweep.dir), err.signum)
         if fresh and not _holds_a_run(run_dir):  # stopped while its data and model were built
+            if in_worker:
+                return _skip(hydra_cfg, run_dir)
             print(f"mtl-bench: {err} before training started; nothing to resume: start the run again",
                   file=sys.stderr)
             _remove_run_dir(run_dir, hydra_cfg.job.name)
             raise SystemExit(err.exit_code) from None
-        print(f"mtl-bench: {err} after epoch {_epochs_done(run_dir)}; the run is marked interrupted. "
-              f"Resume it with: {_resume_command(hydra_cfg, run_dir, multirun)}", file=sys.stderr)
+        sys.stderr.write(f"mtl-bench: {err} after epoch {_epochs_done(run_dir)}; the run is marked interrupted. "
+                         f"Resume it with: {_resume_command(hydra_cfg, run_dir, multirun)}\n")  # one write: workers share stderr
+        if in_worker:
+            return {"status": "interrupted", "signal": err.name}
         raise SystemExit(err.exit_code) from None
     except _user_errors() as err:
         if not multirun:
@@ -332,6 +357,8 @@ class SweepReport(_HydraCallback):
             print(f"mtl-bench: error: {problem}\n(no job of the sweep was started)", file=sys.stderr)
             raise SystemExit(2)
         (sweep_dir / REFUSED_FILE).unlink(missing_ok=True)  # a previous sweep's
+        if "submitit" not in str(config.hydra.launcher.get("_target_", "")):  # a cluster's jobs stop by its own signals
+            sweep_stop.watch(sweep_dir)
         plan = sweep_dir / PLAN_FILE
         kept = keep_previous_plan(sweep_dir, OmegaConf.to_yaml(config))  # the text Hydra's sweeper saves
         _SWEEP_PLAN[:] = [plan, plan.read_text() if plan.is_file() else None, kept]
@@ -361,6 +388,9 @@ class SweepReport(_HydraCallback):
         if refused:
             print(f"mtl-bench: {len(refused)} run(s) of the sweep refused, their folders left as they were "
                   f"(listed in {notes}):\n  " + "\n  ".join(refused), file=sys.stderr)
+        code = sweep_stop.report(sweep_dir, counts)
+        if code is not None:
+            raise SystemExit(code)
         if failed or refused:
             raise SystemExit(1)
 
@@ -470,6 +500,7 @@ def run(argv: list[str]) -> None:
         _remove_empty(made)
         raise SystemExit(2) from None
     finally:
+        sweep_stop.release()
         sys.argv = saved
         if saved_full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, read_jsonl
+from conftest import ROOT, only_run_dir, read_jsonl
 
 SMALL = ["dataset.num_samples=300", "dataset.num_val=100", "dataset.num_test=100", "trainer.batch_size=50"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -294,3 +294,48 @@ def test_a_sweep_job_that_crashes_is_marked_failed_and_the_sweep_reports_it(run_
     assert "Traceback" in (crashed / "mtl-bench.log").read_text()
     other = next((tmp_path / "sweep").glob("*adam*"))
     assert json.loads((other / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_signal_to_a_joblib_sweep_stops_its_runs_skips_the_rest_and_says_how_to_continue(tmp_path):
+    """SIGTERM to the sweep's process alone (``kill PID``; a container's stop): before, it died
+    silently while its workers trained on as orphans and the jobs not started never ran. Now each
+    worker's run is marked interrupted, the jobs not started are skipped, the sweep reports both
+    and exits 143; the same sweep command then resumes the interrupted runs and starts the rest."""
+    sweep = ["run", "-m", "strategy=ew,uw,dwa,rlw", "dataset.num_samples=2000", "trainer.batch_size=20",
+             "hydra.sweep.dir=sweep", "hydra.sweep.subdir=${hydra.job.num}", "hydra/launcher=local",
+             "hydra.launcher.n_jobs=2"]  # folders by job number: the epochs below differ between the two commands
+    proc = subprocess.Popen([sys.executable, "-m", "mtl_bench", *sweep, "trainer.epochs=100000"], cwd=tmp_path,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and sum('"split": "test"' in p.read_text()
+                                         for p in (tmp_path / "sweep").glob("*/metrics.jsonl")) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    runs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/summary.json"))
+    summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
+    assert [s["status"] for s in summaries] == ["interrupted"] * 2 and len(list((tmp_path / "sweep").iterdir())) == 3
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("mtl-bench: the sweep was stopped by SIGTERM: 2 interrupted, 2 job(s) not started.")
+    assert "hydra.sweep.dir=sweep" in last and not (tmp_path / "sweep" / "sweep_stopped").exists()
+    done = max(s["epochs_completed"] for s in summaries)
+    again = subprocess.run([sys.executable, "-m", "mtl_bench", *sweep, f"trainer.epochs={done + 1}"], cwd=tmp_path,
+                           env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    summaries = {run.name: json.loads((run / "summary.json").read_text())
+                 for run in (p.parent for p in (tmp_path / "sweep").glob("*/summary.json"))}
+    assert len(summaries) == 4 and {s["status"] for s in summaries.values()} == {"completed"}
+    assert {s["epochs_completed"] for s in summaries.values()} == {done + 1}
+
+
+def test_the_sweep_signal_handlers_are_released_when_a_sweep_ends(tmp_path, monkeypatch):
+    """A sweep run through the Python entry point gives SIGTERM and SIGINT back when it ends."""
+    from mtl_bench import cli
+
+    monkeypatch.chdir(tmp_path)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    cli.run(["-m", "strategy=ew", *SMALL, "trainer.epochs=1", "hydra.sweep.dir=sweep"])
+    assert json.loads(only_run_dir(tmp_path / "sweep").joinpath("summary.json").read_text())["status"] == "completed"
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -58,14 +58,23 @@ def interrupt_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
         yield
 
 
+def replaceable(handler):
+    """Mark ``handler`` as one that :func:`handling` may replace for a block, as Python's defaults
+    (a sweep's handler, which a run training in the sweep's process takes over while it trains)."""
+    handler.mtl_bench_replaceable = True
+    return handler
+
+
 @contextlib.contextmanager
 def handling(handler, signums=(signal.SIGTERM, signal.SIGINT)):
-    """``handler`` for those of ``signums`` whose handler is Python's default, within the block
-    (in the main thread; handlers that others installed are left in place)."""
+    """``handler`` for those of ``signums`` whose handler is Python's default (or
+    :func:`replaceable`), within the block (in the main thread; handlers that others installed,
+    e.g. submitit's, are left in place)."""
     installed = {}
     if threading.current_thread() is threading.main_thread():
         for signum in signums:
-            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_DFL, signal.default_int_handler) or getattr(current, "mtl_bench_replaceable", False):
                 installed[signum] = signal.signal(signum, handler)
     try:
         yield
