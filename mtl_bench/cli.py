@@ -206,6 +206,8 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
         in_worker = multirun and sweep_stop.in_worker(hydra_cfg)
         if in_worker:  # the whole sweep stops; the sweep's process reports it at the end
             sweep_stop.mark_stopped(Path(hydra_cfg.sweep.dir), err.signum)
+        if _launched_rank() not in (None, 0):  # a rank of torchrun or of a SLURM job: rank 0 tells
+            raise SystemExit(err.exit_code) from None
         if fresh and not _holds_a_run(run_dir):  # stopped while its data and model were built
             if in_worker:
                 return _skip(hydra_cfg, run_dir)
@@ -305,6 +307,18 @@ def _epochs_done(run_dir: Path) -> str:
     return f"{summary.get('epochs_completed', 0)}/{summary.get('epochs', '?')}"
 
 
+def _launched_rank() -> int | None:
+    """This process's rank when a launcher started it as one of several (torchrun, the tasks of a
+    SLURM job), else None (one process, or the process that starts ``trainer.distributed.nproc`` ranks)."""
+    from .train.distributed import environment
+
+    try:
+        env = environment()
+    except ValueError:
+        return None
+    return env["rank"] if env else None
+
+
 def _resume_command(hydra_cfg, run_dir: Path, multirun: bool) -> str:
     """The command that continues this run (or its sweep) from its last finished epoch."""
     import shlex
@@ -312,6 +326,9 @@ def _resume_command(hydra_cfg, run_dir: Path, multirun: bool) -> str:
     if multirun:
         return (f"the same sweep command with hydra.sweep.dir={shlex.quote(str(hydra_cfg.sweep.dir))} "
                 f"(completed runs are skipped)")
+    if _launched_rank() is not None:  # its launcher's command line is not ours to rebuild
+        launcher = "torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "srun" if "SLURM_PROCID" in os.environ else "launch"
+        return f"the same {launcher} command with hydra.run.dir={shlex.quote(str(run_dir))}"
     words = ["mtl-bench", "run", *hydra_cfg.overrides.task, f"hydra.run.dir={run_dir}"]
     return " ".join(shlex.quote(w) for w in words)
 

@@ -137,3 +137,53 @@ def test_a_signal_repeated_while_stopping_is_ignored():
                 written.append(True)
                 raise
     assert stop.value.signum == signal.SIGINT and written == [True]
+
+
+def start_and_wait_for_an_epoch(command: list[str], tmp_path: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    summary = tmp_path / "run" / "summary.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (summary.exists() and '"epochs_completed": 1' in summary.read_text()):
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.05)
+    return proc
+
+
+def ranks_of(pid: int) -> list[int]:
+    """The rank processes below ``pid`` (torch.multiprocessing's spawned interpreters), rank 0 first."""
+    return sorted(p for p in descendants(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_killed_outright_is_named_and_the_run_is_marked_interrupted(tmp_path, rank):
+    """SIGKILL of one rank (the out-of-memory killer): torch ends the survivors with SIGTERM. Before,
+    that read as an orderly SIGTERM stop (rank 1 killed), or said "marked interrupted" while
+    summary.json still said running (rank 0 killed)."""
+    command = [sys.executable, "-m", "mtl_bench", "run", *ARGS, f"trainer.epochs={EPOCHS}",
+               "trainer.distributed.nproc=2", "hydra.run.dir=run"]
+    proc = start_and_wait_for_an_epoch(command, tmp_path)
+    os.kill(ranks_of(proc.pid)[rank], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGKILL, stderr
+    (line,) = [l for l in stderr.splitlines() if l.startswith("mtl-bench:")]
+    assert line.startswith(f"mtl-bench: rank {rank} was killed by SIGKILL") and "marked interrupted" in line, line
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGKILL"
+    assert summary["stopped_by"].startswith(f"rank {rank} was killed") and summary["epochs_completed"] >= 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stopped_torchrun_run_is_told_once_with_the_command_that_resumes_it(tmp_path):
+    """Under torchrun every rank runs the command line: only rank 0 tells of the stop, and the
+    resume is torchrun's own command (which mtl-bench cannot rebuild), with the run's folder."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mtl_bench",
+               "run", *ARGS, f"trainer.epochs={EPOCHS}", "hydra.run.dir=run"]
+    proc = start_and_wait_for_an_epoch(command, tmp_path)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to its workers
+    _, stderr = proc.communicate(timeout=120)
+    lines = [l for l in stderr.splitlines() if l.startswith("mtl-bench:")]
+    assert len(lines) == 1, stderr
+    assert "the run is marked interrupted. Resume it with: the same torchrun command with hydra.run.dir=" in lines[0]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"

@@ -576,6 +576,19 @@ def group_ended() -> bool:
     return _ENDED["group"]
 
 
+def _killed_rank(failure) -> Interrupted | None:
+    """A rank ended by a signal it could not handle (SIGKILL: the kernel's out-of-memory killer,
+    ``kill -9``), as an :class:`Interrupted` that names it; None for any other end. Ranks stopped
+    by a handled signal end in order (exit 0), so a signal here is a kill."""
+    import torch.multiprocessing as mp
+
+    if not isinstance(failure, mp.ProcessExitedException) or not failure.signal_name:
+        return None
+    signum = signal.Signals[failure.signal_name]
+    hint = " (the out-of-memory killer, or kill -9)" if signum == signal.SIGKILL else ""
+    return Interrupted(signum, f"rank {failure.error_index} was killed by {failure.signal_name}{hint}")
+
+
 def launch_local(nproc: int, fn, args: tuple, cpu: bool):
     """Rank 0's ``fn(*args, rank)``, run in ``nproc`` new processes on this machine (torch.multiprocessing,
     spawn), joined into one process group through ``RANK``/``WORLD_SIZE``/``MASTER_*``, like
@@ -584,7 +597,8 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
 
     SIGTERM and SIGINT sent to this process are passed on to every rank; the run then stops as a
     one-process run does (rank 0 marks it interrupted) and :class:`~.signals.Interrupted` is raised
-    here once every rank has ended. The ranks also stop when this process dies (SIGKILL)."""
+    here once every rank has ended. The ranks also stop when this process dies (SIGKILL). A rank
+    killed outright (SIGKILL) is named in the :class:`~.signals.Interrupted` raised (its ``how``)."""
     import torch.multiprocessing as mp
 
     results = mp.get_context("spawn").SimpleQueue()
@@ -613,6 +627,9 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
             failure = err
     while not results.empty():
         outcomes.append(results.get())
+    killed = _killed_rank(failure) if not received else None
+    if killed is not None:  # before the survivors' stop: torch ended them with SIGTERM for it
+        raise killed
     raised = [value for kind, value in outcomes if kind == "raised"]
     # a stop comes first: a rank whose peer stopped before it fails in a collective
     raised.sort(key=lambda err: not isinstance(err, Interrupted))

@@ -21,7 +21,8 @@ from . import host_memory
 from .diagnostics import GradientDiagnostics
 from .gradients import GradientBackend
 from .provenance import library_versions, provenance
-from .signals import interrupt_on_signals
+from .run_dir import read_summary, write_summary
+from .signals import Interrupted, interrupt_on_signals
 from .trackers import build_trackers, close_trackers
 from .trainer import Trainer
 
@@ -81,8 +82,13 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
             raise ValueError(f"trainer.distributed.nproc={nproc} needs one GPU per process, and "
                              f"{torch.cuda.device_count()} are visible; lower it, or use trainer.device=cpu")
         resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # no Hydra resolvers in the ranks
-        return launch_local(nproc, _rank_of_local_run, (resolved, str(run_dir), on_resumable),
-                            cpu=device.type == "cpu")
+        try:
+            return launch_local(nproc, _rank_of_local_run, (resolved, str(run_dir), on_resumable),
+                                cpu=device.type == "cpu")
+        except Interrupted as stop:
+            if stop.how:  # a rank was killed outright: rank 0 could not say so (or died before it could)
+                _mark_killed(Path(run_dir), stop)
+            raise
     seed_everything(cfg.seed, config.deterministic)
     # context: None unless launched as several processes (torchrun, SLURM tasks); device: this rank's
     context, device = setup(resolve_device(config.device))
@@ -101,6 +107,16 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
         if context is not None and not joined:  # the group this run made ends with it
             torch.distributed.destroy_process_group()
             distributed.ended_a_group()
+
+
+def _mark_killed(run_dir: Path, stop: Interrupted) -> None:
+    """The summary of a run whose rank was killed: ``interrupted`` by that signal, with how. Rank 0
+    wrote ``running`` at its last finished epoch (if it was the one killed) or ``interrupted`` by the
+    SIGTERM torch sent the survivors; its epochs, steps and checkpoint are those of that epoch."""
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") in ("running", "interrupted"):
+        summary.update(status="interrupted", signal=stop.name, stopped_by=stop.how)
+        write_summary(run_dir, summary)
 
 
 def run_settings(cfg: DictConfig) -> dict:

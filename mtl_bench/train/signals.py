@@ -11,16 +11,18 @@ import threading
 
 
 class Interrupted(KeyboardInterrupt):
-    """Training stopped by ``signum``; ``exit_code`` is what a shell reports for it."""
+    """Training stopped by ``signum``; ``exit_code`` is what a shell reports for it. ``how``
+    replaces "stopped by SIGNAL" where the stop was not this process's own (a rank killed)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, how: str | None = None):
         self.signum = int(signum)
         self.name = signal.Signals(self.signum).name
         self.exit_code = 128 + self.signum
-        super().__init__(f"stopped by {self.name}")
+        self.how = how
+        super().__init__(how or f"stopped by {self.name}")
 
     def __reduce__(self):  # rebuilt from the signal number (a rank hands it to the launching process)
-        return type(self), (self.signum,)
+        return type(self), (self.signum, self.how)
 
 
 _state = {"holding": 0, "pending": None, "raised": None}
