@@ -75,10 +75,10 @@ def listing(config_dir: Path, what: str = "all") -> str:
     return "\n".join("\n".join(b) for b in blocks)
 
 
-def dataset_choices(config_dir: Path, dataset: str) -> dict[str, str]:
+def dataset_choices(config_dir: Path, dataset: str, search: list[Path] = ()) -> dict[str, str]:
     """The groups a dataset config chooses (``override /model@_global_.model: multilenet``)."""
-    path = config_dir / "dataset" / f"{dataset}.yaml"
-    node = yaml.safe_load(path.read_text()) if path.exists() else {}
+    path = find_config([config_dir, *search], "dataset", dataset)
+    node = yaml.safe_load(path.read_text()) if path is not None else {}
     out = {}
     for item in (node or {}).get("defaults", []):
         if isinstance(item, dict):
@@ -173,15 +173,22 @@ def section_entries(path: Path, prefix: str) -> list[tuple[str, str, str]]:
     return entries
 
 
-def key_help(config_dir: Path, choices: dict[str, str]) -> str:
+def find_config(dirs: list[Path], group: str, name: str) -> Path | None:
+    """The file of config ``group/name`` in the first of ``dirs`` that has it."""
+    return next((d / group / f"{name}.yaml" for d in dirs if (d / group / f"{name}.yaml").is_file()), None)
+
+
+def key_help(config_dir: Path, choices: dict[str, str], search: list[Path] = ()) -> str:
     """What each key of the composed groups means (``mtl-bench run --help``): the top-level
     config's keys, then every key of each chosen group's config (``choices``), from the group's
-    schema (mtl_bench/schemas) and the config files' comments."""
+    schema (mtl_bench/schemas) and the config files' comments. ``search``: the folders of
+    ``hydra.searchpath`` (a user's own configs: the keys their files state, with their comments)."""
     sections = [("config", config_dir / "config.yaml", "")]
     for group in ("dataset", "model", "strategy", "trainer", "protocol"):
-        path = config_dir / group / f"{choices[group]}.yaml"
-        if path.exists():
-            sections.append((f"{group}={choices[group]}", path, group))
+        path = find_config([config_dir, *search], group, choices[group])
+        if path is not None:
+            sections.append((f"{group}={choices[group]}" + ("" if path.is_relative_to(config_dir) else f" ({path})"),
+                             path, group))
     lines = ["== What each key means (from the config schemas and files) =="]
     for title, path, prefix in sections:
         entries = [e for e in section_entries(path, prefix) if not e[0].startswith("hydra.")]

@@ -565,10 +565,24 @@ def _print_key_help(argv: list[str]) -> None:
 
     choices = {"dataset": "synthetic", "model": "mlp", "strategy": "ew", "trainer": "default", "protocol": "last"}
     given = dict(arg.split("=", 1) for arg in argv if "=" in arg and arg.split("=", 1)[0] in choices)
+    search = _searchpath_folders(argv)
     choices["dataset"] = given.get("dataset", choices["dataset"])
-    choices.update(dataset_choices(config_dir(), choices["dataset"]))  # a dataset picks its model, trainer, protocol
+    choices.update(dataset_choices(config_dir(), choices["dataset"], search))  # a dataset picks its model, trainer, protocol
     choices.update(given)
-    print("\n" + key_help(config_dir(), choices))
+    print("\n" + key_help(config_dir(), choices, search))
+
+
+def _searchpath_folders(argv: list[str]) -> list[Path]:
+    """The folders of ``hydra.searchpath=[file://conf,...]`` in ``argv`` (``pkg://`` entries are
+    packages, not folders: left out)."""
+    folders = []
+    for arg in argv:
+        if arg.startswith(("hydra.searchpath=", "+hydra.searchpath=")):
+            for entry in arg.split("=", 1)[1].strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("file://"):
+                    folders.append(Path(entry[len("file://"):]))
+    return folders
 
 
 def list_command(argv: list[str]) -> None:

@@ -67,3 +67,16 @@ def test_every_schema_key_has_a_meaning_for_run_help():
             schema = schema_of(path)
             assert schema is not None, f"{group}/{path.stem} names no schema"
             assert all(meaning for key, _, meaning in schema_keys(schema, group) if not key.endswith(".name"))
+
+
+def test_run_help_lists_the_keys_of_a_users_own_config(run_cli, tmp_path):
+    """A strategy config of one's own (``hydra.searchpath=[file://conf]``) gets its section too:
+    the keys its file states, with their comments, and where the file is."""
+    (tmp_path / "conf" / "strategy").mkdir(parents=True)
+    (tmp_path / "conf" / "strategy" / "softmax_loss.yaml").write_text(
+        "_target_: my_mtl.SoftmaxLoss\nname: softmax_loss\ntemperature: 1.0  # softmax temperature over the losses\n")
+    proc = run_cli("run", "strategy=softmax_loss", "hydra.searchpath=[file://conf]", "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout[proc.stdout.index("What each key means"):]
+    assert "strategy=softmax_loss (conf/strategy/softmax_loss.yaml):" in text
+    assert re.search(r"strategy.temperature +1.0 +softmax temperature over the losses", text)
