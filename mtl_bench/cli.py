@@ -765,6 +765,8 @@ def plot_command(argv: list[str]) -> None:
         p.add_argument("--metric", help="metric of curves/pareto (default: the first non-loss metric)")
         p.add_argument("--curve-split", default="val", help="split of --kind curves (default val)")
         p.add_argument("--tasks", help="the two tasks of --kind pareto, e.g. left,right")
+        p.add_argument("--task-label", action="append", metavar="TASK=LABEL",
+                       help="draw TASK as LABEL in legends and axes, e.g. 'task1=task1 (sigma 100)'; repeatable")
         p.add_argument("--verbose", "-v", action="store_true", help="also print the plotted data")
         p.add_argument("--csv", metavar="FILE", help="also write the plotted data to FILE (CSV)")
     a = _parse("plot", _bare_tune(argv), build)
@@ -778,6 +780,7 @@ def plot_command(argv: list[str]) -> None:
     else:
         sel = select_all(a.dirs, average=a.delta_average, baseline=a.baseline, tune=inputs["tune"],
                          tune_metric=inputs["tune_metric"], **inputs["selection"])
+        sel = _labelled(sel, _task_labels(a.task_label, sel.results))
         if a.kind == "sensitivity":
             data = plots.sensitivity(sel.grid, sel.tuning, out=a.out)
         elif a.kind == "weights":
@@ -787,13 +790,47 @@ def plot_command(argv: list[str]) -> None:
         elif a.kind == "curves":
             data = plots.curves(sel.results, metric=a.metric, split=a.curve_split, out=a.out)
         else:
-            data = plots.pareto(sel.selected, split=a.split, metric=a.metric, tasks=_split(a.tasks), out=a.out)
+            labels = _task_labels(a.task_label, None)
+            tasks = [labels.get(t, t) for t in _split(a.tasks)] if a.tasks else None
+            data = plots.pareto(sel.selected, split=a.split, metric=a.metric, tasks=tasks, out=a.out)
     if a.verbose:
         print(data.to_string(index=False))
     if a.csv:
         data.to_csv(a.csv, index=False)
         print(f"data written to {a.csv}")
     print(f"{data.attrs['note']}\nwritten: " + ", ".join(data.attrs["files"]))
+
+
+def _task_labels(texts, results) -> dict[str, str]:
+    """``--task-label TASK=LABEL`` (repeatable) -> ``{TASK: LABEL}``; a TASK the runs do not have
+    is one line naming the tasks they have (``results``: the runs' tidy table, None: not checked)."""
+    labels = {}
+    for text in texts or []:
+        task, sep, label = text.partition("=")
+        if not sep or not task.strip() or not label.strip():
+            raise ValueError(f"--task-label {text!r}: give TASK=LABEL, e.g. --task-label 'task1=task1 (sigma 100)'")
+        labels[task.strip()] = label.strip()
+    if results is not None:
+        known = set(results["task"]) - {"mean", "all"}
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise ValueError(f"--task-label: no task {', '.join(map(repr, unknown))} in these runs; "
+                             f"their tasks: {', '.join(sorted(known))}")
+    return labels
+
+
+def _labelled(sel, labels: dict[str, str]):
+    """The selection with tasks renamed for drawing (legends, axes); the tables are not touched."""
+    if not labels:
+        return sel
+    import dataclasses
+
+    def rename(frame):
+        if "task" not in frame:
+            return frame
+        return frame.assign(task=frame["task"].replace(labels))
+
+    return dataclasses.replace(sel, results=rename(sel.results), selected=rename(sel.selected))
 
 
 def tune_command(argv: list[str]) -> None:

@@ -223,3 +223,42 @@ def test_the_note_says_when_the_epochs_were_selected_on_test():
     assert "epochs were selected on test (best: test mean/accuracy), so test entered the choice" in md
     # --select-split val: the runs' rule on val, and test stays out
     assert "test never used" in make_table(on_test, tune=["trainer.lr"], selection={"split": "val"})[0].to_markdown()
+
+
+def test_a_zoomed_sensitivity_panel_draws_no_band_of_a_value_out_of_view():
+    """The lower row zooms on the lines' bests: the band of a learning rate that did not train (its
+    mean far below the window) used to cross the whole panel as a spike; it is not drawn there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mtl_bench.report import plots
+
+    group = pd.DataFrame({"line": ["ew"] * 3, "cfg.trainer.lr": ["0.0001", "0.01", "0.1"], "x": [1e-4, 1e-2, 1e-1],
+                          "mean": [0.2, 0.95, 0.96], "low": [-0.5, 0.94, 0.95], "high": [0.9, 0.96, 0.97],
+                          "chosen": [False, False, True]})
+    _, ax = plt.subplots()
+    plots._draw_sensitivity(ax, group, "", "log", "cfg.trainer.lr", (0.93, 0.97))
+    (band,) = ax.collections
+    xs = [x for path in band.get_paths() for x, _ in path.vertices]
+    assert min(xs) == pytest.approx(1e-2)   # from the first point in view: no polygon reaches lr 1e-4
+    _, ax = plt.subplots()
+    plots._draw_sensitivity(ax, group, "", "log", "cfg.trainer.lr", (0.0, 1.0))
+    assert min(x for path in ax.collections[0].get_paths() for x, _ in path.vertices) == pytest.approx(1e-4)
+
+
+def test_plot_task_labels_rename_the_tasks_where_drawn_and_refuse_an_unknown_task(tmp_path, capsys):
+    """`--task-label TASK=LABEL`: a figure names a task by what it is (gradnorm_toy's sigma), in its
+    legends and panel titles; the data it plots says the same; a task the runs lack is one line."""
+    path = write_table(tidy(RUNS).results, tmp_path / "runs.csv")
+    figs = tmp_path / "figs"
+    main(["plot", str(path), "--kind", "curves", "--metric", "accuracy", "--task-label", "left=left digit",
+          "--csv", str(tmp_path / "drawn.csv"), "--out", str(figs)])
+    drawn = pd.read_csv(tmp_path / "drawn.csv")
+    assert set(drawn["task"]) == {"left digit", "right"}
+    with pytest.raises(SystemExit) as err:
+        main(["plot", str(path), "--kind", "curves", "--task-label", "middle=x", "--out", str(figs)])
+    assert err.value.code == 2
+    assert "--task-label: no task 'middle' in these runs; their tasks: left, right" in capsys.readouterr().err

@@ -193,12 +193,14 @@ def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",
                 row["status"], row["reason"] = "empty", "no metrics recorded"
                 continue
             frames.append(_records(run.records, run.summary, row))
-    runs = pd.DataFrame(rows, columns=None if rows else RUN_COLUMNS + ["reason"])
-    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS + RECORD_COLUMNS)
-    for table in tables:
-        results = pd.concat([results, table], ignore_index=True)
-        runs = pd.concat([runs, table.drop_duplicates("run")[[c for c in table.columns if c not in RECORD_COLUMNS
-                                                              and c != "higher_is_better"]]], ignore_index=True)
+    # one concat of what was found: an empty frame in it would make every column of a table read
+    # back (epoch, value) an object column, on which plots fail
+    parts = frames + tables
+    results = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RUN_COLUMNS + RECORD_COLUMNS)
+    run_parts = ([pd.DataFrame(rows)] if rows else []) + [
+        table.drop_duplicates("run")[[c for c in table.columns if c not in RECORD_COLUMNS and c != "higher_is_better"]]
+        for table in tables]
+    runs = pd.concat(run_parts, ignore_index=True) if run_parts else pd.DataFrame(columns=RUN_COLUMNS + ["reason"])
     if "reason" not in runs:
         runs["reason"] = ""
     ordered = RUN_COLUMNS + RECORD_COLUMNS + ["higher_is_better"]

@@ -646,12 +646,13 @@ def sensitivity(grid: pd.DataFrame, tuning: pd.DataFrame, out=None, name: str = 
         for row, zoom in enumerate((False, True)):
             for column, (suffix, title) in enumerate(views):
                 ax = axes[(2 * i + row) * len(views) + column]
-                _draw_sensitivity(ax, group, suffix, scale, key)
-                ax.set_ylim(*(_near_the_best(group, f"mean{suffix}", higher) if zoom else _means_range(group, suffix)))
-                ax.set_ylabel(f"{metric} ({'test' if suffix else 'val'})")
+                window = _near_the_best(group, f"mean{suffix}", higher) if zoom else _means_range(group, suffix)
+                _draw_sensitivity(ax, group, suffix, scale, key, window)
+                ax.set_ylim(*window)
+                ax.set_ylabel(f"{_metric_words(metric)} ({'test' if suffix else 'val'})")
                 ax.set_title(f"{panel}: {title}{', near the best' if zoom else ''}", fontsize=8)
         axes[2 * i * len(views)].legend(fontsize=7)
-    bands = "bands: 95% CI over seeds (Student t), clipped to the means' range; " if (data["n"] > 1).any() else ""
+    bands = "bands: 95% CI over seeds (Student t), clipped to the means' range, drawn where the means are in view; " if (data["n"] > 1).any() else ""
     scores = "; ".join(f"{p}: {m}" for p, m in metrics.items()) if len(metrics) > 1 else next(iter(metrics.values()))
     _note(fig, data, f"lines: mean over {_seeds(data['n'])} of {scores} at each run's selected epoch; {bands}"
                      f"stars: the value the table chose per line (best mean on val); "
@@ -660,7 +661,15 @@ def sensitivity(grid: pd.DataFrame, tuning: pd.DataFrame, out=None, name: str = 
     return _save(fig, data, out, name)
 
 
-def _draw_sensitivity(ax, group: pd.DataFrame, suffix: str, scale: str, key: str) -> None:
+def _metric_words(metric: str) -> str:
+    """``mean/accuracy`` (the score of a panel of several tasks) as words for an axis."""
+    return f"{metric[5:]}, mean over tasks" if metric.startswith("mean/") else metric
+
+
+def _draw_sensitivity(ax, group: pd.DataFrame, suffix: str, scale: str, key: str, window: tuple[float, float]) -> None:
+    """The lines of one panel; a band is drawn between points whose means are inside ``window``
+    (the panel's y-range), so that the wide band of a value that did not train does not cross a
+    zoomed panel."""
     valued = group[group[key] != NO_VALUE]
     span = [valued["x"].min(), valued["x"].max()]
     for line, points in group.groupby("line", sort=False):
@@ -668,8 +677,9 @@ def _draw_sensitivity(ax, group: pd.DataFrame, suffix: str, scale: str, key: str
             ax.plot(span, [points[f"mean{suffix}"].iloc[0]] * 2, linestyle=":", label=line)
             continue
         drawn = ax.plot(points["x"], points[f"mean{suffix}"], marker=".", label=line)
+        means = points[f"mean{suffix}"]
         ax.fill_between(points["x"], points[f"low{suffix}"], points[f"high{suffix}"], alpha=0.15,
-                        color=drawn[0].get_color())
+                        color=drawn[0].get_color(), where=means.between(*window).to_numpy())
         star = points[points["chosen"]]
         ax.plot(star["x"], star[f"mean{suffix}"], marker="*", markersize=11, linestyle="none",
                 color=drawn[0].get_color())
