@@ -11,6 +11,7 @@ from report_runs import ONE_THREAD, synthetic_runs
 
 from conftest import cli
 from mtl_bench.report import collect
+from mtl_bench.report.integrity import load_records
 from mtl_bench.report.pipeline import make_table
 
 
@@ -78,6 +79,8 @@ DAMAGES = {
     "empty metrics": (lambda run: (run / "metrics.jsonl").write_text(""), "metrics.jsonl"),
     "malformed line": (lambda run: _insert(run / "metrics.jsonl", "{not json\n"), "metrics.jsonl"),
     "record without keys": (lambda run: _insert(run / "metrics.jsonl", '{"epoch": 1}\n'), "metrics.jsonl"),
+    "two records on a line": (lambda run: _insert(run / "metrics.jsonl", '{"epoch": 1, "step": 0, "split": "val", '
+                                                  '"task": "a", "metric": "m", "value": 1} {"epoch": 1}\n'), "metrics.jsonl"),
     "missing summary": (lambda run: (run / "summary.json").unlink(), "summary.json"),
     "corrupt summary": (lambda run: _cut(run / "summary.json", 0.5), "summary.json"),
     "summary not an object": (lambda run: (run / "summary.json").write_text("[1, 2]"), "summary.json"),
@@ -157,3 +160,16 @@ def test_a_real_run_config_reads_as_omegaconf_reads_it(runs):
         config, problem = load_config(run)
         assert problem == "" and config == OmegaConf.to_container(OmegaConf.load(run / ".hydra/config.yaml"),
                                                                   resolve=False)
+
+
+def test_metrics_lines_read_as_json_reads_them_one_by_one(tmp_path):
+    """The fast line parser takes what ``json.loads`` of each line takes: a line with a record and
+    anything after it, a torn line, or a value that is not a record is malformed (numbered 1-based,
+    blank lines skipped but counted)."""
+    good = '{"epoch": 1, "step": 0, "split": "val", "task": "a", "metric": "m", "value": NaN}'
+    (tmp_path / "metrics.jsonl").write_text("\n".join([
+        good, "", f"  {good}  ", good + " {}", good[:-3], "[1, 2]", '"text"', good.replace('"epoch": 1', '"epoch": 1.0'),
+    ]) + "\n")
+    records, bad = load_records(tmp_path)
+    assert bad == [4, 5, 6, 7, 8] and len(records) == 2
+    assert records[0]["metric"] == "m" and records[0]["value"] != records[0]["value"]  # NaN, as json reads it

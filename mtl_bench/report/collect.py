@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..protocol import SAME_EXPERIMENT, is_key_in
@@ -158,9 +159,10 @@ def _run_row(run: RunFiles) -> dict:
     return row
 
 
-def _records(records: list[dict], summary: dict, run_row: dict) -> pd.DataFrame:
-    """The run's records, each with the run's row (one frame built at once: inserting a hundred
-    config columns one by one into the records' frame is what made collecting slow)."""
+def _records(records: list[dict], summary: dict) -> pd.DataFrame:
+    """The run's records (their columns and ``higher_is_better``); the run's own columns are joined
+    to every run's records at once in :func:`collect` (one take per column for all runs: building
+    a hundred config columns per run is what made collecting slow)."""
     columns = {name: [record[name] for record in records] for name in RECORD_COLUMNS}
     columns["value"] = pd.to_numeric(pd.Series(columns["value"], dtype=object), errors="coerce")
     directions = summary.get("directions", {})
@@ -168,8 +170,17 @@ def _records(records: list[dict], summary: dict, run_row: dict) -> pd.DataFrame:
     for task, metric in dict.fromkeys(zip(columns["task"], columns["metric"])):
         hib[(task, metric)] = higher_is_better(metric, directions.get(task, {}).get(metric))
     columns["higher_is_better"] = [hib[(t, m)] for t, m in zip(columns["task"], columns["metric"])]
-    return pd.DataFrame({**columns, **{k: v for k, v in run_row.items() if k not in columns and k != "reason"}},
-                        index=pd.RangeIndex(len(records)))
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(records)))
+
+
+def _with_run_columns(frames: list[pd.DataFrame], rows: list[dict]) -> list[pd.DataFrame]:
+    """The records of every run (``frames[i]`` of ``rows[i]``) with their run's columns, as one frame."""
+    if not frames:
+        return []
+    runs = pd.DataFrame([{k: v for k, v in row.items() if k not in RECORD_COLUMNS and k != "reason"} for row in rows])
+    records = pd.concat(frames, ignore_index=True)
+    which = np.repeat(np.arange(len(frames)), [len(frame) for frame in frames])
+    return [pd.concat([runs.take(which).reset_index(drop=True), records], axis=1)]
 
 
 def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",)) -> Collection:
@@ -178,6 +189,7 @@ def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",
     A path may also be a table written by ``mtl-bench collect`` (``.parquet`` or ``.csv``).
     """
     frames, rows, tables = [], [], []
+    kept = []  # the rows of the runs whose records are in frames
     dirs = []
     for path in paths:
         if Path(path).is_file() and Path(path).suffix in (".parquet", ".csv"):
@@ -192,10 +204,11 @@ def collect(paths: Sequence[str | Path], statuses: Sequence[str] = ("completed",
             if not run.records:
                 row["status"], row["reason"] = "empty", "no metrics recorded"
                 continue
-            frames.append(_records(run.records, run.summary, row))
+            frames.append(_records(run.records, run.summary))
+            kept.append(row)
     # one concat of what was found: an empty frame in it would make every column of a table read
     # back (epoch, value) an object column, on which plots fail
-    parts = frames + tables
+    parts = _with_run_columns(frames, kept) + tables
     results = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RUN_COLUMNS + RECORD_COLUMNS)
     run_parts = ([pd.DataFrame(rows)] if rows else []) + [
         table.drop_duplicates("run")[[c for c in table.columns if c not in RECORD_COLUMNS and c != "higher_is_better"]]
