@@ -89,16 +89,29 @@ def test_forward_differences_match_scipys():
 
 
 def test_cagrad_runs_on_the_driver(monkeypatch):
-    """cagrad_weights solves through slsqp_on_simplex (the speed-up is not a copy beside it)."""
+    """The official solve goes through slsqp_on_simplex with finite differences (the speed-up is
+    not a copy beside it); the trace option through Newton steps, and SLSQP with the analytic
+    gradient only when they fail."""
+    from mtl_bench.strategies import simplex_newton
+
     calls = []
-    real = slsqp.slsqp_on_simplex
+    real_slsqp, real_newton = slsqp.slsqp_on_simplex, simplex_newton.newton_on_simplex
 
-    def counting(*args, **kwargs):
-        calls.append(args[2] is None)
-        return real(*args, **kwargs)
+    def counting_slsqp(*args, **kwargs):
+        calls.append("slsqp, differences" if len(args) < 3 or args[2] is None else "slsqp, gradient")
+        return real_slsqp(*args, **kwargs)
 
-    monkeypatch.setattr("mtl_bench.strategies.cagrad.slsqp_on_simplex", counting)
+    def counting_newton(*args, **kwargs):
+        calls.append("newton")
+        return real_newton(*args, **kwargs) if not fail else (args[2], False, "made to fail")
+
+    monkeypatch.setattr("mtl_bench.strategies.cagrad.slsqp_on_simplex", counting_slsqp)
+    monkeypatch.setattr("mtl_bench.strategies.cagrad.newton_on_simplex", counting_newton)
     G = random_gramian(np.random.default_rng(2), 3, 1.0, True)
+    fail = False
     cagrad_weights(G, 0.4)
     cagrad_weights(G, 0.4, 1, True, 1e-8, "trace")
-    assert calls == [True, False]  # finite differences for the official solve, the gradient for trace
+    assert calls == ["slsqp, differences", "newton"]
+    fail = True
+    _, success, _ = cagrad_weights(G, 0.4, 1, True, 1e-8, "trace")
+    assert calls[2:] == ["newton", "slsqp, gradient"] and success

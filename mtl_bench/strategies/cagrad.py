@@ -17,8 +17,10 @@ Gramian, 1e-8 inside the square roots, step guard ``lambda_eps = 1e-8`` (driven 
 :func:`~mtl_bench.strategies.slsqp.slsqp_on_simplex`: minimize's iterates, without its per-call set-up). SLSQP's stopping
 tolerance is absolute, so on the raw Gramian of small gradients it stops at (or near) the uniform
 start: the official update depends on the gradients' scale. ``gramian_scaling="trace"`` solves
-on ``G / trace(G)`` instead (with the analytic gradient): the same minimiser in exact
-arithmetic, scale-free in practice; an option of ours, not the paper's (docs/strategies.md).
+on ``G / trace(G)`` instead, to convergence (Newton steps on the simplex's faces with exact
+derivatives, :mod:`~mtl_bench.strategies.simplex_newton`; SLSQP with the analytic gradient if
+they fail): the minimiser of the dual itself, scale-free; an option of ours, not the paper's
+(docs/strategies.md).
 ``lambda_eps = 1e-4`` is the official toy and MTRL code's guard. Then ``rescale``: 0 none,
 1 ``d / (1 + c^2)`` (default), 2 ``d / (1 + c)``; ``multiply_by_tasks=True`` (default, the
 official code's "match the sum loss") multiplies by T (LibMTL does not). c = 0.4, the value of
@@ -39,6 +41,7 @@ import numpy as np
 import torch
 
 from .base import SolverWeighting
+from .simplex_newton import newton_on_simplex
 from .slsqp import slsqp_on_simplex
 from .solvers import SolverError, one_blas_thread
 
@@ -62,10 +65,21 @@ def cagrad_weights(G: np.ndarray, c: float, rescale: int = 1, multiply_by_tasks:
     def objective(w):
         return w @ mean_dots + radius_A * np.sqrt(max(w @ A @ w, 0.0) + 1e-8)
 
-    def gradient(w):  # ours (trace scaling); the official code takes SLSQP's finite differences
+    def gradient(w):
         return mean_dots + radius_A * (A @ w) / np.sqrt(max(w @ A @ w, 0.0) + 1e-8)
 
-    x, success, message = slsqp_on_simplex(objective, uniform, gradient if gramian_scaling == "trace" else None)
+    def value_gradient_hessian(w):
+        Aw = A @ w
+        norm = np.sqrt(max(w @ Aw, 0.0) + 1e-8)
+        return (w @ mean_dots + radius_A * norm, mean_dots + radius_A * Aw / norm,
+                radius_A / norm * (A - np.outer(Aw, Aw) / norm**2))
+
+    if gramian_scaling == "trace":  # ours: the minimiser itself, by Newton steps (SLSQP if they fail)
+        x, success, message = newton_on_simplex(value_gradient_hessian, objective, uniform)
+        if not success:
+            x, success, message = slsqp_on_simplex(objective, uniform, gradient)
+    else:  # the official code: SLSQP with finite differences, on the raw Gramian
+        x, success, message = slsqp_on_simplex(objective, uniform)
     w = np.clip(x, 0.0, 1.0)
     w = w / w.sum() if w.sum() > 0 else uniform
     radius = c * np.sqrt(max(G.mean(), 0.0) + 1e-8) + 1e-8
