@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from . import sweep_stop
+from .train.signals import forget_stop
 from .paths import config_dir  # noqa: F401  (mtl_bench.cli.config_dir, as before)
 
 USAGE = """usage: mtl-bench COMMAND [ARGS]
@@ -106,11 +107,9 @@ def _task(cfg) -> dict | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     _SWEEP_PLAN.clear()  # a job started: the sweep's plan stays whatever happens next
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        sweep_dir = Path(hydra_cfg.sweep.dir)
-        if sweep_stop.in_worker(hydra_cfg):
-            sweep_stop.guard_worker(sweep_dir)
-        if sweep_stop.stopped_by(sweep_dir):  # a signal stopped the sweep: this job is not started
+    forget_stop()  # a signal that came before this job (to an idle worker) is not its own
+    if hydra_cfg.mode == RunMode.MULTIRUN and sweep_stop.watches(hydra_cfg.launcher):
+        if sweep_stop.stopped_by(_sweep_dir(hydra_cfg)):  # a signal stopped the sweep: this job is not started
             return _skip(hydra_cfg, run_dir)
     if _has_ended(cfg, run_dir):
         with _log_file_untouched(run_dir):
@@ -119,13 +118,21 @@ def _task(cfg) -> dict | None:
 
 
 def _skip(hydra_cfg, run_dir: Path) -> dict:
-    """A job of a stopped sweep: nothing is built; the folder Hydra made for it goes again unless
-    it holds a run (an interrupted one the sweep was to resume)."""
+    """A job of a sweep that did not start training (the sweep was stopped, or a signal came while
+    its run was set up): the folder Hydra made for it goes again unless it holds a run (an
+    interrupted one the sweep was to resume, which its summary counts)."""
     with _log_file_untouched(run_dir):
         if not _holds_a_run(run_dir):
             _remove_run_dir(run_dir, hydra_cfg.job.name)
-        sweep_stop.note_not_started(Path(hydra_cfg.sweep.dir), run_dir)
+            sweep_stop.note_not_started(_sweep_dir(hydra_cfg), run_dir)
     return {"status": "not started"}
+
+
+def _sweep_dir(hydra_cfg) -> Path:
+    """The sweep's folder, from where the sweep was started (a job may run in another folder:
+    ``hydra.job.chdir=true``)."""
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    return sweep_dir if sweep_dir.is_absolute() else Path(hydra_cfg.runtime.cwd) / sweep_dir
 
 
 def _report_ended(cfg, hydra_cfg, run_dir: Path) -> dict:
@@ -156,7 +163,7 @@ REFUSED_FILE = "refused_runs.txt"  # in a sweep's folder: one line per run the s
 def _note_refused(hydra_cfg, err: BaseException) -> None:
     """Record a refused run of a sweep in the sweep's folder, not the run's: :class:`SweepReport`
     reads it at the sweep's end whatever process (joblib worker, SLURM job) ran the run."""
-    with open(Path(hydra_cfg.sweep.dir) / REFUSED_FILE, "a") as f:
+    with open(_sweep_dir(hydra_cfg) / REFUSED_FILE, "a") as f:
         f.write(_one_line(err) + "\n")
 
 
@@ -203,13 +210,14 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
         _validate(cfg)
         summary = run_experiment(cfg, run_dir, on_resumable=save_config)
     except Interrupted as err:
-        in_worker = multirun and sweep_stop.in_worker(hydra_cfg)
-        if in_worker:  # the whole sweep stops; the sweep's process reports it at the end
-            sweep_stop.mark_stopped(Path(hydra_cfg.sweep.dir), err.signum)
+        # the sweep goes on (its end names the run) when the signal was this run's alone: one to a
+        # joblib worker (one to the sweep's process stops the sweep's jobs itself), or a rank
+        # killed outright; otherwise a signal to the sweep's process stops it as it stops a run
+        goes_on = multirun and (sweep_stop.in_worker(hydra_cfg) or err.how is not None)
         if _launched_rank() not in (None, 0):  # a rank of torchrun or of a SLURM job: rank 0 tells
             raise SystemExit(err.exit_code) from None
         if fresh and not _holds_a_run(run_dir):  # stopped while its data and model were built
-            if in_worker:
+            if goes_on:
                 return _skip(hydra_cfg, run_dir)
             print(f"mtl-bench: {err} before training started; nothing to resume: start the run again",
                   file=sys.stderr)
@@ -217,7 +225,7 @@ def _run_task(cfg, hydra_cfg, run_dir: Path) -> dict | None:
             raise SystemExit(err.exit_code) from None
         sys.stderr.write(f"mtl-bench: {err} after epoch {_epochs_done(run_dir)}; the run is marked interrupted. "
                          f"Resume it with: {_resume_command(hydra_cfg, run_dir, multirun)}\n")  # one write: workers share stderr
-        if in_worker:
+        if goes_on:
             return {"status": "interrupted", "signal": err.name}
         raise SystemExit(err.exit_code) from None
     except _user_errors() as err:
@@ -374,7 +382,8 @@ class SweepReport(_HydraCallback):
             print(f"mtl-bench: error: {problem}\n(no job of the sweep was started)", file=sys.stderr)
             raise SystemExit(2)
         (sweep_dir / REFUSED_FILE).unlink(missing_ok=True)  # a previous sweep's
-        if "submitit" not in str(config.hydra.launcher.get("_target_", "")):  # a cluster's jobs stop by its own signals
+        sweep_stop.clear(sweep_dir)  # and its stop
+        if sweep_stop.watches(config.hydra.launcher):  # a cluster's jobs stop by its own signals
             sweep_stop.watch(sweep_dir)
         plan = sweep_dir / PLAN_FILE
         kept = keep_previous_plan(sweep_dir, OmegaConf.to_yaml(config))  # the text Hydra's sweeper saves
@@ -405,7 +414,7 @@ class SweepReport(_HydraCallback):
         if refused:
             print(f"mtl-bench: {len(refused)} run(s) of the sweep refused, their folders left as they were "
                   f"(listed in {notes}):\n  " + "\n  ".join(refused), file=sys.stderr)
-        code = sweep_stop.report(sweep_dir, counts)
+        code = sweep_stop.report(sweep_dir, counts, statuses.get("interrupted", []))
         if code is not None:
             raise SystemExit(code)
         if failed or refused:
@@ -772,6 +781,9 @@ def plot_command(argv: list[str]) -> None:
     a = _parse("plot", _bare_tune(argv), build)
     if a.bar:
         raise ValueError("--bar marks means in `mtl-bench table`; plots draw no bar")
+    if a.task_label and a.kind in ("delta", "cost", "aggregate", "profile", "sensitivity"):
+        raise ValueError(f"--task-label: --kind {a.kind} names no task (it names methods); drop it, or use it with "
+                         "--kind weights, conflict, curves or pareto")
     inputs = _table_inputs(a)
     if a.kind in ("delta", "cost", "aggregate", "profile"):
         table, _ = make_table(a.dirs, **inputs)
@@ -810,12 +822,20 @@ def _task_labels(texts, results) -> dict[str, str]:
         if not sep or not task.strip() or not label.strip():
             raise ValueError(f"--task-label {text!r}: give TASK=LABEL, e.g. --task-label 'task1=task1 (sigma 100)'")
         labels[task.strip()] = label.strip()
+    same = sorted(label for label in set(labels.values()) if list(labels.values()).count(label) > 1)
+    if same:
+        raise ValueError(f"--task-label: two tasks labelled {same[0]!r}; give each task its own label")
     if results is not None:
         known = set(results["task"]) - {"mean", "all"}
         unknown = sorted(set(labels) - known)
         if unknown:
             raise ValueError(f"--task-label: no task {', '.join(map(repr, unknown))} in these runs; "
                              f"their tasks: {', '.join(sorted(known))}")
+        taken = sorted((task, label) for task, label in labels.items()
+                       if label != task and label in known and labels.get(label, label) == label)
+        if taken:
+            raise ValueError(f"--task-label {taken[0][0]}={taken[0][1]}: {taken[0][1]!r} is another task of these "
+                             "runs; the two would be drawn as one: choose another label")
     return labels
 
 

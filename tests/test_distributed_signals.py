@@ -187,3 +187,18 @@ def test_a_stopped_torchrun_run_is_told_once_with_the_command_that_resumes_it(tm
     assert len(lines) == 1, stderr
     assert "the run is marked interrupted. Resume it with: the same torchrun command with hydra.run.dir=" in lines[0]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_rank_that_crashes_fails_the_run_and_is_not_taken_for_a_stop(tmp_path):
+    """A rank that dies of SIGSEGV (a crash in native code) or SIGABRT fails the run: before, any
+    signal read as a kill and the run was marked interrupted, to be resumed into the same crash."""
+    command = [sys.executable, "-m", "mtl_bench", "run", *ARGS, f"trainer.epochs={EPOCHS}",
+               "trainer.distributed.nproc=2", "hydra.run.dir=run"]
+    proc = start_and_wait_for_an_epoch(command, tmp_path)
+    os.kill(ranks_of(proc.pid)[1], signal.SIGSEGV)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert "RankCrashed: rank 1 of the local distributed run died of SIGSEGV" in stderr, stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "signal" not in summary and "SIGSEGV" in summary["error"]

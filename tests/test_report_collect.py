@@ -249,3 +249,20 @@ def test_step_records_hold_the_weights_of_their_step(runs):
         (mean,) = rows[rows["split"] == "train"]["value"]
         assert len(steps) and steps.to_numpy() == pytest.approx(mean, rel=1e-6), (run, epoch, task)
     assert not (dwa[dwa["split"] == "train"]["value"] == 1.0).all()  # the weights did move
+
+
+def test_run_columns_keep_the_types_each_runs_own_frame_gave_them():
+    """The run columns are joined to all runs' records at once, with the column types of one frame
+    per run concatenated (as collect built them before): an integer setting that one run leaves
+    empty stays an object column of ints and None, not floats, so tables print ``3``, not ``3.0``."""
+    import pandas as pd
+
+    from mtl_bench.report.collect import _with_run_columns
+
+    records = [pd.DataFrame({"epoch": [1, 2], "value": [0.5, 0.25]}), pd.DataFrame({"epoch": [1], "value": [0.75]})]
+    rows = [{"run": "a", "cfg.model.width": 3}, {"run": "b", "cfg.model.width": None}]
+    (joined,) = _with_run_columns(records, rows)
+    one_by_one = pd.concat([frame.assign(**row) for frame, row in zip(records, rows)], ignore_index=True)
+    assert joined["cfg.model.width"].tolist() == [3, 3, None] and joined["cfg.model.width"].dtype == object
+    assert joined["cfg.model.width"].dtype == one_by_one["cfg.model.width"].dtype
+    assert joined["run"].tolist() == ["a", "a", "b"] and joined["value"].tolist() == [0.5, 0.25, 0.75]

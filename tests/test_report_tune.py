@@ -262,3 +262,26 @@ def test_plot_task_labels_rename_the_tasks_where_drawn_and_refuse_an_unknown_tas
         main(["plot", str(path), "--kind", "curves", "--task-label", "middle=x", "--out", str(figs)])
     assert err.value.code == 2
     assert "--task-label: no task 'middle' in these runs; their tasks: left, right" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kind", "delta", "--task-label", "left=L"], "--task-label: --kind delta names no task (it names methods)"),
+    (["--kind", "curves", "--task-label", "left=right"],
+     "--task-label left=right: 'right' is another task of these runs; the two would be drawn as one"),
+    (["--kind", "curves", "--task-label", "left=x", "--task-label", "right=x"], "--task-label: two tasks labelled 'x'"),
+])
+def test_plot_task_labels_that_would_mislead_are_refused(tmp_path, capsys, args, message):
+    """A label for a figure without tasks would be dropped unseen; a label that is another task's
+    name, or shared by two tasks, would draw two tasks as one."""
+    path = write_table(tidy(RUNS).results, tmp_path / "runs.csv")
+    with pytest.raises(SystemExit) as err:
+        main(["plot", str(path), *args, "--out", str(tmp_path / "figs")])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_plot_task_labels_may_swap_two_tasks_names(tmp_path):
+    path = write_table(tidy(RUNS).results, tmp_path / "runs.csv")
+    main(["plot", str(path), "--kind", "curves", "--metric", "accuracy", "--task-label", "left=right",
+          "--task-label", "right=left", "--csv", str(tmp_path / "drawn.csv"), "--out", str(tmp_path / "figs")])
+    assert set(pd.read_csv(tmp_path / "drawn.csv")["task"]) == {"left", "right"}

@@ -177,7 +177,10 @@ def _with_run_columns(frames: list[pd.DataFrame], rows: list[dict]) -> list[pd.D
     """The records of every run (``frames[i]`` of ``rows[i]``) with their run's columns, as one frame."""
     if not frames:
         return []
-    runs = pd.DataFrame([{k: v for k, v in row.items() if k not in RECORD_COLUMNS and k != "reason"} for row in rows])
+    # one frame per run, then one concat: a column's type is inferred per run as the records'
+    # frames were built before (an integer setting that one run leaves None stays an object column)
+    runs = pd.concat([pd.DataFrame([{k: v for k, v in row.items() if k not in RECORD_COLUMNS and k != "reason"}])
+                      for row in rows], ignore_index=True)
     records = pd.concat(frames, ignore_index=True)
     which = np.repeat(np.arange(len(frames)), [len(frame) for frame in frames])
     return [pd.concat([runs.take(which).reset_index(drop=True), records], axis=1)]

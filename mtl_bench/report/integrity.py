@@ -83,10 +83,9 @@ def load_records(run_dir: Path) -> tuple[list[dict], list[int]]:
         return [], []
     records, bad = [], []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        line = line.strip()
-        if not line:
+        if not line.strip():
             continue
-        item = _parsed(line)
+        item = _parsed(line.strip(" \t\r\n"))  # as json.loads: JSON's whitespace around a value, no other
         if item is _MALFORMED:
             bad.append(number)
             continue

@@ -63,7 +63,7 @@ import torch
 import torch.distributed as dist
 
 from ..data.tasks import RatioKPI
-from .signals import Interrupted, handling, interrupt_on_signals
+from .signals import Interrupted, handling, interrupt_on_signals, take_noted_stop
 
 
 def environment() -> dict | None:
@@ -576,13 +576,21 @@ def group_ended() -> bool:
     return _ENDED["group"]
 
 
+STOP_SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP")  # ends of a rank that are stops, not crashes
+
+
+class RankCrashed(RuntimeError):
+    """A rank died of a signal that is not a stop (SIGSEGV, SIGABRT, SIGBUS): the run failed."""
+
+
 def _killed_rank(failure) -> Interrupted | None:
-    """A rank ended by a signal it could not handle (SIGKILL: the kernel's out-of-memory killer,
-    ``kill -9``), as an :class:`Interrupted` that names it; None for any other end. Ranks stopped
-    by a handled signal end in order (exit 0), so a signal here is a kill."""
+    """A rank ended by a stop signal it could not handle (SIGKILL: the kernel's out-of-memory
+    killer, ``kill -9``; SIGTERM before its handler was in place), as an :class:`Interrupted` that
+    names it; None for any other end (a crash - SIGSEGV, SIGABRT - is a failure). Ranks stopped by
+    a handled signal end in order (exit 0), so a signal here is a kill."""
     import torch.multiprocessing as mp
 
-    if not isinstance(failure, mp.ProcessExitedException) or not failure.signal_name:
+    if not isinstance(failure, mp.ProcessExitedException) or failure.signal_name not in STOP_SIGNALS:
         return None
     signum = signal.Signals[failure.signal_name]
     hint = " (the out-of-memory killer, or kill -9)" if signum == signal.SIGKILL else ""
@@ -617,6 +625,9 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
     failure = None
     outcomes = []
     with handling(forward):
+        noted = take_noted_stop()  # a stop that came while the ranks were started (a sweep's worker)
+        if noted is not None:
+            forward(noted, None)
         try:
             while not processes.join(timeout=0.5):
                 while not results.empty():
@@ -627,9 +638,13 @@ def launch_local(nproc: int, fn, args: tuple, cpu: bool):
             failure = err
     while not results.empty():
         outcomes.append(results.get())
-    killed = _killed_rank(failure) if not received else None
-    if killed is not None:  # before the survivors' stop: torch ended them with SIGTERM for it
-        raise killed
+    if not received:  # before the survivors' stop: torch ended them with SIGTERM for it
+        killed = _killed_rank(failure)
+        if killed is not None:
+            raise killed
+        if isinstance(failure, mp.ProcessExitedException) and failure.signal_name:
+            raise RankCrashed(f"rank {failure.error_index} of the local distributed run died of "
+                              f"{failure.signal_name} (exit code {failure.exit_code})")
     raised = [value for kind, value in outcomes if kind == "raised"]
     # a stop comes first: a rank whose peer stopped before it fails in a collective
     raised.sort(key=lambda err: not isinstance(err, Interrupted))

@@ -87,7 +87,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
                                 cpu=device.type == "cpu")
         except Interrupted as stop:
             if stop.how:  # a rank was killed outright: rank 0 could not say so (or died before it could)
-                _mark_killed(Path(run_dir), stop)
+                _mark_ended(Path(run_dir), status="interrupted", signal=stop.name, stopped_by=stop.how)
+            raise
+        except distributed.RankCrashed as crash:
+            _mark_ended(Path(run_dir), status="failed", error=f"{type(crash).__name__}: {crash}")
             raise
     seed_everything(cfg.seed, config.deterministic)
     # context: None unless launched as several processes (torchrun, SLURM tasks); device: this rank's
@@ -109,13 +112,15 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, on_resumable=None) -> d
             distributed.ended_a_group()
 
 
-def _mark_killed(run_dir: Path, stop: Interrupted) -> None:
-    """The summary of a run whose rank was killed: ``interrupted`` by that signal, with how. Rank 0
-    wrote ``running`` at its last finished epoch (if it was the one killed) or ``interrupted`` by the
-    SIGTERM torch sent the survivors; its epochs, steps and checkpoint are those of that epoch."""
+def _mark_ended(run_dir: Path, **how) -> None:
+    """The summary of a local distributed run whose rank was killed or crashed, updated with
+    ``how`` it ended (rank 0 could not say it: it wrote ``running`` at its last finished epoch if it
+    was the one that died, ``interrupted`` by the SIGTERM torch sent the survivors, or ``failed``
+    when a collective broke first; its epochs, steps and checkpoint are its last finished epoch's)."""
     summary = read_summary(run_dir)
-    if summary is not None and summary.get("status") in ("running", "interrupted"):
-        summary.update(status="interrupted", signal=stop.name, stopped_by=stop.how)
+    if summary is not None and summary.get("status") in ("running", "interrupted", "failed"):
+        summary.pop("signal", None)
+        summary.update(how)
         write_summary(run_dir, summary)
 
 

@@ -25,7 +25,32 @@ class Interrupted(KeyboardInterrupt):
         return type(self), (self.signum, self.how)
 
 
-_state = {"holding": 0, "pending": None, "raised": None}
+_state = {"holding": 0, "pending": None, "raised": None, "stop": None}
+
+
+def note_stop(signum: int) -> None:
+    """A stop signal that came while no run's handler was in place (a sweep's, while a job is set
+    up): the next :func:`interrupt_on_signals` block raises it at once."""
+    _state["stop"] = signum
+
+
+def forget_stop() -> None:
+    """A new job starts: a stop noted before it (between two jobs) is not its own."""
+    _state["stop"] = None
+
+
+def take_noted_stop() -> int | None:
+    """The stop :func:`note_stop` kept (None: none), forgotten once taken."""
+    signum, _state["stop"] = _state["stop"], None
+    return signum
+
+
+def raise_noted_stop() -> None:
+    """Raise :class:`Interrupted` for a stop :func:`note_stop` kept, if any."""
+    signum = take_noted_stop()
+    if signum is not None:
+        _state["raised"] = signum
+        raise Interrupted(signum)
 
 
 def _raise_interrupted(signum, frame):
@@ -54,9 +79,11 @@ def deferred_signals():
 
 @contextlib.contextmanager
 def interrupt_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
-    """Within the block, ``signums`` whose handler is Python's default raise :class:`Interrupted`."""
+    """Within the block, ``signums`` whose handler is Python's default raise :class:`Interrupted`
+    (and a stop noted before it, :func:`note_stop`, is raised on entry)."""
     _state["raised"] = None
     with handling(_raise_interrupted, signums):
+        raise_noted_stop()
         yield
 
 
