@@ -62,7 +62,8 @@ def clear(sweep_dir: Path) -> None:
 
 
 def release() -> None:
-    """The sweep's process gives SIGTERM and SIGINT back (its sweep ended, however)."""
+    """The sweep's process gives SIGTERM and SIGINT back, and joblib's loky workers start as joblib
+    starts them (its sweep ended, however)."""
     handlers, _state["handlers"] = _state["handlers"], None
     if handlers is not None:
         handlers.__exit__(None, None, None)
