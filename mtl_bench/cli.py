@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from . import sweep_stop
-from .train.signals import forget_stop
+from .train.signals import take_noted_stop
 from .paths import config_dir  # noqa: F401  (mtl_bench.cli.config_dir, as before)
 
 USAGE = """usage: mtl-bench COMMAND [ARGS]
@@ -107,7 +107,7 @@ def _task(cfg) -> dict | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     _SWEEP_PLAN.clear()  # a job started: the sweep's plan stays whatever happens next
-    forget_stop()  # a signal that came before this job (to an idle worker) is not its own
+    take_noted_stop()  # a signal that came before this job (to an idle worker) is not its own
     if hydra_cfg.mode == RunMode.MULTIRUN and sweep_stop.watches(hydra_cfg.launcher):
         if sweep_stop.stopped_by(_sweep_dir(hydra_cfg)):  # a signal stopped the sweep: this job is not started
             return _skip(hydra_cfg, run_dir)

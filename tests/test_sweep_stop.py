@@ -161,7 +161,7 @@ def test_a_stop_that_comes_while_a_run_is_set_up_stops_it_when_training_would_st
     """A worker's handler (a run being set up: its data and model built) only notes the signal; the
     run's own handler raises it as soon as it is in place, instead of the run training on."""
     from mtl_bench import sweep_stop
-    from mtl_bench.train.signals import Interrupted, forget_stop, interrupt_on_signals
+    from mtl_bench.train.signals import Interrupted, interrupt_on_signals, take_noted_stop
 
     sweep_stop._on_signal(signal.SIGTERM, None)  # not the sweep's own process: no stop file is written
     with pytest.raises(Interrupted) as stop:
@@ -171,14 +171,14 @@ def test_a_stop_that_comes_while_a_run_is_set_up_stops_it_when_training_would_st
     with interrupt_on_signals():  # taken once
         pass
     sweep_stop._on_signal(signal.SIGINT, None)
-    forget_stop()  # the next job of the worker starts: a stop that came between two jobs is not its own
+    take_noted_stop()  # the next job of the worker starts: a stop that came between two jobs is not its own
     with interrupt_on_signals():
         pass
 
 
 def test_the_sweeps_own_process_marks_the_sweep_stopped_and_tells_once(tmp_path, capfd):
     from mtl_bench import sweep_stop
-    from mtl_bench.train.signals import forget_stop
+    from mtl_bench.train.signals import take_noted_stop
 
     sweep_stop.watch(tmp_path)
     try:
@@ -186,7 +186,7 @@ def test_the_sweeps_own_process_marks_the_sweep_stopped_and_tells_once(tmp_path,
         sweep_stop._on_signal(signal.SIGINT, None)
     finally:
         sweep_stop.release()
-        forget_stop()
+        take_noted_stop()
     assert sweep_stop.stopped_by(tmp_path) == "SIGTERM"  # the first signal's name
     assert capfd.readouterr().err.count("stopping the sweep") == 1
     assert sweep_stop.report(tmp_path, "1 interrupted", []) == 128 + signal.SIGTERM

@@ -34,23 +34,11 @@ def note_stop(signum: int) -> None:
     _state["stop"] = signum
 
 
-def forget_stop() -> None:
-    """A new job starts: a stop noted before it (between two jobs) is not its own."""
-    _state["stop"] = None
-
-
 def take_noted_stop() -> int | None:
-    """The stop :func:`note_stop` kept (None: none), forgotten once taken."""
+    """The stop :func:`note_stop` kept (None: none), forgotten once taken (a new job of a sweep's
+    worker forgets one that came before it: it is not its own)."""
     signum, _state["stop"] = _state["stop"], None
     return signum
-
-
-def raise_noted_stop() -> None:
-    """Raise :class:`Interrupted` for a stop :func:`note_stop` kept, if any."""
-    signum = take_noted_stop()
-    if signum is not None:
-        _state["raised"] = signum
-        raise Interrupted(signum)
 
 
 def _raise_interrupted(signum, frame):
@@ -83,7 +71,9 @@ def interrupt_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
     (and a stop noted before it, :func:`note_stop`, is raised on entry)."""
     _state["raised"] = None
     with handling(_raise_interrupted, signums):
-        raise_noted_stop()
+        noted = take_noted_stop()
+        if noted is not None:
+            _raise_interrupted(noted, None)
         yield
 
 
